@@ -1,0 +1,5 @@
+import sys
+
+from rxinvest.cli import main
+
+sys.exit(main())
