@@ -248,9 +248,9 @@ def _enc_money(value: object, where: str, full: bool) -> dict[str, Any]:
 def _enc_timestamp(value: object, where: str) -> str:
     if not isinstance(value, datetime) or value.tzinfo is None:
         raise EncodeError(f"{where}: expected an aware datetime, got {value!r}")
-    value = value.astimezone(UTC)
-    fraction = f".{value.microsecond:06d}" if value.microsecond else ""
-    return f"{value:%Y-%m-%dT%H:%M:%S}{fraction}Z"
+    # isoformat pads the year to four digits (strftime's %Y does not on every platform) and leaves
+    # out a zero fraction, as proto3 JSON printers do.
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
 
 
 def _enc_enum(value: object, where: str, cls: type[enum.Enum]) -> str:
@@ -360,12 +360,18 @@ class _Generated:
     def _struct(self, cls: type) -> type[msgspec.Struct]:
         if cls in self.structs:
             return self.structs[cls]
-        fields: list[tuple[str, Any, None]] = []
+        camel: list[tuple[str, Any, None]] = []
+        snake: list[tuple[str, Any, None]] = []
         for spec in fields_of(cls):
             wire: Any = _SCALAR_WIRE_TYPES.get(spec.kind) or self._struct(spec.target)
             if spec.repeated:
                 wire = list[wire]
-            fields.extend((key, wire | None, None) for key in _keys(spec))
+            first, *other = _keys(spec)
+            camel.append((first, wire | None, None))
+            snake.extend((key, wire | None, None) for key in other)
+        # msgspec looks a key up fastest when it is the field after the previous one, so the order is
+        # the proto's, camelCase keys first: the ``json`` dialect (the default) hits every time.
+        fields = camel + snake
         # gc=False: wire structs live for one decode and hold no cycles, so untracked allocation is safe.
         struct = msgspec.defstruct(f"{cls.__name__}Wire", fields, kw_only=True, gc=False)
         self.structs[cls] = struct
@@ -552,7 +558,7 @@ def _member_name(cls: type) -> str:
 class _Oneof:
     """Decodes a frame whose top level is a oneof: one struct with a field per member key.
 
-    The generated ``__call__`` tries the members in order; having found one set, it checks that the
+    The generated ``decode`` tries the members in order; having found one set, it checks that the
     members after it are unset (those before it are known to be), since a oneof holds one member.
     """
 
@@ -565,8 +571,9 @@ class _Oneof:
         for cls in classes:
             proto = _member_name(cls)
             members.extend((key, cls) for key in dict.fromkeys((json_name(proto), proto)))
-        fields: list[tuple[str, Any, None]] = [(key, _CODE.structs[cls] | None, None) for key, cls in members]
-        fields += [(key, msgspec.Raw | None, None) for key in self._ERROR_KEYS]
+        fields: list[tuple[str, Any, Any]] = [(key, _CODE.structs[cls] | None, None) for key, cls in members]
+        # Kept raw (an empty Raw when absent): parsed only when a frame has no member.
+        fields += [(key, msgspec.Raw, msgspec.Raw()) for key in self._ERROR_KEYS]
         struct = msgspec.defstruct(f"{name}Wire", fields, kw_only=True, gc=False)
         namespace: dict[str, Any] = {
             "_decode": msgspec.json.Decoder(struct).decode,
@@ -581,24 +588,25 @@ class _Oneof:
             lines.append(f"        return _c{i}(v)")
         lines.append("    return _fallback(t, data)")
         exec(compile("\n".join(lines), f"<rxinvest.wire: {name}>", "exec"), namespace)  # noqa: S102
-        self.__call__ = namespace["decode"]  # type: ignore[method-assign]
+        self.decode: Callable[[Any], Any] = namespace["decode"]
         self.members = members
-
-    def __call__(self, data: Any) -> Any:  # replaced per instance by the generated function
-        raise NotImplementedError
 
     def _more_than_one(self, top: Any) -> None:
         keys = ", ".join(key for key, _ in self.members if getattr(top, key) is not None)
         raise _Malformed(f"more than one payload key: {keys}")
 
     def _error_forms(self, top: Any, data: Any) -> Any:
-        if top.result is not None:  # the grpc-gateway wrapping of a stream message
-            return self.__call__(top.result)
-        if top.error is not None:
+        if _present(top.result):  # the grpc-gateway wrapping of a stream message
+            return self.decode(top.result)
+        if _present(top.error):
             return _status(top.error)
-        if top.code is not None and top.message is not None:
+        if _present(top.code) and _present(top.message):
             return _status(data)
         raise _Malformed(f"no {self.name} payload key in the frame")
+
+
+def _present(raw: msgspec.Raw) -> bool:
+    return len(raw) > 0 and bytes(raw) != b"null"
 
 
 _status_decoder = msgspec.json.Decoder(_StatusWire)
@@ -618,15 +626,17 @@ class _Plain:
     """Decodes a frame that is one plain message (the account streams' requests)."""
 
     def __init__(self, cls: type) -> None:
-        self.decoder = msgspec.json.Decoder(_CODE.structs[cls])
-        self.convert = _CODE.converters[cls]
-
-    def __call__(self, data: Any) -> Any:
-        return self.convert(self.decoder.decode(data))
+        self.name = cls.__name__
+        parse, convert = msgspec.json.Decoder(_CODE.structs[cls]).decode, _CODE.converters[cls]
+        self.decode: Callable[[Any], Any] = lambda data: convert(parse(data))
 
 
 _RESPONSE_DECODERS: dict[str, _Oneof] = {
-    stream: _Oneof(stream.value, classes) for stream, classes in _RESPONSES.items()
+    stream.value: _Oneof(stream.value, classes) for stream, classes in _RESPONSES.items()
+}
+# The generated functions themselves, keyed by plain str: the hot path skips two attribute lookups.
+_RESPONSE_FUNCTIONS: dict[str, Callable[[Any], Any]] = {
+    name: decoder.decode for name, decoder in _RESPONSE_DECODERS.items()
 }
 _REQUEST_DECODERS: dict[str, _Oneof | _Plain] = {
     Stream.MARKET_DATA: _Oneof("MarketDataRequest", _MARKET_DATA_REQUESTS),
@@ -661,13 +671,13 @@ def decode(data: str | bytes | bytearray | memoryview, *, stream: str) -> Messag
     Raises :class:`~rxinvest.errors.DecodeError` (with a truncated copy of ``data``) for anything
     malformed, and :class:`~rxinvest.errors.ConfigurationError` for an unknown ``stream``.
     """
-    decoder = _RESPONSE_DECODERS.get(stream)
-    if decoder is None:
-        decoder = _RESPONSE_DECODERS[Stream.parse(stream)]
+    function = _RESPONSE_FUNCTIONS.get(stream)
+    if function is None:
+        function = _RESPONSE_FUNCTIONS[Stream.parse(stream).value]
     try:
-        return decoder.__call__(data)
+        return function(data)
     except Exception:  # keep the common path free of the extra call into _run
-        return _run(decoder.__call__, data, decoder.name)
+        return _run(function, data, stream)
 
 
 def decode_request(data: str | bytes | bytearray | memoryview, *, stream: str) -> Message:
@@ -678,7 +688,7 @@ def decode_request(data: str | bytes | bytearray | memoryview, *, stream: str) -
     :func:`decode`.
     """
     decoder = _REQUEST_DECODERS[Stream.parse(stream)]
-    return _run(decoder, data, f"{stream} request")
+    return _run(decoder.decode, data, f"{stream} request")
 
 
 def load(cls: type, data: Any) -> Any:
