@@ -26,6 +26,38 @@ def _decode(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _sim(args: argparse.Namespace) -> int:
+    """Run the simulator until interrupted, printing where to connect."""
+    import signal
+    import time
+
+    from rxinvest.sim import Faults, serve
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)  # stop cleanly under service managers and `timeout`
+
+    faults = Faults.parse(args.fault)
+    with serve(
+        port=args.port, seed=args.seed, scenario=args.scenario, speed=args.speed, faults=faults
+    ) as sim:
+        next_faults = Faults.parse(args.fault_next)
+        if next_faults.any:
+            sim.fault_next(next_faults)
+        print(f"rxinvest simulator listening on {sim.base_url}", flush=True)
+        print(f"token (full access): {sim.token}", flush=True)
+        print(f"token (market data only): {sim.readonly_token}", flush=True)
+        print(f"accounts: {', '.join(sim.accounts)}", flush=True)
+        print("press Ctrl-C to stop", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("stopping", flush=True)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rxinvest", description=__doc__)
     parser.add_argument("--version", action="version", version=f"rxinvest {__version__}")
@@ -34,10 +66,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     decoder.add_argument("--stream", required=True, choices=[s.value for s in Stream])
     decoder.add_argument("file", nargs="?", default="-", help="a file of frames, or - for stdin")
     decoder.set_defaults(run=_decode)
+
+    from rxinvest.sim.market import SCENARIOS
+
+    sim = commands.add_parser("sim", help="run the local simulator of the T-Invest WebSocket proxy")
+    sim.add_argument("--port", type=int, default=8765, help="TCP port on 127.0.0.1 (0: any free port)")
+    sim.add_argument("--seed", type=int, default=1, help="seed of the simulated market and accounts")
+    sim.add_argument("--scenario", default="normal", choices=sorted(SCENARIOS))
+    sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
+    sim.add_argument(
+        "--fault", action="append", default=[], metavar="NAME=VALUE", help="a fault of every connection"
+    )
+    sim.add_argument(
+        "--fault-next",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a fault of the next connection",
+    )
+    sim.set_defaults(run=_sim)
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
-    except RxInvestError as exc:
+    except (RxInvestError, ValueError) as exc:
         print(f"rxinvest: {exc}", file=sys.stderr)
         return 2
 

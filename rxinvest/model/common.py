@@ -4,27 +4,21 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, TypeVar, dataclass_transform
+from typing import Any
 
 import attrs
 
-__all__ = ["INT32", "Money", "Ping", "PingDelaySettings", "PingRequest", "RpcStatus", "int32", "message"]
+__all__ = ["INT32", "Money", "Ping", "PingDelaySettings", "PingRequest", "RpcStatus", "int32"]
+
+# Every message class is ``@attrs.frozen(kw_only=True, weakref_slot=False)``: frozen, slotted, compared
+# and hashed by value, keyword-only. Spelled out on each class so that type checkers' attrs support
+# (``attrs.evolve``, ``attrs.fields``) sees them. No ``__weakref__`` slot: values are never weakly
+# referenced, and without it the codec can build instances in a mutable twin of identical layout and
+# then switch their class (see wire.codec).
 
 # Field metadata key marking proto int32 fields (a JSON number on the wire, range -2**31..2**31-1).
 # Every other ``int`` field of the model is a proto int64.
 INT32 = "rxinvest.int32"
-
-_C = TypeVar("_C", bound=type)
-
-
-@dataclass_transform(frozen_default=True, kw_only_default=True, field_specifiers=(attrs.field,))
-def message(cls: _C) -> _C:
-    """Class decorator of every wire message: frozen, slotted, compared and hashed by value, keyword-only.
-
-    No ``__weakref__`` slot: values are never weakly referenced, and without it the codec can build
-    instances in a mutable twin of identical layout and then switch their class (see wire.codec).
-    """
-    return attrs.frozen(cls, kw_only=True, weakref_slot=False)
 
 
 def int32(default: int | None = 0) -> Any:
@@ -48,7 +42,7 @@ class Money:
     currency: str = attrs.field(default="", converter=_lower)
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class Ping:
     """Server keep-alive, sent on every stream (default every 120 s; see ``PingDelaySettings``)."""
 
@@ -58,21 +52,21 @@ class Ping:
     ping_request_time: datetime | None = None
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class PingRequest:
     """Client ping on MarketDataStream; the server answers with a ``Ping``."""
 
     time: datetime | None = None
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class PingDelaySettings:
     """Server ping interval for MarketDataStream, in milliseconds (5 000-180 000; ``None``: default)."""
 
     ping_delay_ms: int | None = int32(None)
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class RpcStatus:
     """A stream-level error the proxy sends in-band (a ``google.rpc.Status``-like object).
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from rxinvest.model.common import PingDelaySettings, int32, message
+import attrs
+
+from rxinvest.model.common import PingDelaySettings, int32
 from rxinvest.model.enums import (
     CandleSource,
     CandleSourceFilter,
@@ -58,7 +60,7 @@ __all__ = [
 # --- requests -------------------------------------------------------------------------------------
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class CandleInstrument:
     """One instrument of a candle subscription; ``instrument_id`` is a FIGI, uid or ``TICKER_CLASS``."""
 
@@ -67,7 +69,7 @@ class CandleInstrument:
     instrument_id: str = ""
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class SubscribeCandlesRequest:
     """(Un)subscribe candles; ``waiting_close=True`` sends only closed candles."""
 
@@ -77,7 +79,7 @@ class SubscribeCandlesRequest:
     candle_source_type: CandleSourceFilter | None = None
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class OrderBookInstrument:
     """One instrument of a book subscription; ``depth`` is 1, 10, 20, 30, 40 or 50 levels."""
 
@@ -87,19 +89,19 @@ class OrderBookInstrument:
     order_book_type: OrderBookType = OrderBookType.ORDERBOOK_TYPE_UNSPECIFIED
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class SubscribeOrderBookRequest:
     subscription_action: SubscriptionAction = SubscriptionAction.SUBSCRIPTION_ACTION_UNSPECIFIED
     instruments: tuple[OrderBookInstrument, ...] = ()
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class TradeInstrument:
     figi: str = ""  # deprecated by the API: use instrument_id
     instrument_id: str = ""
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class SubscribeTradesRequest:
     """(Un)subscribe anonymous trades; ``with_open_interest`` adds ``OpenInterest`` for futures."""
 
@@ -109,13 +111,13 @@ class SubscribeTradesRequest:
     with_open_interest: bool = False
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class InfoInstrument:
     figi: str = ""  # deprecated by the API: use instrument_id
     instrument_id: str = ""
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class SubscribeInfoRequest:
     """(Un)subscribe trading statuses."""
 
@@ -123,24 +125,24 @@ class SubscribeInfoRequest:
     instruments: tuple[InfoInstrument, ...] = ()
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class LastPriceInstrument:
     figi: str = ""  # deprecated by the API: use instrument_id
     instrument_id: str = ""
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class SubscribeLastPriceRequest:
     subscription_action: SubscriptionAction = SubscriptionAction.SUBSCRIPTION_ACTION_UNSPECIFIED
     instruments: tuple[LastPriceInstrument, ...] = ()
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class GetMySubscriptions:
     """Ask for the active subscriptions; the answer is one ``Subscribe*Response`` per kind."""
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class MarketDataServerSideStreamRequest:
     """The single request of MarketDataServerSideStream: every subscription kind at once."""
 
@@ -155,7 +157,7 @@ class MarketDataServerSideStreamRequest:
 # --- subscription results -------------------------------------------------------------------------
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class CandleSubscription:
     figi: str = ""
     interval: SubscriptionInterval = SubscriptionInterval.SUBSCRIPTION_INTERVAL_UNSPECIFIED
@@ -170,13 +172,13 @@ class CandleSubscription:
     class_code: str = ""
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class SubscribeCandlesResponse:
     tracking_id: str = ""
     candles_subscriptions: tuple[CandleSubscription, ...] = ()
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class OrderBookSubscription:
     figi: str = ""
     depth: int = int32()
@@ -190,13 +192,13 @@ class OrderBookSubscription:
     class_code: str = ""
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class SubscribeOrderBookResponse:
     tracking_id: str = ""
     order_book_subscriptions: tuple[OrderBookSubscription, ...] = ()
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class TradeSubscription:
     figi: str = ""
     subscription_status: SubscriptionStatus = SubscriptionStatus.SUBSCRIPTION_STATUS_UNSPECIFIED
@@ -209,14 +211,14 @@ class TradeSubscription:
     class_code: str = ""
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class SubscribeTradesResponse:
     tracking_id: str = ""
     trade_subscriptions: tuple[TradeSubscription, ...] = ()
     trade_source: TradeSourceType = TradeSourceType.TRADE_SOURCE_UNSPECIFIED
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class InfoSubscription:
     figi: str = ""
     subscription_status: SubscriptionStatus = SubscriptionStatus.SUBSCRIPTION_STATUS_UNSPECIFIED
@@ -228,13 +230,13 @@ class InfoSubscription:
     class_code: str = ""
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class SubscribeInfoResponse:
     tracking_id: str = ""
     info_subscriptions: tuple[InfoSubscription, ...] = ()
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class LastPriceSubscription:
     figi: str = ""
     subscription_status: SubscriptionStatus = SubscriptionStatus.SUBSCRIPTION_STATUS_UNSPECIFIED
@@ -246,7 +248,7 @@ class LastPriceSubscription:
     class_code: str = ""
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class SubscribeLastPriceResponse:
     tracking_id: str = ""
     last_price_subscriptions: tuple[LastPriceSubscription, ...] = ()
@@ -255,7 +257,7 @@ class SubscribeLastPriceResponse:
 # --- market events --------------------------------------------------------------------------------
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class Candle:
     """An OHLCV candle; ``time`` is the start of its interval, ``volume*`` are in lots.
 
@@ -280,7 +282,7 @@ class Candle:
     candle_source_type: CandleSource = CandleSource.CANDLE_SOURCE_UNSPECIFIED
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class Trade:
     """An anonymous market trade; ``quantity`` in lots, ``time`` exchange time."""
 
@@ -295,7 +297,7 @@ class Trade:
     class_code: str = ""
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class Order:
     """One order-book level: a price per unit and a quantity in lots."""
 
@@ -303,7 +305,7 @@ class Order:
     quantity: int = 0
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class OrderBook:
     """A full order-book snapshot (not a delta); ``is_consistent=False`` means levels may be missing.
 
@@ -324,7 +326,7 @@ class OrderBook:
     class_code: str = ""
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class TradingStatus:
     figi: str = ""
     trading_status: SecurityTradingStatus = SecurityTradingStatus.SECURITY_TRADING_STATUS_UNSPECIFIED
@@ -336,7 +338,7 @@ class TradingStatus:
     class_code: str = ""
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class LastPrice:
     figi: str = ""
     price: Decimal | None = None
@@ -347,7 +349,7 @@ class LastPrice:
     last_price_type: LastPriceType = LastPriceType.LAST_PRICE_UNSPECIFIED
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class OpenInterest:
     """Open interest of a future (only with ``with_open_interest=True`` on the trades subscription)."""
 

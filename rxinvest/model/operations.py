@@ -8,7 +8,9 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from rxinvest.model.common import Money, PingDelaySettings, message
+import attrs
+
+from rxinvest.model.common import Money, PingDelaySettings
 from rxinvest.model.enums import PortfolioSubscriptionStatus, PositionsAccountSubscriptionStatus
 
 __all__ = [
@@ -30,13 +32,13 @@ __all__ = [
 ]
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class PortfolioStreamRequest:
     accounts: tuple[str, ...] = ()
     ping_settings: PingDelaySettings | None = None
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class PositionsStreamRequest:
     """Subscribe to positions; ``with_initial_positions`` sends a ``PositionsResponse`` snapshot first."""
 
@@ -45,7 +47,7 @@ class PositionsStreamRequest:
     ping_settings: PingDelaySettings | None = None
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class AccountSubscriptionStatus:
     account_id: str = ""
     subscription_status: PortfolioSubscriptionStatus = (
@@ -53,14 +55,14 @@ class AccountSubscriptionStatus:
     )
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class PortfolioSubscriptionResult:
     accounts: tuple[AccountSubscriptionStatus, ...] = ()
     tracking_id: str = ""
     stream_id: str = ""
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class PortfolioPosition:
     """A portfolio position; ``quantity`` in units (may be fractional), prices per unit."""
 
@@ -85,7 +87,7 @@ class PortfolioPosition:
     class_code: str = ""
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class VirtualPortfolioPosition:
     position_uid: str = ""
     instrument_uid: str = ""
@@ -103,7 +105,7 @@ class VirtualPortfolioPosition:
     class_code: str = ""
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class PortfolioResponse:
     """A full portfolio snapshot of one account; yields in percent, totals in the account currency."""
 
@@ -123,7 +125,7 @@ class PortfolioResponse:
     daily_yield_relative: Decimal | None = None
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class PositionsSubscriptionStatus:
     account_id: str = ""
     subscription_status: PositionsAccountSubscriptionStatus = (
@@ -131,20 +133,20 @@ class PositionsSubscriptionStatus:
     )
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class PositionsSubscriptionResult:
     accounts: tuple[PositionsSubscriptionStatus, ...] = ()
     tracking_id: str = ""
     stream_id: str = ""
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class PositionsMoney:
     available_value: Money | None = None
     blocked_value: Money | None = None
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class PositionsSecurities:
     """Securities balance in units: ``balance`` is unblocked, ``blocked`` held by active orders."""
 
@@ -159,7 +161,7 @@ class PositionsSecurities:
     instrument_type: str = ""
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class PositionsFutures:
     figi: str = ""
     blocked: int = 0
@@ -170,7 +172,7 @@ class PositionsFutures:
     class_code: str = ""
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class PositionsOptions:
     position_uid: str = ""
     instrument_uid: str = ""
@@ -180,7 +182,7 @@ class PositionsOptions:
     balance: int = 0
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class PositionData:
     """Positions changed by one operation at ``date`` (PositionsStream ``position``)."""
 
@@ -192,7 +194,7 @@ class PositionData:
     date: datetime | None = None
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class PositionsResponse:
     """All positions of an account (PositionsStream ``initial_positions``); money as plain lists."""
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from rxinvest.model.common import Money, int32, message
+import attrs
+
+from rxinvest.model.common import Money, int32
 from rxinvest.model.enums import (
     MarkerType,
     OrderDirection,
@@ -27,7 +29,7 @@ __all__ = [
 ]
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class OrderStateStreamRequest:
     """Subscribe to order states of ``accounts``; ``ping_delay_millis`` is 1 000-120 000 ms."""
 
@@ -35,7 +37,7 @@ class OrderStateStreamRequest:
     ping_delay_millis: int | None = int32(None)
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class TradesStreamRequest:
     """Subscribe to order fills of ``accounts`` (deprecated stream); ``ping_delay_ms`` 5 000-180 000."""
 
@@ -43,7 +45,7 @@ class TradesStreamRequest:
     ping_delay_ms: int | None = int32(None)
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class ErrorDetail:
     """Why an account subscription failed; ``code`` is an API error code as text."""
 
@@ -51,7 +53,7 @@ class ErrorDetail:
     message: str = ""
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class SubscriptionResponse:
     """Result of an OrderStateStream / TradesStream subscription."""
 
@@ -62,7 +64,7 @@ class SubscriptionResponse:
     error: ErrorDetail | None = None
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class OrderTrade:
     """One fill: price per unit; ``quantity`` in units (pieces) per the contract, not lots."""
 
@@ -72,7 +74,7 @@ class OrderTrade:
     trade_id: str = ""
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class OrderTrades:
     """Fills of one order (TradesStream)."""
 
@@ -85,7 +87,7 @@ class OrderTrades:
     instrument_uid: str = ""
 
 
-@message
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class OrderState:
     """One status change of an order (proto ``OrderStateStreamResponse.OrderState``).
 
