@@ -24,6 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check rxinvest tests benchmarks
 	$(BIN)/ruff format --check rxinvest tests benchmarks
 	$(BIN)/mypy --strict rxinvest
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/decode.py

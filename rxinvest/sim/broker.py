@@ -801,7 +801,12 @@ def _valued(instrument: Instrument, holding: _Holding, last_price: Decimal) -> P
         average_position_price=_rub(holding.average),
         expected_yield=(current - holding.average) * holding.total,
         current_nkd=_rub(Decimal(0)) if instrument.kind == "bond" else None,
+        # Deprecated by the API but still sent: the average price in points, and lots.
+        average_position_price_pt=holding.average,
         current_price=_rub(current),
+        # FIFO and average-cost prices differ only after partial sales; the simulator keeps one.
+        average_position_price_fifo=_rub(holding.average),
+        quantity_lots=(Decimal(holding.total) / instrument.lot).quantize(_NANO),
         blocked_lots=Decimal(holding.blocked),
         position_uid=instrument.position_uid,
         instrument_uid=instrument.uid,
@@ -818,7 +823,10 @@ def _rouble_position(money: Decimal, blocked: Decimal) -> PortfolioPosition:
         quantity=money,
         average_position_price=_rub(Decimal(1)),
         expected_yield=Decimal(0),
+        average_position_price_pt=Decimal(1),
         current_price=_rub(Decimal(1)),
+        average_position_price_fifo=_rub(Decimal(1)),
+        quantity_lots=money,
         blocked_lots=blocked,
         position_uid=_RUB_POSITION_UID,
         instrument_uid=_RUB_UID,

@@ -31,7 +31,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from http import HTTPStatus
@@ -406,7 +406,11 @@ class _Connection:
     async def _burst(self) -> None:
         """Send pre-built frames for the subscribed books and trades as fast as the socket takes them."""
         self.bursting = True
-        frames = self.sim.burst_frames(self.subscriptions, self.dialect)
+        frames = self.sim.burst_frames(
+            books={sub.instrument.uid: sub.depth for sub in self.subscriptions.of("order_books").values()},
+            trades=[sub.instrument.uid for sub in self.subscriptions.of("trades").values()],
+            dialect=self.dialect,
+        )
         limit = self.faults.burst_frames
         try:
             for count, frame in enumerate(itertools.cycle(frames)):
@@ -478,6 +482,7 @@ class Simulator:
         self._connections: dict[int, _Connection] = {}
         self._closed_connections: list[ConnectionInfo] = []
         self._frames: dict[tuple[int, str], str] = {}
+        self._burst_cache: dict[Any, list[str]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
@@ -676,17 +681,34 @@ class Simulator:
             book = attrs.evolve(book, bids=book.bids[::2], is_consistent=False)
         return book
 
-    def burst_frames(self, subscriptions: SubscriptionBook, dialect: str, steps: int = 200) -> list[str]:
-        """Frames of the subscribed books and trades over ``steps`` steps of a private market copy."""
+    def burst_frames(
+        self,
+        *,
+        books: Mapping[str, int] | None = None,
+        trades: Iterable[str] = (),
+        dialect: str = "json",
+        steps: int = 200,
+    ) -> list[str]:
+        """The frames burst mode sends: ``books`` (instrument id -> depth) and ``trades`` (instrument
+        ids) over ``steps`` steps of a private copy of the market, encoded once and kept."""
+        key = (tuple(sorted((books or {}).items())), tuple(sorted(trades)), dialect, steps)
+        cached = self._burst_cache.get(key)
+        if cached is None:
+            cached = self._burst_cache[key] = self._make_burst_frames(books or {}, trades, dialect, steps)
+        return cached
+
+    def _make_burst_frames(
+        self, books: Mapping[str, int], trades: Iterable[str], dialect: str, steps: int
+    ) -> list[str]:
         market = Market(
             self.instruments, seed=self.seed, start=self.market.now, step=timedelta(seconds=self.step_seconds)
         )
-        books = {sub.instrument.uid: sub.depth for sub in subscriptions.of("order_books").values()}
-        traded = {sub.instrument.uid for sub in subscriptions.of("trades").values()}
+        depths = {self.index[i].uid: depth for i, depth in books.items()}
+        traded = {self.index[i].uid for i in trades}
+        full = self.emit_defaults
         frames: list[str] = []
         for _ in range(steps):
             events = market.step()
-            full = self.emit_defaults
             frames += [
                 encode(t, dialect=dialect, include_defaults=full)
                 for t in events.trades
@@ -694,7 +716,7 @@ class Simulator:
             ]
             frames += [
                 encode(market.book(uid, d), dialect=dialect, include_defaults=full)
-                for uid, d in books.items()
+                for uid, d in depths.items()
             ]
         return frames or [encode(m.Ping(time=market.now), dialect=dialect)]
 
