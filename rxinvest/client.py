@@ -1,0 +1,75 @@
+"""``connect()``: the one call that gives a :class:`~rxinvest.streams.Client`, against the embedded
+simulator, production, the sandbox or any base URL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from reactivex import abc
+
+from rxinvest.errors import ConfigurationError
+from rxinvest.streams import Client
+from rxinvest.wire import resolve_base_url
+
+__all__ = ["connect"]
+
+
+def connect(
+    token: str | None = None,
+    *,
+    target: str | None = None,
+    dialect: str = "json",
+    app_name: str | None = "rxinvest",
+    ping_delay: float | None = None,
+    scheduler: abc.SchedulerBase | None = None,
+    open_timeout: float = 10.0,
+    sim_options: Mapping[str, Any] | None = None,
+) -> Client:
+    """Connect to the T-Invest streams; returns a :class:`~rxinvest.streams.Client` (a context manager).
+
+    * ``token``: the API token, else the ``INVEST_TOKEN`` environment variable. It is sent only in
+      the ``Authorization`` header and never logged, printed or put in an error.
+    * ``target``: ``"sim"`` (an embedded simulator for the client's lifetime: the default when there
+      is no token), ``"prod"`` (the default with a token), ``"sandbox"``, or a ``ws://``/``wss://``
+      base URL such as a running simulator's ``sim.base_url``.
+    * ``dialect``: ``"json"`` (camelCase) or ``"json-proto"`` (proto field names).
+    * ``app_name``: sent as ``x-app-name`` (the API asks SDKs for ``<github-nick>.<repo>``).
+    * ``ping_delay``: seconds between server pings to ask for; a stream silent for 2.5 times that
+      (default 120 s) is reconnected.
+    * ``scheduler``: where ``on_next`` runs (see :mod:`rxinvest.streams.client`).
+    * ``sim_options``: options of the embedded simulator (``seed``, ``scenario``, ``speed`` ...).
+
+    Raises :class:`~rxinvest.errors.ConfigurationError` for a bad target or dialect, or a real
+    target without a token. Nothing connects until a source is subscribed.
+    """
+    token = token or os.environ.get("INVEST_TOKEN") or None
+    if target is None:
+        target = "prod" if token else "sim"
+    hooks = []
+    if target == "sim":
+        from rxinvest.sim import Simulator
+
+        sim = Simulator(**dict(sim_options or {})).start()
+        base_url, token = sim.base_url, sim.token
+        hooks.append(sim.stop)
+    else:
+        if sim_options:
+            raise ConfigurationError("sim_options apply to target='sim' only")
+        base_url = resolve_base_url(target)
+        if not token:
+            raise ConfigurationError(f"target {target!r} needs a token: pass token= or set INVEST_TOKEN")
+    client = Client(
+        base_url=base_url,
+        token=token,
+        dialect=dialect,
+        app_name=app_name,
+        ping_delay=ping_delay,
+        scheduler=scheduler,
+        open_timeout=open_timeout,
+        on_close=hooks,
+    )
+    if target == "sim":
+        client.sim = sim
+    return client

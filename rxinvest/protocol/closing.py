@@ -1,0 +1,58 @@
+"""What a closed connection means: give up with an error, or try again after a pause. Pure."""
+
+from __future__ import annotations
+
+import attrs
+
+from rxinvest.errors import (
+    ApiError,
+    AuthenticationError,
+    ConnectionLostError,
+    PermissionDeniedError,
+    RateLimitedError,
+    RxInvestError,
+)
+
+__all__ = ["Backoff", "classify_close"]
+
+
+def classify_close(code: int | None, reason: str) -> tuple[RxInvestError, bool]:
+    """The error a server close stands for, and whether a new connection may help.
+
+    The proxy closes with 4000 + the gRPC status code and often puts the API code in the reason
+    (spec §1.6): 4016 (unauthenticated) and 4003 (invalid argument) are final; 4007 is final too
+    (permission); 4008 (resource exhausted: too many streams or requests, 80004 no subscriptions,
+    80005 lifetime exceeded) and everything else (1006 abnormal, 1011, 4004, 4013, 4014) is retried.
+    """
+    api_code = next(
+        (word for word in reason.replace(":", " ").split() if word.isdigit() and len(word) == 5), ""
+    )
+    if code == 4016:
+        return AuthenticationError(f"token missing or invalid: {reason}", code=api_code or "4016"), False
+    if code == 4007:
+        return PermissionDeniedError(f"permission denied: {reason}", code=api_code or "4007"), False
+    if code == 4003:
+        return ApiError(f"invalid request: {reason}", code=api_code or "4003"), False
+    if code == 4008:
+        return RateLimitedError(f"resource exhausted: {reason}", code=api_code or "4008"), True
+    what = "the connection was lost" if code is None else f"the server closed the stream ({code} {reason})"
+    return ConnectionLostError(what, code=code, reason=reason), True
+
+
+@attrs.define
+class Backoff:
+    """Exponential pauses between reconnection attempts, in seconds, with deterministic jitter."""
+
+    initial: float = 0.1
+    maximum: float = 10.0
+    factor: float = 2.0
+    attempt: int = 0
+
+    def next(self) -> float:
+        delay = min(self.maximum, self.initial * self.factor**self.attempt)
+        self.attempt += 1
+        # +-20 %, deterministic per attempt: spreads a crowd of clients without a random generator
+        return delay * (0.8 + 0.4 * ((self.attempt * 0.618033988749895) % 1.0))
+
+    def reset(self) -> None:
+        self.attempt = 0

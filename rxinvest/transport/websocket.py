@@ -1,0 +1,237 @@
+"""A WebSocket connection with its own reader thread (websocket-client), reconnecting when it may.
+
+The reader thread connects, tells its :class:`Listener` (which sends the first frames), then reads:
+each frame goes to ``listener.frame`` as raw bytes, with the receive time. It never runs user code:
+the listener only decodes, updates its session and queues events for delivery. When the connection
+breaks, :func:`rxinvest.protocol.classify_close` decides: a final error ends the thread
+(``listener.closed(error)``), anything else is retried after a :class:`~rxinvest.protocol.Backoff`
+pause. A watchdog closes a connection that stays silent past the listener's deadline.
+
+TLS certificates are verified (websocket-client's defaults) for ``wss://``. The token travels only in
+the ``Authorization`` header and is never logged or put in an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from datetime import UTC, datetime
+from typing import Protocol
+
+import websocket  # websocket-client
+
+from rxinvest.errors import (
+    AuthenticationError,
+    ClientClosedError,
+    ConfigurationError,
+    ConnectionLostError,
+    RxInvestError,
+)
+from rxinvest.protocol import Backoff, classify_close
+
+__all__ = ["Listener", "WebSocketTransport"]
+
+log = logging.getLogger("rxinvest.transport")
+
+_POLL = 0.5  # seconds a blocked read waits before the watchdog looks at the deadline
+
+
+class Listener(Protocol):
+    """The transport's owner. Every method is called on the reader thread."""
+
+    def opened(self, now: datetime) -> None:
+        """The connection is open: send the first frames (with :meth:`WebSocketTransport.send`)."""
+
+    def frame(self, data: bytes, now: datetime) -> None:
+        """One text frame, as received (UTF-8 is checked by the decoder, not here)."""
+
+    def deadline(self) -> datetime | None:
+        """When the connection counts as silent."""
+
+    def wanted(self) -> bool:
+        """Is the connection still needed? When it is not, a lost connection is not re-opened."""
+
+    def lost(self, error: RxInvestError, retrying: bool) -> None:
+        """The connection ended; ``retrying`` tells whether a new one follows."""
+
+    def closed(self, error: RxInvestError) -> None:
+        """The thread ends: a final error, or ClientClosedError after :meth:`WebSocketTransport.close`."""
+
+
+class WebSocketTransport:
+    """One logical stream connection: connect, read, reconnect, until closed or refused for good."""
+
+    def __init__(
+        self,
+        url: str,
+        listener: Listener,
+        *,
+        token: str,
+        dialect: str,
+        app_name: str | None = None,
+        open_timeout: float = 10.0,
+        backoff: Backoff | None = None,
+        name: str = "rxinvest-reader",
+    ) -> None:
+        if not url.startswith(("ws://", "wss://")):
+            raise ConfigurationError(f"not a WebSocket URL: {url!r}")
+        self.url = url
+        self._listener = listener
+        self._headers = [f"Authorization: Bearer {token}"]
+        if app_name:
+            self._headers.append(f"x-app-name: {app_name}")
+        self._dialect = dialect
+        self._open_timeout = open_timeout
+        self._backoff = backoff or Backoff()
+        self._name = name
+        self._ws: websocket.WebSocket | None = None
+        self._send_lock = threading.Lock()
+        self._closing = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.connections = 0  # how many times it connected (tests, stats)
+
+    def __repr__(self) -> str:  # the token stays out
+        return f"<WebSocketTransport {self.url} open={self.is_open}>"
+
+    @property
+    def is_open(self) -> bool:
+        ws = self._ws
+        return ws is not None and ws.connected
+
+    @property
+    def running(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def start(self) -> None:
+        """Start the reader thread (it connects); a no-op while it runs."""
+        if self.running or self._closing.is_set():
+            return
+        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self._thread.start()
+
+    def send(self, frames: list[str]) -> None:
+        """Send frames if connected (from any thread); while down they are dropped: the listener
+        redoes its state in ``opened``."""
+        ws = self._ws
+        if ws is None or not frames:
+            return
+        try:
+            with self._send_lock:
+                for frame in frames:
+                    ws.send(frame)
+        except (OSError, websocket.WebSocketException) as exc:
+            log.debug("send failed (%s); the reader will reconnect", type(exc).__name__)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Close for good and wait for the reader thread; the listener hears ClientClosedError."""
+        self._closing.set()
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(OSError, websocket.WebSocketException):
+                ws.close(timeout=1)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    # --- the reader thread ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        error: RxInvestError = ClientClosedError("closed by the client")
+        try:
+            while not self._closing.is_set():
+                outcome = self._session()
+                if outcome is None:
+                    break  # closed by us
+                failure, retry = outcome
+                if not retry:
+                    error = failure
+                    break
+                if not self._listener.wanted():
+                    self._listener.lost(failure, False)
+                    error = failure
+                    break
+                self._listener.lost(failure, True)
+                if self._closing.wait(self._backoff.next()):
+                    break
+        finally:
+            self._ws = None
+            self._listener.closed(error)
+
+    def _session(self) -> tuple[RxInvestError, bool] | None:
+        """One connection from open to close: None if we closed it, else (error, retry?)."""
+        try:
+            ws = websocket.create_connection(
+                self.url,
+                header=self._headers,
+                subprotocols=[self._dialect],
+                skip_utf8_validation=True,  # ~40x faster reads; the JSON decoder checks UTF-8 in C
+                timeout=self._open_timeout,
+                enable_multithread=True,
+            )
+        except websocket.WebSocketBadStatusException as exc:
+            status = exc.status_code
+            if status in (401, 403):
+                return AuthenticationError(
+                    f"the server refused the token (HTTP {status})", code=str(status)
+                ), False
+            if status == 404:
+                return ConfigurationError(f"no such stream at {self.url} (HTTP 404)"), False
+            return ConnectionLostError(f"handshake refused with HTTP {status}"), True
+        except (OSError, websocket.WebSocketException) as exc:
+            return ConnectionLostError(f"cannot connect to {self.url}: {type(exc).__name__}"), True
+        self._ws = ws
+        self.connections += 1
+        if self._closing.is_set():
+            ws.close()
+            return None
+        try:
+            ws.settimeout(_POLL)
+            self._listener.opened(_now())
+            return self._read(ws)
+        finally:
+            self._ws = None
+            ws.shutdown()  # type: ignore[no-untyped-call]  # the socket, whatever state the WebSocket is in
+
+    def _read(self, ws: websocket.WebSocket) -> tuple[RxInvestError, bool] | None:
+        listener = self._listener
+        opcode_text, opcode_binary, opcode_close = (
+            websocket.ABNF.OPCODE_TEXT,
+            websocket.ABNF.OPCODE_BINARY,
+            websocket.ABNF.OPCODE_CLOSE,
+        )
+        first_frame = True
+        while True:
+            try:
+                opcode, frame = ws.recv_data_frame(control_frame=True)
+            except websocket.WebSocketTimeoutException:
+                deadline = listener.deadline()
+                if deadline is not None and _now() > deadline:
+                    ws.close(timeout=0.5)
+                    return ConnectionLostError("the stream went silent (no data and no pings)"), True
+                continue
+            except (TimeoutError, OSError, websocket.WebSocketException) as exc:
+                if self._closing.is_set():
+                    return None
+                return ConnectionLostError(f"the connection was lost: {type(exc).__name__}"), True
+            if opcode in (opcode_text, opcode_binary):
+                if first_frame:
+                    self._backoff.reset()  # it works again: the next loss starts from a short pause
+                    first_frame = False
+                listener.frame(frame.data, _now())
+            elif opcode == opcode_close:
+                if self._closing.is_set():
+                    return None
+                code, reason = _close_details(frame.data)
+                return classify_close(code, reason)
+
+
+def _close_details(data: bytes) -> tuple[int | None, str]:
+    if len(data) < 2:
+        return None, ""
+    return int.from_bytes(data[:2], "big"), data[2:].decode("utf-8", "replace")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
