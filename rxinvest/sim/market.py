@@ -239,6 +239,9 @@ class Market:
         self._statuses_rng = random.Random(f"{seed}/statuses")
         self._breaks: dict[str, datetime] = {}  # uid -> end of an unscheduled break
         self._start = start
+        if self._schedule:  # a scheduled session starts where its schedule says, before any step
+            for uid, state in self._state.items():
+                state.status = self._scheduled_status(uid)
 
     @property
     def instruments(self) -> Iterator[Instrument]:
@@ -345,39 +348,46 @@ class Market:
             events.candles.append(CandleUpdate(candle))
 
     def _close_candles(self, state: _Instrument, events: StepEvents) -> None:
-        """Emit the final candle of every interval that ended; sometimes a late print corrects it."""
-        for interval, candle in list(state.candles.items()):
-            assert candle.time is not None
-            if interval_end(candle.time, interval) > self.now:
-                continue
-            del state.candles[interval]
-            events.candles.append(CandleUpdate(candle, closed=True))
-            if (
-                interval is SubscriptionInterval.SUBSCRIPTION_INTERVAL_ONE_MINUTE
-                and state.status in _TRADABLE
-            ) and state.rng.random() < self._corrective_probability:
-                self._late_print(state, candle, events)
+        """Emit the final candle of every interval that ended; sometimes a late print corrects one.
 
-    def _late_print(self, state: _Instrument, closed: Candle, events: StepEvents) -> None:
-        """An exchange trade timed inside a closed minute, delivered now: the corrective candle."""
-        assert closed.time is not None
-        assert closed.close is not None
-        late = closed.time + timedelta(seconds=59, microseconds=state.rng.randrange(10**6))
-        trade = state._print(TradeDirection.TRADE_DIRECTION_SELL, closed.close, 1, late)
-        events.trades.append(trade)
-        corrected = apply_trade(closed, trade, SubscriptionInterval.SUBSCRIPTION_INTERVAL_ONE_MINUTE)
-        events.candles.append(CandleUpdate(corrected, closed=True, corrective=True))
-        for interval in CANDLE_INTERVALS:  # longer candles still forming contain the late print too
-            if interval is SubscriptionInterval.SUBSCRIPTION_INTERVAL_ONE_MINUTE:
+        The late print (an exchange trade timed inside the minute that just ended, delivered now) is
+        decided before anything closes: the closed minute is sent, then corrected; candles of longer
+        intervals that end at the same instant close with the print in them; forming ones take it.
+        """
+        one_minute = SubscriptionInterval.SUBSCRIPTION_INTERVAL_ONE_MINUTE
+        ended = [
+            i for i, c in state.candles.items() if c.time is not None and interval_end(c.time, i) <= self.now
+        ]
+        if not ended:
+            return
+        late, when = None, self.now
+        if (
+            one_minute in ended
+            and state.status in _TRADABLE
+            and state.rng.random() < self._corrective_probability
+        ):
+            minute = state.candles[one_minute]
+            assert minute.time is not None  # built from trades: time and prices are set
+            assert minute.close is not None
+            when = minute.time + timedelta(seconds=59, microseconds=state.rng.randrange(10**6))
+            late = state._print(TradeDirection.TRADE_DIRECTION_SELL, minute.close, 1, when)
+            events.trades.append(late)
+        for interval in ended:
+            candle = state.candles.pop(interval)
+            if late is not None and interval is one_minute:
+                events.candles.append(CandleUpdate(candle, closed=True))
+                events.candles.append(
+                    CandleUpdate(apply_trade(candle, late, interval), closed=True, corrective=True)
+                )
                 continue
-            forming = state.candles.get(interval)
-            if (
-                forming is not None
-                and forming.time is not None
-                and interval_start(late, interval) == forming.time
-            ):
-                state.candles[interval] = apply_trade(forming, trade, interval)
-                events.candles.append(CandleUpdate(state.candles[interval]))
+            if late is not None and interval_start(when, interval) == candle.time:
+                candle = apply_trade(candle, late, interval)
+            events.candles.append(CandleUpdate(candle, closed=True))
+        if late is not None:
+            for interval, forming in state.candles.items():
+                if interval_start(when, interval) == forming.time:
+                    state.candles[interval] = apply_trade(forming, late, interval)
+                    events.candles.append(CandleUpdate(state.candles[interval]))
 
     def _update_statuses(self, events: StepEvents) -> None:
         for uid, state in self._state.items():
