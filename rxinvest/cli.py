@@ -58,6 +58,14 @@ def _sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    """The live demo; exit status 1 if nothing at all arrived."""
+    from rxinvest.demo import run
+
+    counts = run(duration=args.duration, target=args.target, accounts=args.account)
+    return 0 if sum(counts.values()) else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rxinvest", description=__doc__)
     parser.add_argument("--version", action="version", version=f"rxinvest {__version__}")
@@ -85,6 +93,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a fault of the next connection",
     )
     sim.set_defaults(run=_sim)
+
+    demo = commands.add_parser("demo", help="a live terminal view of market data and an account")
+    demo.add_argument("--duration", type=float, default=20.0, help="seconds to run (default 20)")
+    demo.add_argument(
+        "--target",
+        default=None,
+        help="sim (default without INVEST_TOKEN), prod, sandbox or a ws(s):// base URL",
+    )
+    demo.add_argument("--account", action="append", default=[], help="account ids to show (real targets)")
+    demo.set_defaults(run=_demo)
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
