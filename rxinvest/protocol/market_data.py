@@ -20,13 +20,13 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 
 from rxinvest import model as m
 from rxinvest.errors import DecodeError
-from rxinvest.wire import decode, encode
+from rxinvest.wire import decoder, encode
 
 __all__ = [
     "Confirmed",
@@ -45,7 +45,7 @@ _SUCCESS = m.SubscriptionStatus.SUBSCRIPTION_STATUS_SUCCESS
 KINDS = ("candles", "order_books", "trades", "info", "last_prices")
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)  # hashed for every event routed: enums hash slowly in Python
 class Topic:
     """What a subscriber asks for: one instrument, one kind, its parameters.
 
@@ -83,9 +83,8 @@ class Topic:
 # --- what a session reports ---------------------------------------------------------------------------
 
 
-@attrs.frozen
-class Delivered:
-    """An event for the subscribers of ``topics``."""
+class Delivered(NamedTuple):
+    """An event for the subscribers of ``topics`` (a named tuple: built for every event received)."""
 
     topics: tuple[Topic, ...]
     event: Any
@@ -151,7 +150,8 @@ class MarketDataSession:
         self.ping_delay = ping_delay
         self.watchdog_factor = watchdog_factor
         self._topics: dict[Topic, _State] = {}
-        self._routes: dict[tuple[Any, ...], set[Topic]] = {}
+        self._routes: dict[tuple[Any, ...], tuple[Topic, ...]] = {}  # rebuilt on change, read per event
+        self._decode = decoder("MarketDataStream")
         self._unsent: list[Topic] = []
         self._outstanding: dict[str, deque[tuple[m.SubscriptionAction, list[Topic]]]] = {
             k: deque() for k in KINDS
@@ -221,24 +221,23 @@ class MarketDataSession:
         """Feed one received frame; returns what it means (Delivered, Confirmed, Rejected, ...)."""
         self._last_received = now
         try:
-            event = decode(frame, stream="MarketDataStream")
+            event = self._decode(frame)
         except DecodeError as exc:
             return [Malformed(exc)]
+        router = _ROUTERS.get(type(event))
+        if router is not None:  # market data, the usual frame
+            topics = self._routes.get(router(event))
+            if not topics:
+                return []
+            if type(event) is m.OpenInterest:
+                topics = tuple(t for t in topics if t.with_open_interest)
+            return [Delivered(topics, event)] if topics else []
         kind = _RESPONSE_KINDS.get(type(event))
         if kind is not None:
             return self._answer(kind, event)
-        if isinstance(event, m.Ping):
-            return []
         if isinstance(event, m.RpcStatus):
             return [StreamFailed(event)]
-        route = _route_of(event)
-        topics = self._routes.get(route) if route else None
-        if not topics:
-            return []
-        if isinstance(event, m.OpenInterest):
-            wanted = tuple(t for t in topics if t.with_open_interest)
-            return [Delivered(wanted, event)] if wanted else []
-        return [Delivered(tuple(topics), event)]
+        return []  # pings: they only count as signs of life
 
     # --- internals -----------------------------------------------------------------------------------
 
@@ -268,11 +267,11 @@ class MarketDataSession:
         state = self._topics.pop(topic)
         if state.uid is not None:
             route = topic.route(state.uid)
-            topics = self._routes.get(route)
-            if topics is not None:
-                topics.discard(topic)
-                if not topics:
-                    del self._routes[route]
+            rest = tuple(t for t in self._routes.get(route, ()) if t != topic)
+            if rest:
+                self._routes[route] = rest
+            else:
+                self._routes.pop(route, None)
 
     def _flush_subscribe(self) -> list[str]:
         topics, self._unsent = self._unsent, []
@@ -308,7 +307,8 @@ class MarketDataSession:
                     entry.instrument_uid,
                     entry.subscription_id,
                 )
-                self._routes.setdefault(topic.route(entry.instrument_uid), set()).add(topic)
+                route = topic.route(entry.instrument_uid)
+                self._routes[route] = (*self._routes.get(route, ()), topic)
                 if state.refs > 0:
                     out.append(
                         Confirmed(topic, entry.subscription_id, entry.instrument_uid, response.tracking_id)
@@ -339,19 +339,15 @@ _ENTRIES = {
 }
 
 
-def _route_of(event: Any) -> tuple[Any, ...] | None:
-    kind = type(event)
-    if kind is m.OrderBook:
-        return ("order_books", event.instrument_uid, event.depth)
-    if kind is m.Trade or kind is m.OpenInterest:
-        return ("trades", event.instrument_uid)
-    if kind is m.LastPrice:
-        return ("last_prices", event.instrument_uid)
-    if kind is m.Candle:
-        return ("candles", event.instrument_uid, event.interval)
-    if kind is m.TradingStatus:
-        return ("info", event.instrument_uid)
-    return None
+# The route of each market event, by type: the key its subscriptions are found under.
+_ROUTERS: dict[type, Any] = {
+    m.OrderBook: lambda e: ("order_books", e.instrument_uid, e.depth),
+    m.Trade: lambda e: ("trades", e.instrument_uid),
+    m.OpenInterest: lambda e: ("trades", e.instrument_uid),
+    m.LastPrice: lambda e: ("last_prices", e.instrument_uid),
+    m.Candle: lambda e: ("candles", e.instrument_uid, e.interval),
+    m.TradingStatus: lambda e: ("info", e.instrument_uid),
+}
 
 
 def _request(action: m.SubscriptionAction, topics: list[Topic]) -> Any:

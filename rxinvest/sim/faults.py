@@ -63,6 +63,8 @@ class Faults:
       (best bid above best ask), or misses levels; both are flagged ``is_consistent=False``.
     * ``burst``: on a market-data subscription, send pre-built book and trade frames as fast as the
       socket takes them (for benchmarks); ``burst_frames`` caps how many (None: until closed).
+      ``burst_rate`` paces them instead (frames per second), each stamped with the real time it is
+      sent (``time`` of the trade or book): a client measures delivery latency from it.
     """
 
     drop_after: int | None = _optional(int)
@@ -81,6 +83,7 @@ class Faults:
     inconsistent_books: float = attrs.field(default=0.0, converter=float, validator=_probability)
     burst: bool = attrs.field(default=False, converter=_flag)
     burst_frames: int | None = _optional(int)
+    burst_rate: float | None = _optional(float)
 
     @classmethod
     def parse(cls, items: Iterable[str]) -> Faults:

@@ -52,7 +52,7 @@ from rxinvest.sim.faults import Faults, malformed_frame
 from rxinvest.sim.instruments import CATALOGUE, Instrument, InstrumentIndex
 from rxinvest.sim.market import Market, StepEvents
 from rxinvest.sim.subscriptions import Subscription, SubscriptionBook
-from rxinvest.wire import Dialect, Stream, decode_request, encode
+from rxinvest.wire import Dialect, Stream, decode, decode_request, encode
 
 __all__ = ["ConnectionInfo", "Simulator", "serve"]
 
@@ -411,8 +411,11 @@ class _Connection:
             trades=[sub.instrument.uid for sub in self.subscriptions.of("trades").values()],
             dialect=self.dialect,
         )
-        limit = self.faults.burst_frames
+        limit, rate = self.faults.burst_frames, self.faults.burst_rate
         try:
+            if rate:
+                await self._paced(frames, rate, limit)
+                return
             for count, frame in enumerate(itertools.cycle(frames)):
                 if limit is not None and count >= limit:
                     break
@@ -421,6 +424,20 @@ class _Connection:
             pass
         finally:
             self.bursting = False
+
+    async def _paced(self, frames: list[str], rate: float, limit: int | None) -> None:
+        """``rate`` frames a second, each re-encoded with the real time of its sending."""
+        events = [decode(frame, stream=Stream.MARKET_DATA) for frame in frames]
+        started, sent = time.monotonic(), 0
+        while limit is None or sent < limit:
+            due = int((time.monotonic() - started) * rate) + 1
+            while sent < due and (limit is None or sent < limit):
+                event = attrs.evolve(events[sent % len(events)], time=datetime.now(UTC))
+                await self.ws.send(
+                    encode(event, dialect=self.dialect, include_defaults=self.sim.emit_defaults)
+                )
+                sent += 1
+            await asyncio.sleep(0.0005)
 
 
 class Simulator:
@@ -481,7 +498,9 @@ class Simulator:
         self._ids = itertools.count(1)
         self._connections: dict[int, _Connection] = {}
         self._closed_connections: list[ConnectionInfo] = []
-        self._frames: dict[tuple[int, str], str] = {}
+        self._frames: dict[tuple[int, str], tuple[Any, str]] = {}  # (id, dialect) -> (event, frame)
+        self._books: dict[tuple[str, int], m.OrderBook] = {}
+        self._sharing = False  # inside a step's fan-out, where frames are shared
         self._burst_cache: dict[Any, list[str]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Server | None = None
@@ -650,27 +669,47 @@ class Simulator:
 
     def _step(self) -> None:
         events = self.market.step()
-        self._frames.clear()
         quotes = self.market.quotes()
         broker_events = self.broker.on_market(quotes, events.time)
         if self.trader:
             broker_events += self.broker.trader_step(quotes, events.time)
-        for connection in list(self._connections.values()):
-            if connection.stream in _MARKET_DATA:
-                connection.on_step(events)
-        self._deliver_account_events(broker_events)
-        self._frames.clear()
+        self._sharing = True
+        try:
+            for connection in list(self._connections.values()):
+                if connection.stream in _MARKET_DATA:
+                    connection.on_step(events)
+            self._deliver_account_events(broker_events)
+        finally:
+            self._sharing = False
+            self._frames.clear()
+            self._books.clear()
 
     def frame(self, event: Any, dialect: str) -> str:
-        """``event`` encoded in ``dialect``, once per step however many clients receive it."""
+        """``event`` encoded in ``dialect``: during a step's fan-out, once however many clients get it.
+
+        The cache holds the event itself: keyed by ``id()``, an entry must keep its object alive, or
+        a new object at the same address would be sent the old frame.
+        """
+        if not self._sharing:
+            return encode(event, dialect=dialect, include_defaults=self.emit_defaults)
         key = (id(event), dialect)
-        frame = self._frames.get(key)
-        if frame is None:
-            frame = self._frames[key] = encode(event, dialect=dialect, include_defaults=self.emit_defaults)
-        return frame
+        hit = self._frames.get(key)
+        if hit is None:
+            hit = self._frames[key] = (
+                event,
+                encode(event, dialect=dialect, include_defaults=self.emit_defaults),
+            )
+        return hit[1]
 
     def book(self, uid: str, depth: int, faults: Faults, rng: random.Random) -> m.OrderBook:
-        """The book of ``uid`` as a connection with ``faults`` sees it: crossed or thinned on purpose."""
+        """The book of ``uid`` as a connection with ``faults`` sees it: crossed or thinned on purpose.
+
+        Without faults, one object per step, instrument and depth: its frame is encoded once."""
+        if self._sharing and not (faults.crossed_books or faults.inconsistent_books):
+            book = self._books.get((uid, depth))
+            if book is None:
+                book = self._books[(uid, depth)] = self.market.book(uid, depth)
+            return book
         book = self.market.book(uid, depth)
         if faults.crossed_books and rng.random() < faults.crossed_books and book.bids and book.asks:
             worst_ask = book.asks[-1].price

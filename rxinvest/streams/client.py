@@ -61,6 +61,10 @@ class DeliveryScheduler(ThreadPoolScheduler):
 
         return CompositeDisposable(assignment, Disposable(cancel))
 
+    def submit(self, function: Callable[[], None]) -> None:
+        """Run ``function`` on a pool thread, without an RxPY action around it."""
+        self.executor.submit(function)
+
     def shutdown(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=False)
 
@@ -278,14 +282,18 @@ class MarketData:
         depth: int = 20,
         *,
         book_type: m.OrderBookType = m.OrderBookType.ORDERBOOK_TYPE_UNSPECIFIED,
+        conflate: bool = True,
     ) -> Observable[m.OrderBook]:
         """Order-book snapshots of ``depth`` levels a side (1, 10, 20, 30, 40 or 50).
 
-        A subscriber that lags gets the newest book of each instrument, never a stale backlog.
+        With ``conflate`` (the default) a subscriber that lags gets the newest book of each
+        instrument, never a stale backlog; without, every book, however far behind.
         """
         if depth not in BOOK_DEPTHS:
             raise ConfigurationError(f"depth must be one of {BOOK_DEPTHS}, not {depth!r}")
         topics = tuple(Topic("order_books", i, depth=depth, book_type=book_type) for i in _ids(ids))
+        if not conflate:
+            return self._client._market_source(topics, Policy.ALL)
         return self._client._market_source(topics, Policy.LATEST, key=_book_key)
 
     def candles(
@@ -322,9 +330,12 @@ class MarketData:
         )
         return self._client._market_source(topics, Policy.ALL)
 
-    def last_prices(self, ids: str | Iterable[str]) -> Observable[m.LastPrice]:
-        """Last trade prices; a lagging subscriber gets the newest price of each instrument."""
+    def last_prices(self, ids: str | Iterable[str], *, conflate: bool = True) -> Observable[m.LastPrice]:
+        """Last trade prices; with ``conflate`` a lagging subscriber gets the newest price of each
+        instrument, without it every price."""
         topics = tuple(Topic("last_prices", i) for i in _ids(ids))
+        if not conflate:
+            return self._client._market_source(topics, Policy.ALL)
         return self._client._market_source(topics, Policy.LATEST, key=_uid_key)
 
     def trading_statuses(self, ids: str | Iterable[str]) -> Observable[m.TradingStatus]:

@@ -55,11 +55,12 @@ class _Base:
     def __init__(self, transport_factory: TransportFactory, statuses: Subject[Any]) -> None:
         self._factory = transport_factory
         self._statuses = statuses
-        self.lock = threading.RLock()
+        self.lock = threading.Lock()
         self._transport: Any = None
         self._open = False
         self.malformed = 0  # frames that could not be decoded (skipped)
         self.shut = False  # closed by the client: for good
+        self._waiting: set[Mailbox] = set()  # mailboxes given events since the last flush (reader thread)
 
     def _mailbox_list(self) -> list[Mailbox]:
         raise NotImplementedError
@@ -89,6 +90,17 @@ class _Base:
 
     # --- Listener, on the reader thread --------------------------------------------------------------
 
+    def _put(self, box: Mailbox, event: Any) -> None:
+        """Queue ``event`` for ``box``; the drain is scheduled at the next :meth:`flush`."""
+        if box.put(event):
+            self._waiting.add(box)
+
+    def flush(self) -> None:
+        """The reader has read what was there: schedule the drains of this burst (reader thread)."""
+        waiting, self._waiting = self._waiting, set()
+        for box in waiting:
+            box.kick()
+
     def lost(self, error: RxInvestError, retrying: bool) -> None:
         with self.lock:
             self._open = False
@@ -96,6 +108,7 @@ class _Base:
 
     def closed(self, error: RxInvestError) -> None:
         """The transport gave up (or was closed): subscribers complete, or fail with the error."""
+        self.flush()
         with self.lock:
             self._open = False
             boxes = self._mailbox_list()
@@ -156,6 +169,14 @@ class MarketDataConnection(_Base):
     def frame(self, data: bytes, now: datetime) -> None:
         with self.lock:
             outputs = self.session.receive(data, now)
+            if len(outputs) == 1 and type(outputs[0]) is Delivered:  # the usual frame: one event
+                topics, event = outputs[0]
+                mailboxes = self._mailboxes
+                boxes = [box for topic in topics for box in mailboxes.get(topic, ())]
+                for box in boxes:
+                    if box.put(event):
+                        self._waiting.add(box)
+                return
             # The mailboxes each output goes to, read under the lock; delivery happens outside it.
             routed = []
             for output in outputs:
@@ -172,7 +193,7 @@ class MarketDataConnection(_Base):
             if isinstance(output, Delivered):
                 event = output.event
                 for box in boxes:
-                    box.push(event)
+                    self._put(box, event)
             elif isinstance(output, Confirmed):
                 status = SubscriptionStatus(
                     output.topic, True, None, output.tracking_id, output.instrument_uid
@@ -255,7 +276,7 @@ class AccountConnection(_Base):
         for output in outputs:
             if isinstance(output, Delivered):
                 for box in boxes:
-                    box.push(output.event)
+                    self._put(box, output.event)
             elif isinstance(output, AccountRejected):
                 why = output.message or output.status.name
                 message = f"{self.stream} refused account {output.account_id}: {why}"

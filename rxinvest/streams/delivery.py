@@ -53,6 +53,12 @@ class Mailbox:
     ) -> None:
         self._observer = observer
         self._scheduler = scheduler
+        # A scheduler that can run a plain function (the client's delivery pool) skips RxPY's
+        # per-action disposables: the hand-over happens thousands of times a second.
+        submit = getattr(scheduler, "submit", None)
+        self._submit: Callable[[Callable[[], None]], Any] = submit or (
+            lambda fn: scheduler.schedule(lambda *_: fn())
+        )
         self._policy = policy
         self._key = key
         self._lock = threading.Lock()
@@ -60,32 +66,48 @@ class Mailbox:
         self._latest: dict[Hashable, Any] = {}  # LATEST: key -> newest event waiting
         self._scheduled = False
         self._stopped = False  # a terminal item is queued or delivered: nothing more goes in
-        self.delivered = 0
-        self.conflated = 0
+        self.pushed = 0  # events handed in by the reader
+        self.delivered = 0  # events the observer received
+        self.conflated = 0  # events replaced by a newer one while they waited (LATEST)
 
     @property
     def backlog(self) -> int:
         return len(self._queue)
 
     def push(self, event: Any) -> None:
-        """Queue one event (any thread)."""
+        """Queue one event and make sure a drain is scheduled (any thread)."""
+        if self.put(event):
+            self.kick()
+
+    def put(self, event: Any) -> bool:
+        """Queue one event without scheduling; True if the mailbox needs a :meth:`kick`.
+
+        A reader thread puts every event of a burst of frames, then kicks the mailboxes once: one
+        scheduled drain per burst, not one per event.
+        """
         with self._lock:
             if self._stopped:
-                return
+                return False
+            self.pushed += 1
             if self._policy is Policy.LATEST:
                 key = self._key(event) if self._key else None
                 if key in self._latest:
                     self._latest[key] = event
                     self.conflated += 1
-                    return
+                    return False
                 self._latest[key] = event
                 self._queue.append(key)
             else:
                 self._queue.append(event)
-            if self._scheduled:
+            return not self._scheduled
+
+    def kick(self) -> None:
+        """Schedule a drain if there is work and none is scheduled."""
+        with self._lock:
+            if self._scheduled or not self._queue:
                 return
             self._scheduled = True
-        self._scheduler.schedule(self._drain)
+        self._submit(self._drain)
 
     def fail(self, error: Exception) -> None:
         """Queue ``on_error``; what was queued before is delivered first."""
@@ -110,9 +132,9 @@ class Mailbox:
             if self._scheduled:
                 return
             self._scheduled = True
-        self._scheduler.schedule(self._drain)
+        self._submit(self._drain)
 
-    def _drain(self, scheduler: abc.SchedulerBase, state: Any = None) -> None:
+    def _drain(self) -> None:
         observer = self._observer
         while True:
             with self._lock:

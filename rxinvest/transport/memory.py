@@ -93,6 +93,8 @@ class MemoryTransport:
                 break
             else:
                 self._listener.frame(item, datetime.now(UTC))
+                if self._inbox.empty():
+                    self._listener.flush()
         self._open.clear()
         self._connected = False
         self._listener.closed(error)

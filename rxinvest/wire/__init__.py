@@ -4,7 +4,7 @@
 into a frame; ``dump``/``load`` convert single model values. See :mod:`rxinvest.wire.codec`.
 """
 
-from rxinvest.wire.codec import CACHE_LIMIT, clear_caches, decode, decode_request, dump, encode, load
+from rxinvest.wire.codec import CACHE_LIMIT, clear_caches, decode, decode_request, decoder, dump, encode, load
 from rxinvest.wire.endpoints import (
     PROD_BASE_URL,
     SANDBOX_BASE_URL,
@@ -23,6 +23,7 @@ __all__ = [
     "clear_caches",
     "decode",
     "decode_request",
+    "decoder",
     "dump",
     "encode",
     "endpoint_url",

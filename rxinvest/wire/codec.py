@@ -34,7 +34,7 @@ from rxinvest.errors import DecodeError, EncodeError
 from rxinvest.wire.endpoints import Dialect, Stream
 from rxinvest.wire.schema import FieldSpec, Kind, fields_of, json_name
 
-__all__ = ["CACHE_LIMIT", "clear_caches", "decode", "decode_request", "dump", "encode", "load"]
+__all__ = ["CACHE_LIMIT", "clear_caches", "decode", "decode_request", "decoder", "dump", "encode", "load"]
 
 Message = Any  # any model instance
 
@@ -678,6 +678,22 @@ def decode(data: str | bytes | bytearray | memoryview, *, stream: str) -> Messag
         return function(data)
     except Exception:  # keep the common path free of the extra call into _run
         return _run(function, data, stream)
+
+
+def decoder(stream: str) -> Callable[[str | bytes | bytearray | memoryview], Message]:
+    """``decode`` bound to one stream: the same result and errors, without the per-call lookup.
+
+    For readers that decode every frame of one connection.
+    """
+    function = _RESPONSE_FUNCTIONS[Stream.parse(stream).value]
+
+    def decode_frame(data: str | bytes | bytearray | memoryview) -> Message:
+        try:
+            return function(data)
+        except Exception:
+            return _run(function, data, stream)
+
+    return decode_frame
 
 
 def decode_request(data: str | bytes | bytearray | memoryview, *, stream: str) -> Message:

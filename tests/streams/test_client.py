@@ -59,7 +59,8 @@ class Collector:
         with self._changed:
             if not self._changed.wait_for(lambda: predicate(self), timeout):
                 raise AssertionError(
-                    f"not met within {timeout} s: {len(self.events)} events, errors {self.errors}"
+                    f"not met within {timeout} s: {len(self.events)} events "
+                    f"{sorted({type(e).__name__ for e in self.events})}, errors {self.errors}"
                 )
 
     def wait_for(self, kind: type, count: int = 1) -> list[Any]:
