@@ -35,8 +35,8 @@ __all__ = ["Listener", "WebSocketTransport"]
 log = logging.getLogger("rxinvest.transport")
 
 _POLL = 0.5  # seconds a blocked read waits before the watchdog looks at the deadline
-_READ_AHEAD = 1 << 16  # bytes read from the socket at once
-_FLUSH_EVERY = 64  # frames at most between two hand-overs to the delivery threads
+_READ_AHEAD = 1 << 18  # bytes read from the socket at once
+_FLUSH_EVERY = 256  # frames at most between two hand-overs to the delivery threads
 
 
 class Listener(Protocol):
