@@ -29,15 +29,11 @@ from datetime import UTC, datetime
 
 import orjson
 import websocket  # websocket-client
+from bursts import IDS, WARMUP, request
 
 import rxinvest
 from rxinvest import model as m
-from rxinvest import wire
 from rxinvest.wire import Stream
-
-IDS = ("SBER_TQBR", "GAZP_TQBR", "LKOH_TQBR", "VTBR_TQBR")
-SUB = m.SubscriptionAction.SUBSCRIPTION_ACTION_SUBSCRIBE
-WARMUP = 200
 
 
 class Server:
@@ -65,14 +61,6 @@ def simulator(*faults: str) -> Iterator[Server]:
     finally:
         process.terminate()
         process.wait(10)
-
-
-def request(kind: str) -> str:
-    if kind == "books":
-        books = tuple(m.OrderBookInstrument(instrument_id=i, depth=20) for i in IDS)
-        return wire.encode(m.SubscribeOrderBookRequest(subscription_action=SUB, instruments=books))
-    trades = tuple(m.TradeInstrument(instrument_id=i) for i in IDS)
-    return wire.encode(m.SubscribeTradesRequest(subscription_action=SUB, instruments=trades))
 
 
 def connect_raw(sim: Server) -> websocket.WebSocket:

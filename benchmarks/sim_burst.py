@@ -19,26 +19,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import websocket  # websocket-client
+from bursts import IDS, WARMUP, request
 from websockets.asyncio.server import serve as ws_serve
 from websockets.typing import Subprotocol
 
-from rxinvest import model as m
-from rxinvest import wire
 from rxinvest.sim import Faults, serve
-
-SUB = m.SubscriptionAction.SUBSCRIPTION_ACTION_SUBSCRIBE
-IDS = ("SBER_TQBR", "GAZP_TQBR", "LKOH_TQBR", "VTBR_TQBR")
-
-
-def request(kind: str) -> str:
-    if kind == "books":
-        instruments = tuple(m.OrderBookInstrument(instrument_id=i, depth=20) for i in IDS)
-        return wire.encode(m.SubscribeOrderBookRequest(subscription_action=SUB, instruments=instruments))
-    trades = tuple(m.TradeInstrument(instrument_id=i) for i in IDS)
-    return wire.encode(m.SubscribeTradesRequest(subscription_action=SUB, instruments=trades))
-
-
-WARMUP = 200  # frames read before the clock starts: set-up and answers are not part of the burst
 
 
 def receive(

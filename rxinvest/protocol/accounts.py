@@ -8,13 +8,14 @@ Every data event is delivered: order states, fills, positions and portfolios are
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import attrs
 
 from rxinvest import model as m
 from rxinvest.errors import DecodeError
+from rxinvest.protocol.liveness import Liveness
 from rxinvest.protocol.market_data import Delivered, Malformed, StreamFailed
 from rxinvest.wire import Stream, decode, encode
 
@@ -41,7 +42,7 @@ class AccountRejected:
     tracking_id: str
 
 
-class AccountSession:
+class AccountSession(Liveness):
     """One account-stream connection: its request, the per-account answer, its events and liveness."""
 
     def __init__(
@@ -56,13 +57,11 @@ class AccountSession:
     ) -> None:
         if stream not in ACCOUNT_STREAMS:
             raise ValueError(f"{stream} is not an account stream")
+        super().__init__(ping_delay, watchdog_factor)
         self.stream = stream
         self.accounts = tuple(accounts)
         self.dialect = dialect
-        self.ping_delay = ping_delay
         self.with_initial_positions = with_initial_positions
-        self.watchdog_factor = watchdog_factor
-        self._last_received: datetime | None = None
 
     def request(self) -> Any:
         ms = None if self.ping_delay is None else round(self.ping_delay * 1000)
@@ -80,16 +79,11 @@ class AccountSession:
         return m.PortfolioStreamRequest(accounts=self.accounts, ping_settings=settings)
 
     def connected(self, now: datetime) -> list[str]:
-        self._last_received = now
+        self.alive(now)
         return [encode(self.request(), dialect=self.dialect)]
 
-    def deadline(self) -> datetime | None:
-        if self._last_received is None:
-            return None
-        return self._last_received + timedelta(seconds=self.watchdog_factor * (self.ping_delay or 120.0))
-
     def receive(self, frame: str | bytes, now: datetime) -> list[Any]:
-        self._last_received = now
+        self.alive(now)
         try:
             event = decode(frame, stream=self.stream)
         except DecodeError as exc:

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, NamedTuple
 
 import attrs
 
 from rxinvest import model as m
 from rxinvest.errors import DecodeError
+from rxinvest.protocol.liveness import Liveness
 from rxinvest.wire import decoder, encode
 
 __all__ = [
@@ -136,7 +137,7 @@ class _State:
     subscription_id: str = ""
 
 
-class MarketDataSession:
+class MarketDataSession(Liveness):
     """One MarketDataStream connection's subscriptions, ping settings and liveness.
 
     ``ping_delay`` (seconds) is asked of the server on every connection; the stream counts as dead
@@ -193,7 +194,7 @@ class MarketDataSession:
 
     def connected(self, now: datetime) -> list[str]:
         """A new connection is open: ping settings, then every wanted topic subscribed again."""
-        self._last_received = now
+        self.alive(now)
         for queue in self._outstanding.values():
             queue.clear()
         frames = []
@@ -211,15 +212,9 @@ class MarketDataSession:
                 del self._topics[topic]
         return frames + self._flush_subscribe()
 
-    def deadline(self) -> datetime | None:
-        """When the stream counts as silent (a watchdog should reconnect), or None before it opened."""
-        if self._last_received is None:
-            return None
-        return self._last_received + timedelta(seconds=self.watchdog_factor * (self.ping_delay or 120.0))
-
     def receive(self, frame: str | bytes, now: datetime) -> list[Any]:
         """Feed one received frame; returns what it means (Delivered, Confirmed, Rejected, ...)."""
-        self._last_received = now
+        self._last_received = now  # Liveness.alive, inlined: this runs for every frame
         try:
             event = self._decode(frame)
         except DecodeError as exc:

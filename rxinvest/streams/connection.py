@@ -51,6 +51,7 @@ class _Base:
     """What both kinds of connection share: the transport's life and the status feed."""
 
     stream: str
+    session: Any  # MarketDataSession | AccountSession
 
     def __init__(self, transport_factory: TransportFactory, statuses: Subject[Any]) -> None:
         self._factory = transport_factory
@@ -119,9 +120,25 @@ class _Base:
                 box.fail(error)
         self._status("closed", None if isinstance(error, ClientClosedError) else error)
 
-    def _note_malformed(self, output: Malformed) -> None:
-        self.malformed += 1
-        log.warning("%s: skipped a malformed frame: %s", self.stream, output.error.reason)
+    def opened(self, now: datetime) -> None:
+        with self.lock:
+            self._open = True
+            self._send(self.session.connected(now))
+        self._status("connected")
+
+    def deadline(self) -> datetime | None:
+        with self.lock:
+            return self.session.deadline()  # type: ignore[no-any-return]
+
+    def _note(self, output: Any) -> None:
+        """What is neither an event nor an answer: a skipped frame, an in-band stream error."""
+        if isinstance(output, Malformed):
+            self.malformed += 1
+            log.warning("%s: skipped a malformed frame: %s", self.stream, output.error.reason)
+        elif isinstance(output, StreamFailed):
+            log.warning(
+                "%s: in-band stream error %s %s", self.stream, output.status.code, output.status.message
+            )
 
 
 class MarketDataConnection(_Base):
@@ -160,12 +177,6 @@ class MarketDataConnection(_Base):
 
     # --- Listener ------------------------------------------------------------------------------------
 
-    def opened(self, now: datetime) -> None:
-        with self.lock:
-            self._open = True
-            self._send(self.session.connected(now))
-        self._status("connected")
-
     def frame(self, data: bytes, now: datetime) -> None:
         with self.lock:
             outputs = self.session.receive(data, now)
@@ -201,12 +212,8 @@ class MarketDataConnection(_Base):
                 self._statuses.on_next(status)
             elif isinstance(output, Rejected):
                 self._reject(output, boxes)
-            elif isinstance(output, Malformed):
-                self._note_malformed(output)
-            elif isinstance(output, StreamFailed):
-                log.warning(
-                    "%s: in-band stream error %s %s", self.stream, output.status.code, output.status.message
-                )
+            else:
+                self._note(output)
 
     def _reject(self, output: Rejected, boxes: list[Mailbox]) -> None:
         topic = output.topic
@@ -219,10 +226,6 @@ class MarketDataConnection(_Base):
         self._statuses.on_next(SubscriptionStatus(topic, False, error, output.tracking_id, ""))
         for box in boxes:
             box.fail(error)
-
-    def deadline(self) -> datetime | None:
-        with self.lock:
-            return self.session.deadline()
 
     def wanted(self) -> bool:
         with self.lock:
@@ -263,12 +266,6 @@ class AccountConnection(_Base):
             self._on_idle(self)
             self.close()
 
-    def opened(self, now: datetime) -> None:
-        with self.lock:
-            self._open = True
-            self._send(self.session.connected(now))
-        self._status("connected")
-
     def frame(self, data: bytes, now: datetime) -> None:
         with self.lock:
             outputs = self.session.receive(data, now)
@@ -300,16 +297,8 @@ class AccountConnection(_Base):
                 self._statuses.on_next(
                     SubscriptionStatus(output.account_id, True, None, output.tracking_id, "")
                 )
-            elif isinstance(output, Malformed):
-                self._note_malformed(output)
-            elif isinstance(output, StreamFailed):
-                log.warning(
-                    "%s: in-band stream error %s %s", self.stream, output.status.code, output.status.message
-                )
-
-    def deadline(self) -> datetime | None:
-        with self.lock:
-            return self.session.deadline()
+            else:
+                self._note(output)
 
     def wanted(self) -> bool:
         with self.lock:
