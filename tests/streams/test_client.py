@@ -322,3 +322,34 @@ def test_connect_without_a_token_starts_an_embedded_simulator(monkeypatch: pytes
         sim = client.sim
     with pytest.raises(RuntimeError):
         sim.connections()  # stopped with the client
+
+
+def test_a_silent_stream_is_reconnected_by_the_watchdog() -> None:
+    with serve(seed=2, speed=5.0, min_ping_delay=0.05) as sim:
+        sim.fault_next(Faults(stall_after=5))  # the first connection goes silent: no data, no pings
+        with rxinvest.connect(sim.token, target=sim.base_url, ping_delay=0.1) as client:
+            states: list[Any] = []
+            client.statuses.subscribe(states.append)
+            trades, _ = watch(client.market_data.trades(["SBER_TQBR", "GAZP_TQBR", "VTBR_TQBR"]))
+            trades.wait(lambda c: len(c.events) >= 20, timeout=WAIT)
+        connections = [
+            c for c in sim.connections(include_closed=True) if c.stream.value == "MarketDataStream"
+        ]
+    assert len(connections) >= 2
+    assert connections[0].frames_sent == 5
+    lost = [s for s in states if isinstance(s, ConnectionStatus) and s.state == "reconnecting"]
+    assert "silent" in str(lost[0].error)
+
+
+def test_account_streams_come_back_after_a_drop() -> None:
+    with serve(seed=3, speed=5.0) as sim:
+        sim.fault_next(Faults(drop_after=3))
+        with rxinvest.connect(sim.token, target=sim.base_url) as client:
+            states, _ = watch(client.orders.order_states(sim.accounts))
+            states.wait(lambda c: len(c.events) >= 10, timeout=WAIT)
+        connections = [
+            c for c in sim.connections(include_closed=True) if c.stream.value == "OrderStateStream"
+        ]
+    assert len(connections) >= 2
+    assert all(c.requests for c in connections)  # the request was sent again on the new connection
+    assert not states.errors
