@@ -52,7 +52,6 @@ class Mailbox:
         key: Callable[[Any], Hashable] | None = None,
     ) -> None:
         self._observer = observer
-        self._scheduler = scheduler
         # A scheduler that can run a plain function (the client's delivery pool) skips RxPY's
         # per-action disposables: the hand-over happens thousands of times a second.
         submit = getattr(scheduler, "submit", None)
@@ -73,11 +72,6 @@ class Mailbox:
     @property
     def backlog(self) -> int:
         return len(self._queue)
-
-    def push(self, event: Any) -> None:
-        """Queue one event and make sure a drain is scheduled (any thread)."""
-        if self.put(event):
-            self.kick()
 
     def put(self, event: Any) -> bool:
         """Queue one event without scheduling; True if the mailbox needs a :meth:`kick`.

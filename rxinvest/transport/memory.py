@@ -46,9 +46,10 @@ class MemoryTransport:
     def start(self) -> None:
         if self.running:
             return
+        # Like the real transport, start() does not wait for the connection: the caller may hold the
+        # lock that the listener's ``opened`` needs.
         self._thread = threading.Thread(target=self._run, name="rxinvest-memory-reader", daemon=True)
         self._thread.start()
-        self._open.wait(5)
 
     def send(self, frames: list[str]) -> None:
         if self._connected:
@@ -72,7 +73,7 @@ class MemoryTransport:
         self._inbox.put((_CLOSE, classify_close(code, reason)[0]))
 
     def wait_idle(self, timeout: float = 5.0) -> None:
-        """Block until every pushed frame has been handed to the listener."""
+        """Block until every frame pushed so far has been handed to the listener (and flushed)."""
         done = threading.Event()
         self._inbox.put(done)
         if not done.wait(timeout):
@@ -87,6 +88,7 @@ class MemoryTransport:
         while True:
             item = self._inbox.get()
             if isinstance(item, threading.Event):
+                self._listener.flush()  # everything before the marker is handed over
                 item.set()
             elif isinstance(item, tuple) and item[0] is _CLOSE:
                 error = item[1]
