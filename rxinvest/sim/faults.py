@@ -59,6 +59,7 @@ class Faults:
     * ``malformed_every``: before every Nth frame, send an extra malformed one, of a kind drawn from
       ``malformed_kinds`` (nothing real is replaced, so nothing is lost).
     * ``too_many_requests``: refuse every subscription with SUBSCRIPTION_STATUS_TOO_MANY_REQUESTS.
+    * ``internal_errors``: the probability that a subscription entry fails with INTERNAL_ERROR.
     * ``crossed_books`` / ``inconsistent_books``: the probability that a book snapshot is crossed
       (best bid above best ask), or misses levels; both are flagged ``is_consistent=False``.
     * ``burst``: on a market-data subscription, send pre-built book and trade frames as fast as the
@@ -79,6 +80,7 @@ class Faults:
     malformed_every: int | None = _optional(int)
     malformed_kinds: tuple[str, ...] = attrs.field(default=MALFORMED_KINDS, converter=_kinds)
     too_many_requests: bool = attrs.field(default=False, converter=_flag)
+    internal_errors: float = attrs.field(default=0.0, converter=float, validator=_probability)
     crossed_books: float = attrs.field(default=0.0, converter=float, validator=_probability)
     inconsistent_books: float = attrs.field(default=0.0, converter=float, validator=_probability)
     burst: bool = attrs.field(default=False, converter=_flag)

@@ -142,6 +142,8 @@ class _Connection:
             max_subscriptions=sim.max_subscriptions,
             max_requests_per_minute=sim.max_requests_per_minute,
             refuse_all=faults.too_many_requests,
+            internal_errors=faults.internal_errors,
+            rng=self.rng,
         )
         self.last_sent: dict[Any, datetime] = {}  # throttle: subscription key -> simulated time of last send
         self.idle_since: float | None = self.opened if stream is Stream.MARKET_DATA else None
@@ -952,6 +954,7 @@ class Simulator:
             connection = self._connections[connection_id]
             connection.faults = faults
             connection.subscriptions.refuse_all = faults.too_many_requests
+            connection.subscriptions.internal_errors = faults.internal_errors
             connection._tasks.append(asyncio.create_task(connection._fault_clock()))
 
         self._call(run)

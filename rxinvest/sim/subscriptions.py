@@ -6,6 +6,8 @@ entry per requested instrument, in request order, with a ``SubscriptionStatus`` 
 
 * an instrument id is a FIGI, an instrument uid or ``TICKER_CLASSCODE`` (the deprecated ``figi``
   field is read when ``instrument_id`` is empty); unknown: INSTRUMENT_NOT_FOUND;
+* the simulated market is an exchange only: a dealer book or dealer trades get SOURCE_IS_INVALID;
+* with ``internal_errors`` (a fault), entries fail at random with INTERNAL_ERROR;
 * candles need an interval (INTERVAL_IS_INVALID), books a depth of 1, 10, 20, 30, 40 or 50
   (DEPTH_IS_INVALID); an UNSPECIFIED action gets SUBSCRIPTION_ACTION_IS_INVALID;
 * at most ``max_subscriptions`` (300) candle, book and trade subscriptions together; more get
@@ -20,6 +22,7 @@ entry per requested instrument, in request order, with a ``SubscriptionStatus`` 
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -69,6 +72,8 @@ class SubscriptionBook:
         max_subscriptions: int = 300,
         max_requests_per_minute: int = 100,
         refuse_all: bool = False,
+        internal_errors: float = 0.0,
+        rng: random.Random | None = None,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
     ) -> None:
         self.instruments = instruments
@@ -76,6 +81,8 @@ class SubscriptionBook:
         self.max_subscriptions = max_subscriptions
         self.max_requests_per_minute = max_requests_per_minute
         self.refuse_all = refuse_all
+        self.internal_errors = internal_errors
+        self._rng = rng or random.Random(0)
         self._new_id = new_id
         self._active: dict[str, dict[tuple[Any, ...], Subscription]] = {
             kind: {} for kind in ("candles", "order_books", "trades", "info", "last_prices")
@@ -155,7 +162,13 @@ class SubscriptionBook:
             return instrument, None, _Status.SUBSCRIPTION_STATUS_SUBSCRIPTION_ACTION_IS_INVALID, action
         if instrument is None:
             return None, None, _Status.SUBSCRIPTION_STATUS_INSTRUMENT_NOT_FOUND, action
+        if self.internal_errors and self._rng.random() < self.internal_errors:
+            return instrument, None, _Status.SUBSCRIPTION_STATUS_INTERNAL_ERROR, action
         probe = self._describe(kind, request, item, instrument)
+        if probe.order_book_type is m.OrderBookType.ORDERBOOK_TYPE_DEALER or (
+            probe.trade_source is m.TradeSourceType.TRADE_SOURCE_DEALER
+        ):
+            return instrument, probe, _Status.SUBSCRIPTION_STATUS_SOURCE_IS_INVALID, action
         if kind == "candles" and probe.interval is m.SubscriptionInterval.SUBSCRIPTION_INTERVAL_UNSPECIFIED:
             return instrument, probe, _Status.SUBSCRIPTION_STATUS_INTERVAL_IS_INVALID, action
         if kind == "order_books" and probe.depth not in BOOK_DEPTHS:

@@ -288,3 +288,29 @@ def test_a_stream_left_without_subscriptions_is_closed_with_80004() -> None:
     assert code == 4008
     assert "80004" in reason
     assert time.monotonic() - started >= 0.25
+
+
+def test_dealer_sources_are_invalid_on_an_exchange_only_market(sim: Simulator) -> None:
+    with open_stream(sim, MD) as ws:
+        dealer = m.OrderBookType.ORDERBOOK_TYPE_DEALER
+        item = m.OrderBookInstrument(instrument_id="SBER_TQBR", depth=10, order_book_type=dealer)
+        send(ws, m.SubscribeOrderBookRequest(subscription_action=SUB, instruments=(item,)))
+        book = response(ws, m.SubscribeOrderBookResponse).order_book_subscriptions[0]
+        send(ws, m.SubscribeTradesRequest(
+            subscription_action=SUB, instruments=(m.TradeInstrument(instrument_id="SBER_TQBR"),),
+            trade_source=m.TradeSourceType.TRADE_SOURCE_DEALER,
+        ))  # fmt: skip
+        trade = response(ws, m.SubscribeTradesResponse).trade_subscriptions[0]
+    assert book.subscription_status is Status.SUBSCRIPTION_STATUS_SOURCE_IS_INVALID
+    assert trade.subscription_status is Status.SUBSCRIPTION_STATUS_SOURCE_IS_INVALID
+
+
+def test_internal_errors_on_demand() -> None:
+    from rxinvest.sim import Faults
+
+    with serve(seed=1, manual=True, faults=Faults(internal_errors=1.0)) as sim, open_stream(sim, MD) as ws:
+        send(ws, books(("SBER_TQBR", 1), ("GAZP_TQBR", 1)))
+        answer = response(ws, m.SubscribeOrderBookResponse)
+    assert {e.subscription_status for e in answer.order_book_subscriptions} == {
+        Status.SUBSCRIPTION_STATUS_INTERNAL_ERROR
+    }
