@@ -28,6 +28,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/decode.py
+	$(BIN)/python benchmarks/sim_burst.py
+	$(BIN)/python benchmarks/e2e.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
