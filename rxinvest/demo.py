@@ -177,6 +177,7 @@ def run(
             while (left := deadline - time.monotonic()) > 0:
                 time.sleep(min(0.25, left))
                 live.update(view.render(left, reconnects))
+    console.print()
     summary = Table(title=f"Received in {duration:.0f} s")
     summary.add_column("event")
     summary.add_column("count", justify="right")
