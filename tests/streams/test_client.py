@@ -353,3 +353,21 @@ def test_account_streams_come_back_after_a_drop() -> None:
     assert len(connections) >= 2
     assert all(c.requests for c in connections)  # the request was sent again on the new connection
     assert not states.errors
+
+
+def test_operators_compose_and_take_unsubscribes_on_the_server(sim: Simulator) -> None:
+    done = threading.Event()
+    spreads: list[Decimal] = []
+    with client_for(sim) as client:
+        client.market_data.order_books("GAZP_TQBR", depth=1).pipe(
+            ops.filter(lambda b: bool(b.bids and b.asks)),
+            ops.map(lambda b: b.asks[0].price - b.bids[0].price),
+            ops.take(3),
+        ).subscribe(spreads.append, on_completed=done.set)
+        assert done.wait(WAIT)
+        mine = [c for c in sim.connections() if c.stream.value == "MarketDataStream"][-1]
+        sim.wait_for(
+            lambda s: not next(c for c in s.connections() if c.id == mine.id).subscriptions, timeout=WAIT
+        )
+    assert len(spreads) == 3
+    assert all(s > 0 for s in spreads)  # the simulator's books are never crossed
