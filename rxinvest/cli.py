@@ -27,22 +27,21 @@ def _decode(args: argparse.Namespace) -> int:
 
 
 def _sim(args: argparse.Namespace) -> int:
-    """Run the simulator until interrupted, printing where to connect."""
+    """Run the simulator until Ctrl-C or SIGTERM, printing where to connect."""
     import signal
-    import time
+    import threading
 
     from rxinvest.sim import Faults, serve
 
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)  # stop cleanly under service managers and `timeout`
-
-    faults = Faults.parse(args.fault)
+    faults, next_faults = Faults.parse(args.fault), Faults.parse(args.fault_next)
+    # The handlers only set a flag, so a signal that comes at any moment (while starting, while
+    # printing) stops the simulator cleanly instead of interrupting whatever runs.
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     with serve(
         port=args.port, seed=args.seed, scenario=args.scenario, speed=args.speed, faults=faults
     ) as sim:
-        next_faults = Faults.parse(args.fault_next)
         if next_faults.any:
             sim.fault_next(next_faults)
         print(f"rxinvest simulator listening on {sim.base_url}", flush=True)
@@ -50,11 +49,9 @@ def _sim(args: argparse.Namespace) -> int:
         print(f"token (market data only): {sim.readonly_token}", flush=True)
         print(f"accounts: {', '.join(sim.accounts)}", flush=True)
         print("press Ctrl-C to stop", flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            print("stopping", flush=True)
+        while not stop.wait(0.5):
+            pass
+        print("stopping", flush=True)
     return 0
 
 

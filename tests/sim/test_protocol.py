@@ -253,7 +253,7 @@ def test_ping_settings_set_the_server_ping_interval(sim: Simulator) -> None:
                 break
     gaps = sorted(b - a for a, b in itertools.pairwise(arrivals))
     assert len(arrivals) == 5
-    assert 0.05 <= gaps[len(gaps) // 2] <= 0.5  # median gap near 100 ms on a loaded machine
+    assert 0.05 <= gaps[len(gaps) // 2] <= 1.0  # median gap near 100 ms, even on a loaded machine
 
 
 def test_a_ping_delay_out_of_range_is_refused() -> None:
