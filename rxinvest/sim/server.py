@@ -51,6 +51,7 @@ from rxinvest.sim.broker import AccountSeed, Broker, default_accounts
 from rxinvest.sim.faults import Faults, malformed_frame
 from rxinvest.sim.instruments import CATALOGUE, Instrument, InstrumentIndex
 from rxinvest.sim.market import Market, StepEvents
+from rxinvest.sim.quote import Quote
 from rxinvest.sim.subscriptions import Subscription, SubscriptionBook
 from rxinvest.wire import Dialect, Stream, decode, decode_request, encode
 
@@ -934,9 +935,8 @@ class Simulator:
         return self._call(run)
 
     @staticmethod
-    def _no_quote(instrument_id: str) -> Any:
-        from rxinvest.sim.quote import Quote
-
+    def _no_quote(instrument_id: str) -> Quote:
+        """The quote of an unknown instrument: the broker rejects the order with a clear cause."""
         return Quote(instrument_id, None, None, 0, 0, Decimal(0), tradable=False)
 
     def set_faults(self, faults: Faults) -> None:

@@ -95,6 +95,7 @@ class WebSocketTransport:
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
         self.connections = 0  # how many times it connected (tests, stats)
+        self._backoff_pending = False  # a new connection has not yet proved itself by delivering
 
     def __repr__(self) -> str:  # the token stays out
         return f"<WebSocketTransport {self.url} open={self.is_open}>"
