@@ -19,13 +19,12 @@ import reactivex
 from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable, SingleAssignmentDisposable
 from reactivex.scheduler import ThreadPoolScheduler
-from reactivex.subject import Subject
 
 from rxinvest import model as m
 from rxinvest.errors import ClientClosedError, ConfigurationError
 from rxinvest.protocol import AccountSession, MarketDataSession, Topic
 from rxinvest.streams.connection import AccountConnection, MarketDataConnection
-from rxinvest.streams.delivery import Mailbox, Policy
+from rxinvest.streams.delivery import Broadcast, Mailbox, Policy
 from rxinvest.transport import WebSocketTransport
 from rxinvest.wire import Dialect, Stream
 
@@ -125,12 +124,12 @@ class Client:
         self._on_close = list(on_close)
         #: The embedded simulator when connected with ``target="sim"`` (else None).
         self.sim: Any = None
-        self._statuses: Subject[Any] = Subject()
+        self._statuses = Broadcast(self.scheduler)
         self._lock = threading.Lock()
         self._closed = False
         self._market_data = MarketDataConnection(
             self._factory(Stream.MARKET_DATA),
-            self._statuses,
+            self._statuses.emit,
             MarketDataSession(dialect=self.dialect, ping_delay=ping_delay),
         )
         self._accounts: dict[tuple[Any, ...], AccountConnection] = {}
@@ -152,10 +151,10 @@ class Client:
     def statuses(self) -> Observable[Any]:
         """Connection and subscription lifecycle (:mod:`rxinvest.streams.events`), as it happens.
 
-        Hot: subscribers see what happens after they subscribe. Delivered on the reader threads:
-        keep handlers short, or ``observe_on`` a scheduler.
+        Hot: subscribers see what happens after they subscribe. Delivered like every source, on the
+        delivery scheduler; completes when the client closes.
         """
-        return self._statuses
+        return self._statuses.observable()
 
     @property
     def connections(self) -> int:
@@ -173,6 +172,7 @@ class Client:
             conns = [self._market_data, *self._accounts.values()]
         for connection in conns:
             connection.close()
+        self._statuses.complete()
         if self._own_scheduler and isinstance(self.scheduler, DeliveryScheduler):
             self.scheduler.shutdown()
         for hook in self._on_close:
@@ -243,7 +243,7 @@ class Client:
                         stream, accounts, dialect=self.dialect, ping_delay=self._ping_delay, **options
                     )
                     connection = AccountConnection(
-                        self._factory(stream), self._statuses, session, self._forget(key)
+                        self._factory(stream), self._statuses.emit, session, self._forget(key)
                     )
                     self._accounts[key] = connection
             connection.add(mailbox)

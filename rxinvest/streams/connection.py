@@ -15,8 +15,6 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from reactivex.subject import Subject
-
 from rxinvest.errors import (
     ApiError,
     ClientClosedError,
@@ -53,9 +51,9 @@ class _Base:
     stream: str
     session: Any  # MarketDataSession | AccountSession
 
-    def __init__(self, transport_factory: TransportFactory, statuses: Subject[Any]) -> None:
+    def __init__(self, transport_factory: TransportFactory, emit: Callable[[Any], None]) -> None:
         self._factory = transport_factory
-        self._statuses = statuses
+        self._emit = emit  # publishes a status event to the client's status subscribers
         self.lock = threading.Lock()
         self._transport: Any = None
         self._open = False
@@ -80,7 +78,7 @@ class _Base:
             self._transport.send(frames)
 
     def _status(self, state: str, error: RxInvestError | None = None) -> None:
-        self._statuses.on_next(ConnectionStatus(self.stream, state, error))
+        self._emit(ConnectionStatus(self.stream, state, error))
 
     def close(self) -> None:
         with self.lock:
@@ -147,9 +145,9 @@ class MarketDataConnection(_Base):
     stream = "MarketDataStream"
 
     def __init__(
-        self, transport_factory: TransportFactory, statuses: Subject[Any], session: MarketDataSession
+        self, transport_factory: TransportFactory, emit: Callable[[Any], None], session: MarketDataSession
     ) -> None:
-        super().__init__(transport_factory, statuses)
+        super().__init__(transport_factory, emit)
         self.session = session
         self._mailboxes: dict[Topic, list[Mailbox]] = {}
 
@@ -209,7 +207,7 @@ class MarketDataConnection(_Base):
                 status = SubscriptionStatus(
                     output.topic, True, None, output.tracking_id, output.instrument_uid
                 )
-                self._statuses.on_next(status)
+                self._emit(status)
             elif isinstance(output, Rejected):
                 self._reject(output, boxes)
             else:
@@ -223,7 +221,7 @@ class MarketDataConnection(_Base):
             target=topic.instrument_id,
             tracking_id=output.tracking_id,
         )
-        self._statuses.on_next(SubscriptionStatus(topic, False, error, output.tracking_id, ""))
+        self._emit(SubscriptionStatus(topic, False, error, output.tracking_id, ""))
         for box in boxes:
             box.fail(error)
 
@@ -241,11 +239,11 @@ class AccountConnection(_Base):
     def __init__(
         self,
         transport_factory: TransportFactory,
-        statuses: Subject[Any],
+        emit: Callable[[Any], None],
         session: AccountSession,
         on_idle: Callable[[AccountConnection], None],
     ) -> None:
-        super().__init__(transport_factory, statuses)
+        super().__init__(transport_factory, emit)
         self.session = session
         self.stream = session.stream.value
         self._mailboxes: list[Mailbox] = []
@@ -288,15 +286,11 @@ class AccountConnection(_Base):
                         target=output.account_id,
                         tracking_id=output.tracking_id,
                     )
-                self._statuses.on_next(
-                    SubscriptionStatus(output.account_id, False, error, output.tracking_id, "")
-                )
+                self._emit(SubscriptionStatus(output.account_id, False, error, output.tracking_id, ""))
                 for box in boxes:
                     box.fail(error)
             elif isinstance(output, AccountAccepted):
-                self._statuses.on_next(
-                    SubscriptionStatus(output.account_id, True, None, output.tracking_id, "")
-                )
+                self._emit(SubscriptionStatus(output.account_id, True, None, output.tracking_id, ""))
             else:
                 self._note(output)
 

@@ -24,9 +24,11 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from reactivex import abc
+import reactivex
+from reactivex import Observable, abc
+from reactivex.disposable import Disposable
 
-__all__ = ["Mailbox", "Policy"]
+__all__ = ["Broadcast", "Mailbox", "Policy"]
 
 log = logging.getLogger("rxinvest.delivery")
 
@@ -161,3 +163,44 @@ class Mailbox:
                 self._observer.on_completed()
         except Exception:
             log.exception("a subscriber's on_error/on_completed raised")
+
+
+class Broadcast:
+    """A hot feed (the client's statuses): each subscriber gets its own mailbox on the scheduler,
+    so that a reader thread publishing to it never runs subscriber code. Thread-safe."""
+
+    def __init__(self, scheduler: abc.SchedulerBase) -> None:
+        self._scheduler = scheduler
+        self._lock = threading.Lock()
+        self._boxes: list[Mailbox] = []
+
+    def emit(self, event: Any) -> None:
+        with self._lock:
+            boxes = list(self._boxes)
+        for box in boxes:
+            if box.put(event):
+                box.kick()
+
+    def complete(self) -> None:
+        with self._lock:
+            boxes, self._boxes = self._boxes, []
+        for box in boxes:
+            box.complete()
+
+    def observable(self) -> Observable[Any]:
+        def subscribe(
+            observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None
+        ) -> abc.DisposableBase:
+            box = Mailbox(observer, self._scheduler)
+            with self._lock:
+                self._boxes.append(box)
+
+            def detach() -> None:
+                box.stop()
+                with self._lock:
+                    if box in self._boxes:
+                        self._boxes.remove(box)
+
+            return Disposable(detach)
+
+        return reactivex.create(subscribe)

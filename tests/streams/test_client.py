@@ -371,3 +371,22 @@ def test_operators_compose_and_take_unsubscribes_on_the_server(sim: Simulator) -
         )
     assert len(spreads) == 3
     assert all(s > 0 for s in spreads)  # the simulator's books are never crossed
+
+
+def test_status_handlers_run_on_delivery_threads_too(sim: Simulator) -> None:
+    seen: list[tuple[Any, str]] = []
+    confirmed = threading.Event()
+
+    def on_status(status: Any) -> None:
+        seen.append((status, threading.current_thread().name))
+        if isinstance(status, SubscriptionStatus) and status.confirmed:
+            confirmed.set()
+
+    with client_for(sim) as client:
+        done = threading.Event()
+        client.statuses.subscribe(on_status, on_completed=done.set)
+        watch(client.market_data.last_prices("SBER_TQBR"))
+        assert confirmed.wait(WAIT)
+    assert done.wait(WAIT)  # closing the client completes the feed
+    assert {type(s) for s, _ in seen} >= {ConnectionStatus, SubscriptionStatus}
+    assert all(name.startswith("rxinvest-delivery") for _, name in seen)
