@@ -30,7 +30,8 @@ def connect(
     """Connect to the T-Invest streams; returns a :class:`~rxinvest.streams.Client` (a context manager).
 
     * ``token``: the API token, else the ``INVEST_TOKEN`` environment variable. It is sent only in
-      the ``Authorization`` header and never logged, printed or put in an error.
+      the ``Authorization`` header and never logged, printed or put in an error. With
+      ``target="sim"`` the embedded simulator's own token is used instead.
     * ``target``: ``"sim"`` (an embedded simulator for the client's lifetime: the default when there
       is no token), ``"prod"`` (the default with a token), ``"sandbox"``, or a ``ws://``/``wss://``
       base URL such as a running simulator's ``sim.base_url``.
