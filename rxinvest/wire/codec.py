@@ -107,6 +107,18 @@ def _int(value: str | int, where: str, low: int, high: int) -> int:
     return number
 
 
+_int64s: dict[str, int] = {}
+
+
+def _int64(value: str | int, where: str) -> int:
+    """An int64 from its wire form. Only canonical decimal strings ("-12", not " 12", "+12" or
+    "012") are interned, so a hit stands for exactly what a cold decode gives."""
+    number = _int(value, where, _I64_MIN, _I64_MAX)
+    if type(value) is str and len(value) < 19 and value.isascii() and value == str(number):
+        _store(_int64s, value, number)
+    return number
+
+
 def _decimal(units: int, nano: int) -> Decimal:
     # Canonical form: no trailing zeros, no exponent for whole numbers (Decimal('178.97'), Decimal('179')).
     if nano == 0:
@@ -202,6 +214,7 @@ def clear_caches() -> None:
     _quotations.clear()
     _moneys.clear()
     _level_cache.clear()
+    _int64s.clear()
 
 
 # --- scalar encoders ---------------------------------------------------------------------------------
@@ -285,9 +298,8 @@ _CONVERT = {
     Kind.STRING: "{out} = {v}",
     Kind.BOOL: "{out} = {v}",
     # A string of at most 18 characters cannot leave the int64 range.
-    Kind.INT64: (
-        "{out} = int({v}) if type({v}) is str and len({v}) < 19 else _int({v}, {where!r}, _I64_MIN, _I64_MAX)"
-    ),
+    # int64 strings repeat (quantities, volumes): interned like quotations.
+    Kind.INT64: "{out} = _int64s.get({v})\nif {out} is None: {out} = _int64({v}, {where!r})",
     Kind.INT32: (
         "{out} = {v} if type({v}) is int and _I32_MIN <= {v} <= _I32_MAX "
         "else _int({v}, {where!r}, _I32_MIN, _I32_MAX)"
@@ -324,6 +336,8 @@ class _Generated:
     def __init__(self, classes: Iterable[type]) -> None:
         self.namespace: dict[str, Any] = {
             "_int": _int,
+            "_int64": _int64,
+            "_int64s": _int64s,
             "_quotations": _quotations,
             "_quotation": _quotation,
             "_money": _money,

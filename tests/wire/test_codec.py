@@ -312,3 +312,17 @@ def test_endpoint_urls() -> None:
         wire.endpoint_url("OrderStateStream", "http://example.invalid/")
     with pytest.raises(ConfigurationError):
         wire.endpoint_url("Orders")
+
+
+def test_int64_strings_are_interned_only_in_canonical_form(monkeypatch: pytest.MonkeyPatch) -> None:
+    codec.clear_caches()
+    assert md({"trade": {"quantity": "12"}}).quantity == 12
+    assert md({"trade": {"quantity": "012"}}).quantity == 12  # int64 text proto3 parsers accept
+    assert md({"trade": {"quantity": "-0"}}).quantity == 0
+    assert set(codec._int64s) == {"12"}
+    with pytest.raises(DecodeError):
+        md({"trade": {"quantity": "12x"}})
+    monkeypatch.setattr(codec, "CACHE_LIMIT", 4)
+    for n in range(20):
+        md({"trade": {"quantity": str(n)}})
+    assert len(codec._int64s) <= 4
