@@ -959,6 +959,10 @@ class Simulator:
 
         self._call(run)
 
+    def my_subscriptions(self, connection_id: int) -> list[Any]:
+        """What ``getMySubscriptions`` would answer on an open MarketDataStream connection now."""
+        return self._call(lambda: self._connections[connection_id].subscriptions.my_subscriptions("inspect"))
+
     def connections(self, *, include_closed: bool = False) -> tuple[ConnectionInfo, ...]:
         """Snapshots of the open connections (and of the closed ones, oldest first, if asked)."""
 

@@ -129,18 +129,17 @@ def test_subscriptions_are_shared_and_reference_counted(sim: Simulator) -> None:
         for collector in (first, second, third):
             collector.wait_for(m.OrderBook)
         (connection,) = [c for c in sim.connections() if c.id > since]
-        assert connection.subscriptions == (
-            ("order_books", ("02cfdf61-6298-4c0f-a9ca-9cabc82afaf3", 20, m.OrderBookType.ORDERBOOK_TYPE_ALL)),
-        )
+        (answer,) = sim.my_subscriptions(connection.id)  # what getMySubscriptions answers: one book
+        assert [(e.instrument_uid, e.depth) for e in answer.order_book_subscriptions] == [
+            ("02cfdf61-6298-4c0f-a9ca-9cabc82afaf3", 20)
+        ]
         d1.dispose()
         d2.dispose()
         time.sleep(0.3)
-        assert len(sim.connections()[-1].subscriptions) == 1  # the third still holds it
+        assert len(sim.my_subscriptions(connection.id)) == 1  # the third still holds it
         assert sum(isinstance(r, m.SubscribeOrderBookRequest) for r in _market_data_requests(sim, since)) == 1
         d3.dispose()
-        sim.wait_for(
-            lambda s: not next(c for c in s.connections() if c.id > since).subscriptions, timeout=WAIT
-        )
+        sim.wait_for(lambda s: not s.my_subscriptions(connection.id), timeout=WAIT)
         requests = _market_data_requests(sim, since)
     unsubscribes = [
         r for r in requests if r.subscription_action is m.SubscriptionAction.SUBSCRIPTION_ACTION_UNSUBSCRIBE
