@@ -75,6 +75,21 @@ _PING_LIMITS_MS = {  # documented ranges of the ping interval a client may ask f
 _THROTTLE = timedelta(milliseconds=100)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NO_FAULTS = Faults()
+# The per-account answer of the operations streams: (result, status entry, success, refused).
+_OPERATIONS_ANSWERS: dict[Stream, tuple[Any, Any, Any, Any]] = {
+    Stream.PORTFOLIO: (
+        m.PortfolioSubscriptionResult,
+        m.AccountSubscriptionStatus,
+        m.PortfolioSubscriptionStatus.PORTFOLIO_SUBSCRIPTION_STATUS_SUCCESS,
+        m.PortfolioSubscriptionStatus.PORTFOLIO_SUBSCRIPTION_STATUS_ACCOUNT_NOT_FOUND,
+    ),
+    Stream.POSITIONS: (
+        m.PositionsSubscriptionResult,
+        m.PositionsSubscriptionStatus,
+        m.PositionsAccountSubscriptionStatus.POSITIONS_SUBSCRIPTION_STATUS_SUCCESS,
+        m.PositionsAccountSubscriptionStatus.POSITIONS_SUBSCRIPTION_STATUS_ACCOUNT_NOT_FOUND,
+    ),
+}
 _BACKLOG_LIMIT = 100_000  # frames queued for a client that does not read: then it is dropped
 
 
@@ -790,40 +805,17 @@ class Simulator:
                     error=error,
                 )
             )
-        elif stream is Stream.PORTFOLIO:
-            ok, missing = (
-                m.PortfolioSubscriptionStatus.PORTFOLIO_SUBSCRIPTION_STATUS_SUCCESS,
-                m.PortfolioSubscriptionStatus.PORTFOLIO_SUBSCRIPTION_STATUS_ACCOUNT_NOT_FOUND,
-            )
+        else:  # PortfolioStream, PositionsStream: one status per requested account
+            result, status, ok, missing = _OPERATIONS_ANSWERS[stream]
             statuses = tuple(
-                m.AccountSubscriptionStatus(account_id=a, subscription_status=ok if a in granted else missing)
-                for a in requested
+                status(account_id=a, subscription_status=ok if a in granted else missing) for a in requested
             )
-            connection.send(
-                m.PortfolioSubscriptionResult(
-                    accounts=statuses, tracking_id=tracking, stream_id=connection.stream_id
-                )
-            )
-            quotes = self.market.quotes()
-            for account in granted:
-                connection.send(self.broker.portfolio(account, quotes))
-        elif stream is Stream.POSITIONS:
-            ok_p, missing_p = (
-                m.PositionsAccountSubscriptionStatus.POSITIONS_SUBSCRIPTION_STATUS_SUCCESS,
-                m.PositionsAccountSubscriptionStatus.POSITIONS_SUBSCRIPTION_STATUS_ACCOUNT_NOT_FOUND,
-            )
-            statuses_p = tuple(
-                m.PositionsSubscriptionStatus(
-                    account_id=a, subscription_status=ok_p if a in granted else missing_p
-                )
-                for a in requested
-            )
-            connection.send(
-                m.PositionsSubscriptionResult(
-                    accounts=statuses_p, tracking_id=tracking, stream_id=connection.stream_id
-                )
-            )
-            if request.with_initial_positions:
+            connection.send(result(accounts=statuses, tracking_id=tracking, stream_id=connection.stream_id))
+            if stream is Stream.PORTFOLIO:
+                quotes = self.market.quotes()
+                for account in granted:
+                    connection.send(self.broker.portfolio(account, quotes))
+            elif request.with_initial_positions:
                 for account in granted:
                     connection.send(self.broker.positions(account, self.clock()))
         return granted

@@ -38,8 +38,13 @@ class Policy(enum.Enum):
     LATEST = "latest"
 
 
-_ERROR = object()  # queue markers
-_DONE = object()
+class _End:
+    """The queue's last item: ``on_error(error)``, or ``on_completed()`` when ``error`` is None."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception | None) -> None:
+        self.error = error
 
 
 class Mailbox:
@@ -107,10 +112,10 @@ class Mailbox:
 
     def fail(self, error: Exception) -> None:
         """Queue ``on_error``; what was queued before is delivered first."""
-        self._terminal((_ERROR, error))
+        self._terminal(_End(error))
 
     def complete(self) -> None:
-        self._terminal((_DONE, None))
+        self._terminal(_End(None))
 
     def stop(self) -> None:
         """The subscriber left: deliver nothing more, queued items included."""
@@ -119,16 +124,13 @@ class Mailbox:
             self._queue.clear()
             self._latest.clear()
 
-    def _terminal(self, item: tuple[object, Any]) -> None:
+    def _terminal(self, end: _End) -> None:
         with self._lock:
             if self._stopped:
                 return
             self._stopped = True
-            self._queue.append(item)
-            if self._scheduled:
-                return
-            self._scheduled = True
-        self._submit(self._drain)
+            self._queue.append(end)
+        self.kick()
 
     def _drain(self) -> None:
         observer = self._observer
@@ -143,7 +145,7 @@ class Mailbox:
                     latest = self._latest
                     batch = [latest.pop(k) if k in latest else k for k in batch]
             for item in batch:
-                if type(item) is tuple and len(item) == 2 and (item[0] is _ERROR or item[0] is _DONE):
+                if type(item) is _End:
                     self._finish(item)
                     return
                 try:
@@ -152,13 +154,13 @@ class Mailbox:
                 except Exception:  # a bug in the subscriber's code must not kill delivery to others
                     log.exception("a subscriber's on_next raised; the event is skipped")
 
-    def _finish(self, item: tuple[object, Any]) -> None:
+    def _finish(self, end: _End) -> None:
         with self._lock:
             self._queue.clear()
             self._scheduled = False
         try:
-            if item[0] is _ERROR:
-                self._observer.on_error(item[1])
+            if end.error is not None:
+                self._observer.on_error(end.error)
             else:
                 self._observer.on_completed()
         except Exception:

@@ -645,12 +645,9 @@ class _Plain:
         self.decode: Callable[[Any], Any] = lambda data: convert(parse(data))
 
 
-_RESPONSE_DECODERS: dict[str, _Oneof] = {
-    stream.value: _Oneof(stream.value, classes) for stream, classes in _RESPONSES.items()
-}
-# The generated functions themselves, keyed by plain str: the hot path skips two attribute lookups.
+# The generated functions, keyed by plain str (not Stream): the hot path looks them up per frame.
 _RESPONSE_FUNCTIONS: dict[str, Callable[[Any], Any]] = {
-    name: decoder.decode for name, decoder in _RESPONSE_DECODERS.items()
+    stream.value: _Oneof(stream.value, classes).decode for stream, classes in _RESPONSES.items()
 }
 _REQUEST_DECODERS: dict[str, _Oneof | _Plain] = {
     Stream.MARKET_DATA: _Oneof("MarketDataRequest", _MARKET_DATA_REQUESTS),
@@ -662,9 +659,7 @@ def _run(decoder: Callable[[Any], Any], data: Any, what: str) -> Any:
     """Call ``decoder(data)``, turning every failure into a ``DecodeError`` that quotes ``data``."""
     try:
         return decoder(data)
-    except _Malformed as exc:
-        raise DecodeError(f"{what}: {exc}", _raw(data)) from None
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (_Malformed, msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise DecodeError(f"{what}: {exc}", _raw(data)) from None
     except Exception as exc:  # int() of a bad digit string, data that is not text, recursion ...
         raise DecodeError(f"{what}: {type(exc).__name__}: {exc}", _raw(data)) from exc
