@@ -16,7 +16,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from rxinvest import model as m
-from rxinvest.wire.schema import FieldSpec, Kind, fields_of
+from rxinvest.wire.schema import FieldSpec, WireType, fields_of
 
 INT64 = (-(2**63), 2**63 - 1)
 INT32 = (-(2**31), 2**31 - 1)
@@ -61,21 +61,21 @@ def texts() -> st.SearchStrategy[str]:
 
 def _scalar(spec: FieldSpec) -> st.SearchStrategy[Any]:
     kind = spec.kind
-    if kind is Kind.STRING:
+    if kind is WireType.STRING:
         return texts()
-    if kind is Kind.BOOL:
+    if kind is WireType.BOOL:
         return st.booleans()
-    if kind is Kind.INT64:
+    if kind is WireType.INT64:
         return st.one_of(st.integers(*INT64), st.integers(0, 10**6))
-    if kind is Kind.INT32:
+    if kind is WireType.INT32:
         return st.integers(*INT32)
-    if kind is Kind.QUOTATION:
+    if kind is WireType.QUOTATION:
         return quotations()
-    if kind is Kind.MONEY:
+    if kind is WireType.MONEY:
         return money()
-    if kind is Kind.TIMESTAMP:
+    if kind is WireType.TIMESTAMP:
         return datetimes()
-    if kind is Kind.ENUM:
+    if kind is WireType.ENUM:
         target: type[enum.Enum] = spec.target
         return st.sampled_from(list(target))
     return st.deferred(lambda: messages(spec.target))
@@ -126,11 +126,11 @@ def order_books(*, depth: int = 20, tick: Decimal = Decimal("0.01")) -> st.Searc
 
 
 def model_classes() -> list[type]:
-    """Every wire message class of the model (all attrs classes but ``Money``)."""
+    """Every wire message class of the model (all attrs classes but ``Money`` and the kind table's rows)."""
     import attrs
 
     return [
         cls
         for name in m.__all__
-        if isinstance(cls := getattr(m, name), type) and attrs.has(cls) and cls is not m.Money
+        if isinstance(cls := getattr(m, name), type) and attrs.has(cls) and cls not in (m.Money, m.KindSpec)
     ]

@@ -19,10 +19,10 @@ import attrs
 
 from rxinvest.model.common import INT32, Money
 
-__all__ = ["FieldSpec", "Kind", "fields_of", "json_name"]
+__all__ = ["FieldSpec", "WireType", "fields_of", "json_name"]
 
 
-class Kind(enum.Enum):
+class WireType(enum.Enum):
     STRING = "string"
     BOOL = "bool"
     INT64 = "int64"  # a JSON string on the wire
@@ -38,7 +38,7 @@ class Kind(enum.Enum):
 class FieldSpec:
     name: str  # proto field name, the attribute name and the ``json-proto`` key
     json_name: str  # lowerCamelCase key of the ``json`` dialect
-    kind: Kind
+    kind: WireType
     repeated: bool
     nullable: bool  # ``None`` means "absent" (messages, timestamps, proto3 optional scalars)
     target: Any  # the enum or message class, else None
@@ -68,26 +68,26 @@ def _spec(cls: type, field: attrs.Attribute[Any], hint: Any) -> FieldSpec:
     if repeated:
         hint = typing.get_args(hint)[0]
     kind = _kind(cls, field, hint)
-    target = hint if kind in (Kind.ENUM, Kind.MESSAGE) else None
+    target = hint if kind in (WireType.ENUM, WireType.MESSAGE) else None
     default = field.default
     return FieldSpec(field.name, json_name(field.name), kind, repeated, nullable, target, default)
 
 
-def _kind(cls: type, field: attrs.Attribute[Any], hint: Any) -> Kind:
+def _kind(cls: type, field: attrs.Attribute[Any], hint: Any) -> WireType:
     if hint is str:
-        return Kind.STRING
+        return WireType.STRING
     if hint is bool:
-        return Kind.BOOL
+        return WireType.BOOL
     if hint is int:
-        return Kind.INT32 if field.metadata.get(INT32) else Kind.INT64
+        return WireType.INT32 if field.metadata.get(INT32) else WireType.INT64
     if hint is Decimal:
-        return Kind.QUOTATION
+        return WireType.QUOTATION
     if hint is Money:
-        return Kind.MONEY
+        return WireType.MONEY
     if hint is datetime:
-        return Kind.TIMESTAMP
+        return WireType.TIMESTAMP
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        return Kind.ENUM
+        return WireType.ENUM
     if attrs.has(hint):
-        return Kind.MESSAGE
+        return WireType.MESSAGE
     raise TypeError(f"{cls.__name__}.{field.name}: no wire mapping for {hint!r}")
