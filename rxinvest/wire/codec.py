@@ -21,6 +21,7 @@ values are interned in bounded caches.
 from __future__ import annotations
 
 import enum
+import linecache
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from decimal import Context, Decimal
@@ -30,9 +31,9 @@ import attrs
 import msgspec
 
 from rxinvest import model as m
-from rxinvest.errors import DecodeError, EncodeError
+from rxinvest.errors import ConfigurationError, DecodeError, EncodeError
 from rxinvest.wire.endpoints import Dialect, Stream
-from rxinvest.wire.schema import FieldSpec, Kind, fields_of, json_name
+from rxinvest.wire.schema import FieldSpec, WireType, fields_of, json_name
 
 __all__ = ["CACHE_LIMIT", "clear_caches", "decode", "decode_request", "decoder", "dump", "encode", "load"]
 
@@ -77,15 +78,15 @@ class _StatusWire(msgspec.Struct):
     details: list[Any] | None = None
 
 
-_SCALAR_WIRE_TYPES: dict[Kind, Any] = {
-    Kind.STRING: str,
-    Kind.BOOL: bool,
-    Kind.INT64: str | int,
-    Kind.INT32: int | str,
-    Kind.QUOTATION: _QuotationWire,
-    Kind.MONEY: _MoneyWire,
-    Kind.TIMESTAMP: str,
-    Kind.ENUM: str | int,
+_SCALAR_WIRE_TYPES: dict[WireType, Any] = {
+    WireType.STRING: str,
+    WireType.BOOL: bool,
+    WireType.INT64: str | int,
+    WireType.INT32: int | str,
+    WireType.QUOTATION: _QuotationWire,
+    WireType.MONEY: _MoneyWire,
+    WireType.TIMESTAMP: str,
+    WireType.ENUM: str | int,
 }
 
 
@@ -295,38 +296,40 @@ def _enc_tuple(value: object, where: str) -> tuple[Any, ...]:
 # Converting snippets: ``{v}`` holds a non-null value that msgspec has already type-checked against
 # the wire struct; each sets ``{out}``. The common case runs inline, the rest in the helpers above.
 _CONVERT = {
-    Kind.STRING: "{out} = {v}",
-    Kind.BOOL: "{out} = {v}",
+    WireType.STRING: "{out} = {v}",
+    WireType.BOOL: "{out} = {v}",
     # A string of at most 18 characters cannot leave the int64 range.
     # int64 strings repeat (quantities, volumes): interned like quotations.
-    Kind.INT64: "{out} = _int64s.get({v})\nif {out} is None: {out} = _int64({v}, {where!r})",
-    Kind.INT32: (
+    WireType.INT64: "{out} = _int64s.get({v})\nif {out} is None: {out} = _int64({v}, {where!r})",
+    WireType.INT32: (
         "{out} = {v} if type({v}) is int and _I32_MIN <= {v} <= _I32_MAX "
         "else _int({v}, {where!r}, _I32_MIN, _I32_MAX)"
     ),
-    Kind.QUOTATION: (
+    WireType.QUOTATION: (
         "{out} = _quotations.get(({v}.units, {v}.nano))\nif {out} is None: {out} = _quotation({v}, {where!r})"
     ),
-    Kind.MONEY: "{out} = _money({v}, {where!r})",
-    Kind.TIMESTAMP: (
+    WireType.MONEY: "{out} = _money({v}, {where!r})",
+    WireType.TIMESTAMP: (
         "try: {out} = _fromisoformat({v})\n"
         "except ValueError: {out} = _timestamp({v}, {where!r})\n"
         "if {out}.tzinfo is not _UTC: {out} = _timestamp({v}, {where!r})"
     ),
-    Kind.ENUM: "{out} = {names}.get({v})\nif {out} is None: {out} = _enum_fallback({numbers}, {zero}, {v})",
-    Kind.MESSAGE: "{out} = {converter}({v})",
+    WireType.ENUM: (
+        "{out} = {names}.get({v})\nif {out} is None: {out} = _enum_fallback({numbers}, {zero}, {v})"
+    ),
+    WireType.MESSAGE: "{out} = {converter}({v})",
 }
 
 _ENCODE = {
-    Kind.STRING: "_enc_str({v}, {where!r})",
-    Kind.BOOL: "_enc_bool({v}, {where!r})",
-    Kind.INT64: "str(_enc_int({v}, {where!r}, _I64_MIN, _I64_MAX))",
-    Kind.INT32: "_enc_int({v}, {where!r}, _I32_MIN, _I32_MAX)",
-    Kind.QUOTATION: "_enc_quotation({v}, {where!r}, full)",
-    Kind.MONEY: "_enc_money({v}, {where!r}, full)",
-    Kind.TIMESTAMP: "_enc_timestamp({v}, {where!r})",
-    Kind.ENUM: "_enc_enum({v}, {where!r}, {target})",
-    Kind.MESSAGE: "{encoder}({v}, full)",
+    WireType.STRING: "_enc_str({v}, {where!r})",
+    WireType.BOOL: "_enc_bool({v}, {where!r})",
+    WireType.INT64: "str(_enc_int({v}, {where!r}, _I64_MIN, _I64_MAX))",
+    WireType.INT32: "_enc_int({v}, {where!r}, _I32_MIN, _I32_MAX)",
+    WireType.QUOTATION: "_enc_quotation({v}, {where!r}, full)",
+    WireType.MONEY: "_enc_money({v}, {where!r}, full)",
+    WireType.TIMESTAMP: "_enc_timestamp({v}, {where!r})",
+    WireType.ENUM: "_enc_enum({v}, {where!r}, {target})",
+    WireType.MESSAGE: "{encoder}({v}, full)",
 }
 
 
@@ -402,14 +405,15 @@ class _Generated:
                 lines.append(f"    if v is None: v = s.{snake[0]}")
             self.namespace[f"_D_{name}_{i}"] = spec.default
             where = f"{name}.{spec.name}"
-            if spec.kind in (Kind.STRING, Kind.BOOL) and not spec.repeated:  # msgspec checked the type
+            # msgspec has checked the type of a single string or bool: nothing to convert
+            if spec.kind in (WireType.STRING, WireType.BOOL) and not spec.repeated:
                 lines.append(f"    f{i} = _D_{name}_{i} if v is None else v")
                 continue
             lines.append(f"    if v is None: f{i} = _D_{name}_{i}")
             lines.append("    else:")
             if spec.repeated and spec.target is m.Order:
                 lines.append(f"        f{i} = _levels(v)")
-            elif spec.repeated and spec.kind in (Kind.STRING, Kind.BOOL):
+            elif spec.repeated and spec.kind in (WireType.STRING, WireType.BOOL):
                 lines.append(f"        f{i} = tuple(v)")
             elif spec.repeated:
                 lines.append(f"        f{i} = []")
@@ -424,12 +428,12 @@ class _Generated:
 
     def _convert(self, spec: FieldSpec, where: str, v: str, out: str) -> list[str]:
         fmt: dict[str, Any] = {"out": out, "v": v, "where": where}
-        if spec.kind is Kind.ENUM:
+        if spec.kind is WireType.ENUM:
             names, numbers = f"_T_{spec.target.__name__}", f"_N_{spec.target.__name__}"
             self.namespace[names] = {member.name: member for member in spec.target}
             self.namespace[numbers] = {member.value: member for member in spec.target}
             fmt |= {"names": names, "numbers": numbers, "zero": f"{numbers}[0]"}
-        elif spec.kind is Kind.MESSAGE:
+        elif spec.kind is WireType.MESSAGE:
             fmt["converter"] = f"_c_{spec.target.__name__}"
         return _CONVERT[spec.kind].format(**fmt).splitlines()
 
@@ -472,10 +476,10 @@ class _Generated:
             where = f"{name}.{spec.name}"
             lines.append(f"    v = o.{spec.name}")
             fmt: dict[str, Any] = {"where": where + ("[]" if spec.repeated else "")}
-            if spec.kind is Kind.ENUM:
+            if spec.kind is WireType.ENUM:
                 fmt["target"] = f"_C_{spec.target.__name__}"
                 self.namespace[fmt["target"]] = spec.target
-            elif spec.kind is Kind.MESSAGE:
+            elif spec.kind is WireType.MESSAGE:
                 fmt["encoder"] = f"_e_{spec.target.__name__}_{'camel' if camel else 'snake'}"
             if spec.repeated:
                 item = _ENCODE[spec.kind].format(v="x", **fmt)
@@ -493,16 +497,19 @@ class _Generated:
 
     def _compile(self, source: str, name: str) -> Any:
         self.sources.append(source)
-        exec(compile(source, f"<rxinvest.wire: {name}>", "exec"), self.namespace)  # noqa: S102
-        return self.namespace[name]
+        return _exec(source, name, self.namespace)
 
 
-def _message_classes() -> list[type]:
-    classes = [getattr(m, name) for name in m.__all__]
-    return [cls for cls in classes if isinstance(cls, type) and attrs.has(cls) and cls is not m.Money]
+def _exec(source: str, name: str, namespace: dict[str, Any]) -> Any:
+    """Define the function ``name`` from generated ``source`` in ``namespace``; returns it.
 
-
-_CODE = _Generated(_message_classes())
+    The source is registered in ``linecache`` under a file name of its own, so that a traceback
+    through generated code shows the generated lines (as cattrs does).
+    """
+    filename = f"<rxinvest.wire generated {name}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    exec(compile(source, filename, "exec"), namespace)  # noqa: S102
+    return namespace[name]
 
 
 # --- streams: which payload keys each stream carries --------------------------------------------------
@@ -563,6 +570,15 @@ _PLAIN_REQUESTS: dict[Stream, type] = {
 }
 
 
+# The generated code covers exactly what these tables reach: the top-level messages and, through their
+# fields, every message nested in them. A class elsewhere in the model (or a derived event in
+# rxinvest.derived) is never read, so nothing outside the contract can break this import.
+_CODE = _Generated(
+    (*dict.fromkeys(c for classes in _RESPONSES.values() for c in classes), *_MARKET_DATA_REQUESTS,
+     *_PLAIN_REQUESTS.values(), m.RpcStatus)  # RpcStatus: the in-band error of every stream
+)  # fmt: skip
+
+
 def _member_name(cls: type) -> str:
     if cls in _MEMBER_NAMES:
         return _MEMBER_NAMES[cls]
@@ -594,15 +610,14 @@ class _Oneof:
             "_more": self._more_than_one,
             "_fallback": self._error_forms,
         }
-        lines = ["def decode(data):", "    t = _decode(data)"]
+        lines = [f"def decode_{name}(data):", "    t = _decode(data)"]
         for i, (key, cls) in enumerate(members):
             namespace[f"_c{i}"] = _CODE.converters[cls]
             rest = " or ".join(f"t.{other} is not None" for other, _ in members[i + 1 :]) or "False"
             lines += [f"    v = t.{key}", "    if v is not None:", f"        if {rest}: _more(t)"]
             lines.append(f"        return _c{i}(v)")
         lines.append("    return _fallback(t, data)")
-        exec(compile("\n".join(lines), f"<rxinvest.wire: {name}>", "exec"), namespace)  # noqa: S102
-        self.decode: Callable[[Any], Any] = namespace["decode"]
+        self.decode: Callable[[Any], Any] = _exec("\n".join(lines), f"decode_{name}", namespace)
         self.members = members
 
     def _more_than_one(self, top: Any) -> None:
@@ -719,11 +734,12 @@ def decode_request(data: str | bytes | bytearray | memoryview, *, stream: str) -
 def load(cls: type, data: Any) -> Any:
     """Build a ``cls`` instance from an already parsed JSON value (either key style).
 
-    Raises :class:`~rxinvest.errors.DecodeError` if ``data`` does not fit ``cls``.
+    Raises :class:`~rxinvest.errors.DecodeError` if ``data`` does not fit ``cls``, and
+    :class:`~rxinvest.errors.ConfigurationError` if ``cls`` is not a message of the wire contract.
     """
     struct = _CODE.structs.get(cls)
     if struct is None:
-        raise TypeError(f"{cls!r} is not a wire message class")
+        raise ConfigurationError(f"{cls!r} is not a wire message class")
     convert = _CODE.converters[cls]
     return _run(lambda d: convert(msgspec.convert(d, struct)), data, cls.__name__)
 
