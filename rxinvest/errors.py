@@ -10,11 +10,18 @@
     ├── TransportError                         the WebSocket connection
     │   ├── ConnectionLostError                broken from outside: retryable
     │   └── ClientClosedError                  closed by you (``Client.close()``)
-    └── ApiError                               the API said no; carries code, message, tracking id
-        ├── AuthenticationError                missing or invalid token (4016, 40003): not retried
-        ├── PermissionDeniedError              the token may not do this (40002)
-        ├── RateLimitedError                   too many streams or requests (4008, 8000x)
-        └── SubscriptionRejectedError          one instrument or account refused, with its status
+    ├── ApiError                               the API said no; carries code, message, tracking id
+    │   ├── AuthenticationError                missing or invalid token (4016, 40003): not retried
+    │   ├── PermissionDeniedError              the token may not do this (40002)
+    │   ├── RateLimitedError                   too many streams or requests (4008, 8000x)
+    │   └── SubscriptionRejectedError          one instrument or account refused, with its status
+    └── DataIntegrityError                     the data contradicts itself; carries ``instrument``
+        ├── BookIntegrityError                 an order book is crossed, unsorted or inconsistent
+        └── ReconciliationError                positions disagree with the fills that made them
+
+Argument errors are ``ConfigurationError`` everywhere, the simulator's options included; nothing
+public raises a bare ``ValueError`` or ``TypeError``. A data-integrity error is reported in-band or
+through ``on_error`` by the operator that found it; the stream it came from goes on.
 
 Third-party exceptions (msgspec's, websocket-client's, attrs') are translated where they occur, with
 ``raise ... from``, and never reach users. No error text ever contains a token.
@@ -22,18 +29,21 @@ Third-party exceptions (msgspec's, websocket-client's, attrs') are translated wh
 
 from __future__ import annotations
 
-from typing import Any
+import enum
 
 __all__ = [
     "ApiError",
     "AuthenticationError",
+    "BookIntegrityError",
     "ClientClosedError",
     "ConfigurationError",
     "ConnectionLostError",
+    "DataIntegrityError",
     "DecodeError",
     "EncodeError",
     "PermissionDeniedError",
     "RateLimitedError",
+    "ReconciliationError",
     "RxInvestError",
     "SubscriptionRejectedError",
     "TransportError",
@@ -119,14 +129,33 @@ class RateLimitedError(ApiError):
 class SubscriptionRejectedError(ApiError):
     """The API refused one subscription; other subscriptions on the stream are unaffected.
 
-    ``status`` is the ``SubscriptionStatus`` (market data) or the account status member; ``target``
-    the instrument id or account id as you gave it.
+    ``status`` is the API's status member: a ``SubscriptionStatus`` (market data) or the account
+    stream's own status enum; ``code`` is its name. ``target`` is the instrument id or account id as
+    you gave it.
     """
 
-    def __init__(self, message: str, *, status: Any, target: str, tracking_id: str = "") -> None:
+    def __init__(self, message: str, *, status: enum.Enum, target: str, tracking_id: str = "") -> None:
         self.status = status
         self.target = target
-        super().__init__(message, code=getattr(status, "name", str(status)), tracking_id=tracking_id)
+        super().__init__(message, code=status.name, tracking_id=tracking_id)
+
+
+class DataIntegrityError(RxInvestError):
+    """Events contradict themselves or each other. ``instrument`` is the instrument uid or account id
+    concerned (empty when unknown)."""
+
+    def __init__(self, message: str, *, instrument: str = "") -> None:
+        self.instrument = instrument
+        super().__init__(message)
+
+
+class BookIntegrityError(DataIntegrityError):
+    """An order book cannot be right: crossed (best bid at or above best ask), levels out of order,
+    or flagged inconsistent by the exchange."""
+
+
+class ReconciliationError(DataIntegrityError):
+    """The positions the API reports disagree with the fills and movements that should make them."""
 
 
 def _truncate(raw: str | bytes | bytearray | memoryview) -> str:
