@@ -166,7 +166,7 @@ def run(
         md.last_prices(instruments).subscribe(view.take, view.fail("last prices"))
         md.order_books(instruments, depth=10).subscribe(view.take, view.fail("books"))
         md.candles(instruments, m.SubscriptionInterval.SUBSCRIPTION_INTERVAL_ONE_MINUTE).subscribe(
-            view.take, view.fail("candles")
+            view.take, view.fail("1-minute candles")
         )
         md.trading_statuses(instruments).subscribe(view.take, view.fail("statuses"))
         if accounts:

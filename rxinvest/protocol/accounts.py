@@ -9,37 +9,32 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
-
-import attrs
 
 from rxinvest import model as m
-from rxinvest.errors import DecodeError
+from rxinvest.errors import (
+    ApiError,
+    ConfigurationError,
+    DecodeError,
+    PermissionDeniedError,
+    SubscriptionRejectedError,
+)
+from rxinvest.protocol.events import (
+    AccountAccepted,
+    AccountOutcome,
+    AccountRejected,
+    AccountStatus,
+    Delivered,
+    Malformed,
+    StreamFailed,
+)
 from rxinvest.protocol.liveness import Liveness
-from rxinvest.protocol.market_data import Delivered, Malformed, StreamFailed
 from rxinvest.wire import Stream, decode, encode
 
-__all__ = ["ACCOUNT_STREAMS", "AccountAccepted", "AccountRejected", "AccountSession"]
+__all__ = ["ACCOUNT_STREAMS", "AccountSession"]
 
 ACCOUNT_STREAMS = (Stream.ORDER_STATE, Stream.TRADES, Stream.POSITIONS, Stream.PORTFOLIO)
-
-
-@attrs.frozen
-class AccountAccepted:
-    account_id: str
-    tracking_id: str
-
-
-@attrs.frozen
-class AccountRejected:
-    """The API refused ``account_id``; ``status`` is the stream's status member and ``code`` the API
-    error code when it gave one (``"40002"``: no rights, ``"50004"``: no such account)."""
-
-    account_id: str
-    status: Any
-    code: str
-    message: str
-    tracking_id: str
+#: The API code of a refusal for want of rights: the subscriber gets PermissionDeniedError.
+_NO_RIGHTS = "40002"
 
 
 class AccountSession(Liveness):
@@ -56,14 +51,22 @@ class AccountSession(Liveness):
         watchdog_factor: float = 2.5,
     ) -> None:
         if stream not in ACCOUNT_STREAMS:
-            raise ValueError(f"{stream} is not an account stream")
+            raise ConfigurationError(f"{stream} is not an account stream")
         super().__init__(ping_delay, watchdog_factor)
         self.stream = stream
         self.accounts = tuple(accounts)
         self.dialect = dialect
         self.with_initial_positions = with_initial_positions
 
-    def request(self) -> Any:
+    def request(
+        self,
+    ) -> (
+        m.OrderStateStreamRequest
+        | m.TradesStreamRequest
+        | m.PositionsStreamRequest
+        | m.PortfolioStreamRequest
+    ):
+        """The one request this stream takes, sent on every new connection."""
         ms = None if self.ping_delay is None else round(self.ping_delay * 1000)
         settings = None if ms is None else m.PingDelaySettings(ping_delay_ms=ms)
         if self.stream is Stream.ORDER_STATE:
@@ -82,7 +85,7 @@ class AccountSession(Liveness):
         self.alive(now)
         return [encode(self.request(), dialect=self.dialect)]
 
-    def receive(self, frame: str | bytes, now: datetime) -> list[Any]:
+    def receive(self, frame: str | bytes, now: datetime) -> list[AccountOutcome]:
         self.alive(now)
         try:
             event = decode(frame, stream=self.stream)
@@ -98,28 +101,40 @@ class AccountSession(Liveness):
             return self._operations_answer(event)
         return [Delivered((), event)]
 
-    def _order_streams_answer(self, answer: m.SubscriptionResponse) -> list[Any]:
+    def _order_streams_answer(self, answer: m.SubscriptionResponse) -> list[AccountOutcome]:
         granted = set(answer.accounts)
         error = answer.error or m.ErrorDetail()
-        out: list[Any] = []
+        out: list[AccountOutcome] = []
         for account in self.accounts:
             if account in granted:  # even when the overall status is ERROR because of another account
                 out.append(AccountAccepted(account, answer.tracking_id))
             else:
                 out.append(
-                    AccountRejected(account, answer.status, error.code, error.message, answer.tracking_id)
+                    self._rejected(account, answer.status, error.code, error.message, answer.tracking_id)
                 )
         return out
 
     def _operations_answer(
         self, answer: m.PortfolioSubscriptionResult | m.PositionsSubscriptionResult
-    ) -> list[Any]:
-        out: list[Any] = []
+    ) -> list[AccountOutcome]:
+        out: list[AccountOutcome] = []
         for status in answer.accounts:
             if status.subscription_status.name.endswith("_SUCCESS"):
                 out.append(AccountAccepted(status.account_id, answer.tracking_id))
             else:
                 out.append(
-                    AccountRejected(status.account_id, status.subscription_status, "", "", answer.tracking_id)
+                    self._rejected(status.account_id, status.subscription_status, "", "", answer.tracking_id)
                 )
         return out
+
+    def _rejected(
+        self, account: str, status: AccountStatus, code: str, message: str, tracking_id: str
+    ) -> AccountRejected:
+        """The refusal of ``account``, with the error its subscribers get."""
+        text = f"{self.stream.value} refused account {account}: {message or status.name}"
+        error: ApiError
+        if code == _NO_RIGHTS:
+            error = PermissionDeniedError(text, code=code, tracking_id=tracking_id)
+        else:
+            error = SubscriptionRejectedError(text, status=status, target=account, tracking_id=tracking_id)
+        return AccountRejected(account, status, code, message, tracking_id, error)

@@ -1,4 +1,7 @@
-"""What a closed connection means: give up with an error, or try again after a pause. Pure."""
+"""What a refused or closed connection means: give up with an error, or try again after a pause. Pure.
+
+The one place where the proxy's close codes and handshake statuses become :mod:`rxinvest.errors`.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +10,14 @@ import attrs
 from rxinvest.errors import (
     ApiError,
     AuthenticationError,
+    ConfigurationError,
     ConnectionLostError,
     PermissionDeniedError,
     RateLimitedError,
     RxInvestError,
 )
 
-__all__ = ["Backoff", "classify_close"]
+__all__ = ["Backoff", "classify_close", "classify_handshake"]
 
 
 def classify_close(code: int | None, reason: str) -> tuple[RxInvestError, bool]:
@@ -37,6 +41,19 @@ def classify_close(code: int | None, reason: str) -> tuple[RxInvestError, bool]:
         return RateLimitedError(f"resource exhausted: {reason}", code=api_code or "4008"), True
     what = "the connection was lost" if code is None else f"the server closed the stream ({code} {reason})"
     return ConnectionLostError(what, code=code, reason=reason), True
+
+
+def classify_handshake(status: int, url: str) -> tuple[RxInvestError, bool]:
+    """The error an HTTP status refusing the WebSocket handshake stands for, and whether to retry.
+
+    401 and 403 refuse the token (final); 404 means no such stream at ``url`` (final: a wrong base
+    URL); anything else (a 5xx, a proxy in the way) is retried.
+    """
+    if status in (401, 403):
+        return AuthenticationError(f"the server refused the token (HTTP {status})", code=str(status)), False
+    if status == 404:
+        return ConfigurationError(f"no such stream at {url} (HTTP 404)"), False
+    return ConnectionLostError(f"handshake refused with HTTP {status}"), True
 
 
 @attrs.define

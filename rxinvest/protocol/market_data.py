@@ -12,128 +12,54 @@ instrument; they confirm or reject each topic and tell the instrument uid, by wh
 back to topics. Two topics naming one instrument differently (``SBER_TQBR`` and its uid) share one
 server subscription: it is released only when neither is wanted. Since the uid behind an id is known
 only from the answer, a release waits while an answer that could name the same instrument is still
-on its way; the UNSUBSCRIBE then comes out of ``receive`` as a :class:`Send`.
+on its way; the UNSUBSCRIBE then comes out of ``receive`` as a :class:`Send`. Each topic's lifecycle
+is the state machine of :mod:`rxinvest.protocol.topic`.
+
+Protocol rules are enforced here, not by the caller: :meth:`MarketDataSession.check` refuses candles
+wanted with both ``waiting_close`` settings, and a refused topic comes out as a :class:`Rejected`
+that carries the ready :class:`~rxinvest.errors.SubscriptionRejectedError`.
 """
 
 from __future__ import annotations
 
+import operator
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import attrs
 
 from rxinvest import model as m
-from rxinvest.errors import DecodeError
+from rxinvest.errors import ConfigurationError, DecodeError, SubscriptionRejectedError
+from rxinvest.model.kinds import EVENT_KINDS, RESPONSE_KINDS, SPECS, Kind
+from rxinvest.protocol.events import (
+    Confirmed,
+    Delivered,
+    Malformed,
+    MarketDataOutcome,
+    Rejected,
+    Send,
+    StreamEvent,
+    StreamFailed,
+)
 from rxinvest.protocol.liveness import Liveness
+from rxinvest.protocol.topic import WANTED, Topic, TopicEvent, TopicState, advance, next_state
 from rxinvest.wire import decoder, encode
 
-__all__ = [
-    "Confirmed",
-    "Delivered",
-    "Malformed",
-    "MarketDataSession",
-    "Rejected",
-    "Send",
-    "StreamFailed",
-    "Topic",
-]
+__all__ = ["MarketDataSession"]
 
 _SUBSCRIBE = m.SubscriptionAction.SUBSCRIPTION_ACTION_SUBSCRIBE
 _UNSUBSCRIBE = m.SubscriptionAction.SUBSCRIPTION_ACTION_UNSUBSCRIBE
 _SUCCESS = m.SubscriptionStatus.SUBSCRIPTION_STATUS_SUCCESS
-KINDS = ("candles", "order_books", "trades", "info", "last_prices")
-
-
-@attrs.frozen(cache_hash=True)  # hashed for every event routed: enums hash slowly in Python
-class Topic:
-    """What a subscriber asks for: one instrument, one kind, its parameters.
-
-    ``instrument_id`` is as the user gave it (FIGI, uid or ``TICKER_CLASSCODE``). Parameters that do
-    not apply to the kind stay at their defaults.
-    """
-
-    kind: str
-    instrument_id: str
-    interval: m.SubscriptionInterval = m.SubscriptionInterval.SUBSCRIPTION_INTERVAL_UNSPECIFIED
-    waiting_close: bool = False
-    candle_source: m.CandleSourceFilter | None = None
-    depth: int = 0
-    book_type: m.OrderBookType = m.OrderBookType.ORDERBOOK_TYPE_UNSPECIFIED
-    trade_source: m.TradeSourceType = m.TradeSourceType.TRADE_SOURCE_UNSPECIFIED
-    with_open_interest: bool = False
-
-    def __attrs_post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown topic kind {self.kind!r}")
-
-    def request_group(self) -> tuple[Any, ...]:
-        """Topics with equal groups travel in one request (the request-level parameters agree)."""
-        return (self.kind, self.waiting_close, self.candle_source, self.trade_source, self.with_open_interest)
-
-    def route(self, uid: str) -> tuple[Any, ...]:
-        """The key by which this topic's events are recognised, once its instrument uid is known."""
-        if self.kind == "candles":
-            return ("candles", uid, self.interval)
-        if self.kind == "order_books":
-            return ("order_books", uid, self.depth)
-        return (self.kind, uid)
-
-
-# --- what a session reports ---------------------------------------------------------------------------
-
-
-class Delivered(NamedTuple):
-    """An event for the subscribers of ``topics`` (a named tuple: built for every event received)."""
-
-    topics: tuple[Topic, ...]
-    event: Any
-
-
-@attrs.frozen
-class Confirmed:
-    topic: Topic
-    subscription_id: str
-    instrument_uid: str
-    tracking_id: str
-
-
-@attrs.frozen
-class Rejected:
-    """The API refused ``topic``; it is forgotten (subscribe again to retry)."""
-
-    topic: Topic
-    status: m.SubscriptionStatus
-    tracking_id: str
-
-
-@attrs.frozen
-class StreamFailed:
-    """The server reported a stream-level error in-band (an ``RpcStatus`` frame)."""
-
-    status: m.RpcStatus
-
-
-@attrs.frozen
-class Malformed:
-    """A frame that could not be decoded; the stream goes on."""
-
-    error: DecodeError
-
-
-@attrs.frozen
-class Send:
-    """Frames the owner must send now (releases that had to wait for an answer)."""
-
-    frames: tuple[str, ...]
+_PENDING = frozenset({TopicState.UNSENT, TopicState.REQUESTED})  # wanted, the answer still to come
 
 
 @attrs.define
 class _State:
     refs: int = 0
+    state: TopicState = TopicState.UNSENT
     uid: str | None = None  # known once the server confirmed
-    confirmed: bool = False
     subscription_id: str = ""
 
 
@@ -147,36 +73,67 @@ class MarketDataSession(Liveness):
     def __init__(
         self, *, dialect: str = "json", ping_delay: float | None = None, watchdog_factor: float = 2.5
     ) -> None:
+        super().__init__(ping_delay, watchdog_factor)
         self.dialect = dialect
-        self.ping_delay = ping_delay
-        self.watchdog_factor = watchdog_factor
-        self._topics: dict[Topic, _State] = {}
+        self._topics: dict[Topic, _State] = {}  # in the order they were first wanted
         self._routes: dict[tuple[Any, ...], tuple[Topic, ...]] = {}  # rebuilt on change, read per event
         self._decode = decoder("MarketDataStream")
-        self._unsent: list[Topic] = []
-        self._outstanding: dict[str, deque[tuple[m.SubscriptionAction, list[Topic]]]] = {
-            k: deque() for k in KINDS
+        # Requests whose answers are still to come, per kind: answers come in request order.
+        self._outstanding: dict[Kind, deque[tuple[m.SubscriptionAction, list[Topic]]]] = {
+            kind: deque() for kind in Kind
         }
-        self._last_received: datetime | None = None
 
     # --- the owner's calls ---------------------------------------------------------------------------
 
     @property
     def topics(self) -> tuple[Topic, ...]:
         """Topics somebody subscribes to (confirmed or pending)."""
-        return tuple(t for t, s in self._topics.items() if s.refs > 0)
+        return tuple(t for t, s in self._topics.items() if s.state in WANTED)
 
     def refs(self, topic: Topic) -> int:
         state = self._topics.get(topic)
         return state.refs if state else 0
 
+    def state(self, topic: Topic) -> TopicState:
+        """Where ``topic`` is in its lifecycle (FORGOTTEN if the session does not hold it)."""
+        state = self._topics.get(topic)
+        return state.state if state else TopicState.FORGOTTEN
+
+    def check(self, topics: Iterable[Topic]) -> None:
+        """Raise :class:`~rxinvest.errors.ConfigurationError` if ``topics`` cannot join the stream.
+
+        The API keeps one ``waiting_close`` per instrument and interval on a stream: candles cannot be
+        wanted both ways at once.
+        """
+        topics = list(topics)
+        for topic in topics:
+            if topic.kind is not Kind.CANDLES:
+                continue
+            for other in (*self.topics, *topics):
+                if (
+                    other.kind is Kind.CANDLES
+                    and (other.instrument_id, other.interval) == (topic.instrument_id, topic.interval)
+                    and other.waiting_close != topic.waiting_close
+                ):
+                    raise ConfigurationError(
+                        f"{topic.instrument_id} {topic.interval.name} candles are already subscribed "
+                        f"with waiting_close={other.waiting_close}; the API keeps one setting per stream"
+                    )
+
     def subscribe(self, topics: Iterable[Topic]) -> list[str]:
-        """Count one more subscriber of each topic; frames for the topics the server does not hold."""
+        """Count one more subscriber of each topic; frames for the topics the server does not hold.
+
+        Raises :class:`~rxinvest.errors.ConfigurationError` (see :meth:`check`) and then changes
+        nothing.
+        """
+        topics = list(topics)
+        self.check(topics)
         for topic in topics:
             state = self._topics.get(topic)
-            if state is None:  # a topic released but not yet let go is still held: nothing to send
+            if state is None:
                 state = self._topics[topic] = _State()
-                self._unsent.append(topic)
+            elif state.refs == 0:  # unwanted but still held: wanted again, nothing to send
+                state.state = advance(state.state, TopicEvent.WANT)
             state.refs += 1
         return self._flush_subscribe()
 
@@ -187,9 +144,10 @@ class MarketDataSession(Liveness):
             if state is None or state.refs == 0:
                 continue
             state.refs -= 1
-            if state.refs == 0 and topic in self._unsent:  # never sent: nothing to undo on the server
-                self._unsent.remove(topic)
-                del self._topics[topic]
+            if state.refs == 0:
+                state.state = advance(state.state, TopicEvent.UNWANT)
+                if state.state is TopicState.FORGOTTEN:  # never sent: nothing to undo on the server
+                    del self._topics[topic]
         return self._settle()
 
     def connected(self, now: datetime) -> list[str]:
@@ -203,16 +161,14 @@ class MarketDataSession(Liveness):
                 encode(m.PingDelaySettings(ping_delay_ms=round(self.ping_delay * 1000)), dialect=self.dialect)
             )
         self._routes.clear()
-        self._unsent = []
         for topic, state in list(self._topics.items()):
-            if state.refs > 0:
-                state.confirmed, state.uid = False, None
-                self._unsent.append(topic)
-            else:
+            state.state = advance(state.state, TopicEvent.RECONNECT)
+            state.uid = None
+            if state.state is TopicState.FORGOTTEN:
                 del self._topics[topic]
         return frames + self._flush_subscribe()
 
-    def receive(self, frame: str | bytes, now: datetime) -> list[Any]:
+    def receive(self, frame: str | bytes, now: datetime) -> list[MarketDataOutcome]:
         """Feed one received frame; returns what it means (Delivered, Confirmed, Rejected, ...)."""
         self._last_received = now  # Liveness.alive, inlined: this runs for every frame
         try:
@@ -227,7 +183,7 @@ class MarketDataSession(Liveness):
             if type(event) is m.OpenInterest:
                 topics = tuple(t for t in topics if t.with_open_interest)
             return [Delivered(topics, event)] if topics else []
-        kind = _RESPONSE_KINDS.get(type(event))
+        kind = RESPONSE_KINDS.get(type(event))
         if kind is not None:
             return self._answer(kind, event)
         if isinstance(event, m.RpcStatus):
@@ -237,22 +193,24 @@ class MarketDataSession(Liveness):
     # --- internals -----------------------------------------------------------------------------------
 
     def _settle(self) -> list[str]:
-        """UNSUBSCRIBE frames for released topics (refs 0) that can be decided now.
+        """UNSUBSCRIBE frames for RELEASING topics that can be let go now.
 
-        A released topic waits for its own answer, and, once its uid is known, for every pending
-        answer of its kind (one of them could name the same instrument). It is let go silently when
-        another wanted topic holds the same server subscription.
+        A releasing topic waits while an answer of its kind is pending (it could name the same
+        instrument). It is let go silently when another wanted topic holds the same server
+        subscription.
         """
-        pending_kinds = {t.kind for t, s in self._topics.items() if not s.confirmed and s.refs > 0}
+        pending_kinds = {t.kind for t, s in self._topics.items() if s.state in _PENDING}
         released: list[Topic] = []
         for topic, state in list(self._topics.items()):
-            if state.refs > 0 or not state.confirmed or topic.kind in pending_kinds:
+            if state.state is not TopicState.RELEASING or topic.kind in pending_kinds:
                 continue
             assert state.uid is not None
             route = topic.route(state.uid)
             shared = any(
-                other != topic and self._topics[other].refs > 0 for other in self._routes.get(route, ())
+                other != topic and self._topics[other].state in WANTED
+                for other in self._routes.get(route, ())
             )
+            state.state = advance(state.state, TopicEvent.LET_GO)
             self._forget(topic)
             if not shared:
                 released.append(topic)
@@ -269,8 +227,11 @@ class MarketDataSession(Liveness):
                 self._routes.pop(route, None)
 
     def _flush_subscribe(self) -> list[str]:
-        topics, self._unsent = self._unsent, []
-        return self._requests(topics, _SUBSCRIBE)
+        unsent = [t for t, s in self._topics.items() if s.state is TopicState.UNSENT]
+        for topic in unsent:
+            state = self._topics[topic]
+            state.state = advance(state.state, TopicEvent.SEND)
+        return self._requests(unsent, _SUBSCRIBE)
 
     def _requests(self, topics: list[Topic], action: m.SubscriptionAction) -> list[str]:
         groups: dict[tuple[Any, ...], list[Topic]] = {}
@@ -278,108 +239,91 @@ class MarketDataSession(Liveness):
             groups.setdefault(topic.request_group(), []).append(topic)
         frames = []
         for group in groups.values():
-            kind = group[0].kind
-            self._outstanding[kind].append((action, group))
+            self._outstanding[group[0].kind].append((action, group))
             frames.append(encode(_request(action, group), dialect=self.dialect))
         return frames
 
-    def _answer(self, kind: str, response: Any) -> list[Any]:
-        entries = getattr(response, _ENTRIES[kind])
+    def _answer(self, kind: Kind, response: Any) -> list[MarketDataOutcome]:
+        entries = getattr(response, SPECS[kind].entries)
         queue = self._outstanding[kind]
         if not queue:
             return []  # an answer to nothing we asked (getMySubscriptions from elsewhere): ignore
         action, topics = queue.popleft()
         if action is _UNSUBSCRIBE:
             return []  # the topics are already forgotten
-        out: list[Any] = []
+        out: list[MarketDataOutcome] = []
         for topic, entry in zip(topics, entries, strict=False):
             state = self._topics.get(topic)
-            if state is None or state.confirmed:
-                continue  # forgotten meanwhile, or an answer to a repeated request
-            if entry.subscription_status is _SUCCESS:
-                state.confirmed, state.uid, state.subscription_id = (
-                    True,
-                    entry.instrument_uid,
-                    entry.subscription_id,
-                )
+            if state is None:
+                continue  # forgotten meanwhile
+            success = entry.subscription_status is _SUCCESS
+            after = next_state(state.state, TopicEvent.ACCEPT if success else TopicEvent.REFUSE)
+            if after is None:
+                continue  # not waiting for an answer (rule 3 of protocol.topic): ignore
+            wanted = state.state in WANTED
+            state.state = after
+            if success:
+                state.uid, state.subscription_id = entry.instrument_uid, entry.subscription_id
                 route = topic.route(entry.instrument_uid)
                 self._routes[route] = (*self._routes.get(route, ()), topic)
-                if state.refs > 0:
+                if wanted:
                     out.append(
                         Confirmed(topic, entry.subscription_id, entry.instrument_uid, response.tracking_id)
                     )
             else:
                 del self._topics[topic]
-                if state.refs > 0:
-                    out.append(Rejected(topic, entry.subscription_status, response.tracking_id))
+                if wanted:
+                    out.append(_rejected(topic, entry.subscription_status, response.tracking_id))
         frames = self._settle()
         if frames:
             out.append(Send(tuple(frames)))
         return out
 
 
-_RESPONSE_KINDS = {
-    m.SubscribeCandlesResponse: "candles",
-    m.SubscribeOrderBookResponse: "order_books",
-    m.SubscribeTradesResponse: "trades",
-    m.SubscribeInfoResponse: "info",
-    m.SubscribeLastPriceResponse: "last_prices",
-}
-_ENTRIES = {
-    "candles": "candles_subscriptions",
-    "order_books": "order_book_subscriptions",
-    "trades": "trade_subscriptions",
-    "info": "info_subscriptions",
-    "last_prices": "last_price_subscriptions",
-}
+def _rejected(topic: Topic, status: m.SubscriptionStatus, tracking_id: str) -> Rejected:
+    error = SubscriptionRejectedError(
+        f"{topic.kind} of {topic.instrument_id}: {status.name}",
+        status=status,
+        target=topic.instrument_id,
+        tracking_id=tracking_id,
+    )
+    return Rejected(topic, status, tracking_id, error)
+
+
+def _router(kind: Kind) -> Callable[[StreamEvent], tuple[Any, ...]]:
+    """The route of a market event of ``kind``: equal to ``Topic.route`` of its topics.
+
+    One C-level ``attrgetter`` call per event; the kind enters as its plain ``str`` value, which
+    hashes faster than an enum member.
+    """
+    attribute = kind.spec.route
+    name = kind.value
+    get = (
+        operator.attrgetter("instrument_uid", attribute)
+        if attribute
+        else operator.attrgetter("instrument_uid")
+    )
+    return lambda event: (name, get(event))
 
 
 # The route of each market event, by type: the key its subscriptions are found under.
-_ROUTERS: dict[type, Any] = {
-    m.OrderBook: lambda e: ("order_books", e.instrument_uid, e.depth),
-    m.Trade: lambda e: ("trades", e.instrument_uid),
-    m.OpenInterest: lambda e: ("trades", e.instrument_uid),
-    m.LastPrice: lambda e: ("last_prices", e.instrument_uid),
-    m.Candle: lambda e: ("candles", e.instrument_uid, e.interval),
-    m.TradingStatus: lambda e: ("info", e.instrument_uid),
+_ROUTERS: dict[type, Callable[[StreamEvent], tuple[Any, ...]]] = {
+    cls: _router(kind) for cls, kind in EVENT_KINDS.items()
 }
 
 
 def _request(action: m.SubscriptionAction, topics: list[Topic]) -> Any:
+    """The ``Subscribe*Request`` of one request group, built from the kind's table row."""
     first = topics[0]
-    kind = first.kind
-    if kind == "candles":
-        return m.SubscribeCandlesRequest(
-            subscription_action=action,
-            instruments=tuple(
-                m.CandleInstrument(instrument_id=t.instrument_id, interval=t.interval) for t in topics
-            ),
-            waiting_close=first.waiting_close,
-            candle_source_type=first.candle_source,
+    spec = first.kind.spec
+    instruments = tuple(
+        spec.instrument(
+            instrument_id=t.instrument_id, **{name: getattr(t, name) for name in spec.instrument_params}
         )
-    if kind == "order_books":
-        return m.SubscribeOrderBookRequest(
-            subscription_action=action,
-            instruments=tuple(
-                m.OrderBookInstrument(
-                    instrument_id=t.instrument_id, depth=t.depth, order_book_type=t.book_type
-                )
-                for t in topics
-            ),
-        )
-    if kind == "trades":
-        return m.SubscribeTradesRequest(
-            subscription_action=action,
-            instruments=tuple(m.TradeInstrument(instrument_id=t.instrument_id) for t in topics),
-            trade_source=first.trade_source,
-            with_open_interest=first.with_open_interest,
-        )
-    if kind == "info":
-        return m.SubscribeInfoRequest(
-            subscription_action=action,
-            instruments=tuple(m.InfoInstrument(instrument_id=t.instrument_id) for t in topics),
-        )
-    return m.SubscribeLastPriceRequest(
+        for t in topics
+    )
+    return spec.request(
         subscription_action=action,
-        instruments=tuple(m.LastPriceInstrument(instrument_id=t.instrument_id) for t in topics),
+        instruments=instruments,
+        **{name: getattr(first, name) for name in spec.request_params},
     )

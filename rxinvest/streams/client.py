@@ -11,61 +11,24 @@ overlap and keep arrival order, while a slow subscriber holds up only itself. Pa
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import Any
 
 import reactivex
 from reactivex import Observable, abc
-from reactivex.disposable import CompositeDisposable, Disposable, SingleAssignmentDisposable
-from reactivex.scheduler import ThreadPoolScheduler
+from reactivex.disposable import Disposable
 
 from rxinvest import model as m
-from rxinvest.errors import ClientClosedError, ConfigurationError
+from rxinvest.errors import ClientClosedError, ConfigurationError, RxInvestError
+from rxinvest.model.kinds import Kind
 from rxinvest.protocol import AccountSession, MarketDataSession, Topic
-from rxinvest.streams.connection import AccountConnection, MarketDataConnection
-from rxinvest.streams.delivery import Broadcast, Mailbox, Policy
-from rxinvest.transport import WebSocketTransport
+from rxinvest.streams.connection import AccountConnection, ListenerTransport, MarketDataConnection
+from rxinvest.streams.delivery import Broadcast, DeliveryScheduler, Mailbox, Policy
+from rxinvest.streams.events import ConnectionStatus, SubscriptionStatus
+from rxinvest.transport import Listener, Transport, TransportFactory, WebSocketTransport
 from rxinvest.wire import Dialect, Stream
 
-__all__ = ["Client", "DeliveryScheduler", "MarketData", "Operations", "Orders"]
-
-_T = TypeVar("_T")
-BOOK_DEPTHS = (1, 10, 20, 30, 40, 50)
-
-
-class DeliveryScheduler(ThreadPoolScheduler):
-    """A pool of named delivery threads; ``schedule`` submits straight to the pool.
-
-    (``ThreadPoolScheduler.schedule`` builds an event-loop scheduler per action: too slow for a
-    hand-over that happens thousands of times a second.)
-    """
-
-    def __init__(self, max_workers: int = 4, name: str = "rxinvest-delivery") -> None:
-        super().__init__(max_workers)
-        self.executor.shutdown(wait=False)
-        self.executor = ThreadPoolExecutor(max_workers, thread_name_prefix=name)
-
-    def schedule(self, action: Any, state: Any = None) -> abc.DisposableBase:
-        assignment = SingleAssignmentDisposable()
-
-        def run() -> None:
-            if not assignment.is_disposed:
-                assignment.disposable = self.invoke_action(action, state)
-
-        future = self.executor.submit(run)
-
-        def cancel() -> None:
-            future.cancel()
-
-        return CompositeDisposable(assignment, Disposable(cancel))
-
-    def submit(self, function: Callable[[], None]) -> None:
-        """Run ``function`` on a pool thread, without an RxPY action around it."""
-        self.executor.submit(function)
-
-    def shutdown(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=False)
+__all__ = ["Client", "MarketData", "Operations", "Orders"]
 
 
 class _Secret:
@@ -110,7 +73,7 @@ class Client:
         ping_delay: float | None = None,
         scheduler: abc.SchedulerBase | None = None,
         open_timeout: float = 10.0,
-        transport_factory: Callable[..., Any] | None = None,
+        transport_factory: TransportFactory | None = None,
         on_close: Sequence[Callable[[], None]] = (),
     ) -> None:
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
@@ -148,7 +111,7 @@ class Client:
         self.close()
 
     @property
-    def statuses(self) -> Observable[Any]:
+    def statuses(self) -> Observable[ConnectionStatus | SubscriptionStatus]:
         """Connection and subscription lifecycle (:mod:`rxinvest.streams.events`), as it happens.
 
         Hot: subscribers see what happens after they subscribe. Delivered like every source, on the
@@ -161,7 +124,7 @@ class Client:
         """How many stream connections are open now."""
         with self._lock:
             conns = [self._market_data, *self._accounts.values()]
-        return sum(1 for c in conns if c._open)
+        return sum(1 for c in conns if c.is_open)
 
     def close(self) -> None:
         """Close every stream; subscribers complete. Idempotent."""
@@ -180,10 +143,10 @@ class Client:
 
     # --- plumbing used by the services ---------------------------------------------------------------
 
-    def _factory(self, stream: Stream) -> Callable[[Any], Any]:
+    def _factory(self, stream: Stream) -> ListenerTransport:
         url = self.base_url + stream.path
 
-        def make(listener: Any) -> Any:
+        def make(listener: Listener) -> Transport:
             if self._transport_factory is not None:
                 return self._transport_factory(listener, stream=stream, url=url)
             return WebSocketTransport(
@@ -199,7 +162,10 @@ class Client:
         return make
 
     def _source(
-        self, attach: Callable[[Mailbox], Callable[[], None]], policy: Policy, key: Any = None
+        self,
+        attach: Callable[[Mailbox], Callable[[], None]],
+        policy: Policy,
+        key: Callable[[Any], Hashable] | None = None,
     ) -> Observable[Any]:
         """An Observable whose every subscription gets a mailbox, attached to a connection."""
 
@@ -211,14 +177,16 @@ class Client:
                 if self._closed:
                     raise ClientClosedError("the client is closed")
                 detach = attach(mailbox)
-            except ClientClosedError as exc:  # the delivery threads are gone: tell the subscriber now
+            except RxInvestError as exc:  # closed, or refused by the session: tell the subscriber now
                 observer.on_error(exc)
                 return Disposable()
             return Disposable(detach)
 
         return reactivex.create(subscribe)
 
-    def _market_source(self, topics: tuple[Topic, ...], policy: Policy, key: Any = None) -> Observable[Any]:
+    def _market_source(
+        self, topics: tuple[Topic, ...], policy: Policy, key: Callable[[Any], Hashable] | None = None
+    ) -> Observable[Any]:
         connection = self._market_data
 
         def attach(mailbox: Mailbox) -> Callable[[], None]:
@@ -227,7 +195,7 @@ class Client:
 
         return self._source(attach, policy, key)
 
-    def _account_source(self, stream: Stream, accounts: Sequence[str], **options: Any) -> Observable[Any]:
+    def _account_source(self, stream: Stream, accounts: Sequence[str], **options: bool) -> Observable[Any]:
         accounts = tuple(dict.fromkeys(accounts))
         if not accounts or not all(isinstance(a, str) and a for a in accounts):
             raise ConfigurationError(f"expected a non-empty list of account ids, got {accounts!r}")
@@ -284,14 +252,13 @@ class MarketData:
         book_type: m.OrderBookType = m.OrderBookType.ORDERBOOK_TYPE_UNSPECIFIED,
         conflate: bool = True,
     ) -> Observable[m.OrderBook]:
-        """Order-book snapshots of ``depth`` levels a side (1, 10, 20, 30, 40 or 50).
+        """Order-book snapshots of ``depth`` levels a side (1, 10, 20, 30, 40 or 50; another depth
+        raises ConfigurationError).
 
         With ``conflate`` (the default) a subscriber that lags gets the newest book of each
         instrument, never a stale backlog; without, every book, however far behind.
         """
-        if depth not in BOOK_DEPTHS:
-            raise ConfigurationError(f"depth must be one of {BOOK_DEPTHS}, not {depth!r}")
-        topics = tuple(Topic("order_books", i, depth=depth, book_type=book_type) for i in _ids(ids))
+        topics = tuple(Topic(Kind.ORDER_BOOKS, i, depth=depth, order_book_type=book_type) for i in _ids(ids))
         if not conflate:
             return self._client._market_source(topics, Policy.ALL)
         return self._client._market_source(topics, Policy.LATEST, key=_book_key)
@@ -310,10 +277,10 @@ class MarketData:
         stream: subscribing both ways at once raises ConfigurationError."""
         interval = _interval(interval)
         topics = tuple(
-            Topic("candles", i, interval=interval, waiting_close=waiting_close, candle_source=source)
+            Topic(Kind.CANDLES, i, interval=interval, waiting_close=waiting_close, candle_source_type=source)
             for i in _ids(ids)
         )
-        self._check_waiting_close(topics)
+        self._client._market_data.check(topics)
         return self._client._market_source(topics, Policy.ALL)
 
     def trades(
@@ -326,37 +293,23 @@ class MarketData:
         """Anonymous market trades (quantity in lots); with ``with_open_interest``, also the open
         interest of futures. Every trade is delivered, however slow the subscriber."""
         topics = tuple(
-            Topic("trades", i, trade_source=source, with_open_interest=with_open_interest) for i in _ids(ids)
+            Topic(Kind.TRADES, i, trade_source=source, with_open_interest=with_open_interest)
+            for i in _ids(ids)
         )
         return self._client._market_source(topics, Policy.ALL)
 
     def last_prices(self, ids: str | Iterable[str], *, conflate: bool = True) -> Observable[m.LastPrice]:
         """Last trade prices; with ``conflate`` a lagging subscriber gets the newest price of each
         instrument, without it every price."""
-        topics = tuple(Topic("last_prices", i) for i in _ids(ids))
+        topics = tuple(Topic(Kind.LAST_PRICES, i) for i in _ids(ids))
         if not conflate:
             return self._client._market_source(topics, Policy.ALL)
         return self._client._market_source(topics, Policy.LATEST, key=_uid_key)
 
     def trading_statuses(self, ids: str | Iterable[str]) -> Observable[m.TradingStatus]:
         """Trading-status changes (the current status arrives first)."""
-        topics = tuple(Topic("info", i) for i in _ids(ids))
+        topics = tuple(Topic(Kind.INFO, i) for i in _ids(ids))
         return self._client._market_source(topics, Policy.ALL)
-
-    def _check_waiting_close(self, topics: tuple[Topic, ...]) -> None:
-        session = self._client._market_data.session
-        with self._client._market_data.lock:
-            for wanted in session.topics:
-                for topic in topics:
-                    if (
-                        wanted.kind == "candles"
-                        and (wanted.instrument_id, wanted.interval) == (topic.instrument_id, topic.interval)
-                        and wanted.waiting_close != topic.waiting_close
-                    ):
-                        raise ConfigurationError(
-                            f"{topic.instrument_id} {topic.interval.name} candles are already subscribed "
-                            f"with waiting_close={wanted.waiting_close}; the API keeps one setting per stream"
-                        )
 
 
 class Orders:

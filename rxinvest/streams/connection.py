@@ -13,15 +13,8 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
 
-from rxinvest.errors import (
-    ApiError,
-    ClientClosedError,
-    PermissionDeniedError,
-    RxInvestError,
-    SubscriptionRejectedError,
-)
+from rxinvest.errors import ClientClosedError, RxInvestError
 from rxinvest.protocol import (
     AccountAccepted,
     AccountRejected,
@@ -29,56 +22,76 @@ from rxinvest.protocol import (
     Confirmed,
     Delivered,
     Malformed,
+    MarketDataOutcome,
     MarketDataSession,
+    Outcome,
     Rejected,
     Send,
+    StreamEvent,
     StreamFailed,
     Topic,
 )
 from rxinvest.streams.delivery import Mailbox
-from rxinvest.streams.events import ConnectionStatus, SubscriptionStatus
+from rxinvest.streams.events import ConnectionState, ConnectionStatus, SubscriptionStatus
+from rxinvest.transport import Listener, Transport
 
 __all__ = ["AccountConnection", "MarketDataConnection"]
 
 log = logging.getLogger("rxinvest.streams")
 
-TransportFactory = Callable[[Any], Any]  # listener -> transport (WebSocketTransport or MemoryTransport)
+#: Makes a transport for a listener (the client binds its ``TransportFactory`` to the stream).
+ListenerTransport = Callable[[Listener], Transport]
+#: Publishes a lifecycle event to the client's status subscribers.
+Emit = Callable[[ConnectionStatus | SubscriptionStatus], None]
 
 
 class _Base:
     """What both kinds of connection share: the transport's life and the status feed."""
 
     stream: str
-    session: Any  # MarketDataSession | AccountSession
+    session: MarketDataSession | AccountSession
 
-    def __init__(self, transport_factory: TransportFactory, emit: Callable[[Any], None]) -> None:
+    def __init__(self, transport_factory: ListenerTransport, emit: Emit) -> None:
         self._factory = transport_factory
-        self._emit = emit  # publishes a status event to the client's status subscribers
+        self._emit = emit
         self.lock = threading.Lock()
-        self._transport: Any = None
-        self._open = False
+        self._transport: Transport | None = None
+        self.state = ConnectionState.IDLE
         self.malformed = 0  # frames that could not be decoded (skipped)
-        self.shut = False  # closed by the client: for good
+        self.shut = False  # closed by the client: for good, whatever the state says
         self._waiting: set[Mailbox] = set()  # mailboxes given events since the last flush (reader thread)
 
     def _mailbox_list(self) -> list[Mailbox]:
         raise NotImplementedError
 
+    def frame(self, data: bytes, now: datetime) -> None:
+        raise NotImplementedError
+
+    def wanted(self) -> bool:
+        raise NotImplementedError
+
     def _ensure_started(self) -> None:
-        """Start a transport if none runs (under the lock)."""
+        """Start a transport if none runs."""
+        assert self.lock.locked(), "called under the lock"
         if self.shut:
             raise ClientClosedError("the client is closed")
         if self._transport is None or not self._transport.running:
             self._transport = self._factory(self)
+            self.state = ConnectionState.CONNECTING
             self._transport.start()
 
     def _send(self, frames: list[str]) -> None:
-        """Send now if open (under the lock); otherwise the session redoes it on ``opened``."""
-        if self._open and frames:
+        """Send now if open; otherwise the session redoes it on ``opened``."""
+        assert self.lock.locked(), "called under the lock"
+        if self.state is ConnectionState.CONNECTED and frames and self._transport is not None:
             self._transport.send(frames)
 
-    def _status(self, state: str, error: RxInvestError | None = None) -> None:
+    def _status(self, state: ConnectionState, error: RxInvestError | None = None) -> None:
         self._emit(ConnectionStatus(self.stream, state, error))
+
+    @property
+    def is_open(self) -> bool:
+        return self.state is ConnectionState.CONNECTED
 
     def close(self) -> None:
         with self.lock:
@@ -89,7 +102,7 @@ class _Base:
 
     # --- Listener, on the reader thread --------------------------------------------------------------
 
-    def _put(self, box: Mailbox, event: Any) -> None:
+    def _put(self, box: Mailbox, event: StreamEvent) -> None:
         """Queue ``event`` for ``box``; the drain is scheduled at the next :meth:`flush`."""
         if box.put(event):
             self._waiting.add(box)
@@ -101,34 +114,38 @@ class _Base:
             box.kick()
 
     def lost(self, error: RxInvestError, retrying: bool) -> None:
+        state = ConnectionState.RECONNECTING if retrying else ConnectionState.DISCONNECTED
         with self.lock:
-            self._open = False
-        self._status("reconnecting" if retrying else "disconnected", error)
+            self.state = state
+        self._status(state, error)
 
     def closed(self, error: RxInvestError) -> None:
         """The transport gave up (or was closed): subscribers complete, or fail with the error."""
         self.flush()
+        by_client = isinstance(error, ClientClosedError)
         with self.lock:
-            self._open = False
+            # After a final error a new subscriber may start again: the connection is idle, while
+            # the status says CLOSED for the transport that ended.
+            self.state = ConnectionState.CLOSED if self.shut else ConnectionState.IDLE
             boxes = self._mailbox_list()
         for box in boxes:
-            if isinstance(error, ClientClosedError):
+            if by_client:
                 box.complete()
             else:
                 box.fail(error)
-        self._status("closed", None if isinstance(error, ClientClosedError) else error)
+        self._status(ConnectionState.CLOSED, None if by_client else error)
 
     def opened(self, now: datetime) -> None:
         with self.lock:
-            self._open = True
+            self.state = ConnectionState.CONNECTED
             self._send(self.session.connected(now))
-        self._status("connected")
+        self._status(ConnectionState.CONNECTED)
 
     def deadline(self) -> datetime | None:
         with self.lock:
-            return self.session.deadline()  # type: ignore[no-any-return]
+            return self.session.deadline()
 
-    def _note(self, output: Any) -> None:
+    def _note(self, output: Outcome) -> None:
         """What is neither an event nor an answer: a skipped frame, an in-band stream error."""
         if isinstance(output, Malformed):
             self.malformed += 1
@@ -143,21 +160,28 @@ class MarketDataConnection(_Base):
     """The client's one MarketDataStream connection, shared by every market-data source."""
 
     stream = "MarketDataStream"
+    session: MarketDataSession
 
-    def __init__(
-        self, transport_factory: TransportFactory, emit: Callable[[Any], None], session: MarketDataSession
-    ) -> None:
+    def __init__(self, transport_factory: ListenerTransport, emit: Emit, session: MarketDataSession) -> None:
         super().__init__(transport_factory, emit)
         self.session = session
         self._mailboxes: dict[Topic, list[Mailbox]] = {}
 
+    def check(self, topics: Iterable[Topic]) -> None:
+        """Raise ConfigurationError now if the session would refuse ``topics`` (see its ``check``)."""
+        with self.lock:
+            self.session.check(topics)
+
     def add(self, topics: Iterable[Topic], mailbox: Mailbox) -> None:
+        """Subscribe ``mailbox`` to ``topics``. Raises ConfigurationError (nothing changed) or
+        ClientClosedError."""
         topics = list(topics)
         with self.lock:
+            self._ensure_started()
+            frames = self.session.subscribe(topics)  # raises before changing anything
             for topic in topics:
                 self._mailboxes.setdefault(topic, []).append(mailbox)
-            self._ensure_started()
-            self._send(self.session.subscribe(topics))
+            self._send(frames)
 
     def remove(self, topics: Iterable[Topic], mailbox: Mailbox) -> None:
         mailbox.stop()
@@ -187,7 +211,7 @@ class MarketDataConnection(_Base):
                         self._waiting.add(box)
                 return
             # The mailboxes each output goes to, read under the lock; delivery happens outside it.
-            routed = []
+            routed: list[tuple[MarketDataOutcome, list[Mailbox]]] = []
             for output in outputs:
                 if isinstance(output, Delivered):
                     boxes = [box for topic in output.topics for box in self._mailboxes.get(topic, ())]
@@ -209,21 +233,11 @@ class MarketDataConnection(_Base):
                 )
                 self._emit(status)
             elif isinstance(output, Rejected):
-                self._reject(output, boxes)
+                self._emit(SubscriptionStatus(output.topic, False, output.error, output.tracking_id, ""))
+                for box in boxes:
+                    box.fail(output.error)
             else:
                 self._note(output)
-
-    def _reject(self, output: Rejected, boxes: list[Mailbox]) -> None:
-        topic = output.topic
-        error = SubscriptionRejectedError(
-            f"{topic.kind} of {topic.instrument_id}: {output.status.name}",
-            status=output.status,
-            target=topic.instrument_id,
-            tracking_id=output.tracking_id,
-        )
-        self._emit(SubscriptionStatus(topic, False, error, output.tracking_id, ""))
-        for box in boxes:
-            box.fail(error)
 
     def wanted(self) -> bool:
         with self.lock:
@@ -236,10 +250,12 @@ class MarketDataConnection(_Base):
 class AccountConnection(_Base):
     """One account-stream connection (one stream, one set of accounts), shared by its subscribers."""
 
+    session: AccountSession
+
     def __init__(
         self,
-        transport_factory: TransportFactory,
-        emit: Callable[[Any], None],
+        transport_factory: ListenerTransport,
+        emit: Emit,
         session: AccountSession,
         on_idle: Callable[[AccountConnection], None],
     ) -> None:
@@ -273,22 +289,9 @@ class AccountConnection(_Base):
                 for box in boxes:
                     self._put(box, output.event)
             elif isinstance(output, AccountRejected):
-                why = output.message or output.status.name
-                message = f"{self.stream} refused account {output.account_id}: {why}"
-                if output.code == "40002":
-                    error: ApiError = PermissionDeniedError(
-                        message, code=output.code, tracking_id=output.tracking_id
-                    )
-                else:
-                    error = SubscriptionRejectedError(
-                        message,
-                        status=output.status,
-                        target=output.account_id,
-                        tracking_id=output.tracking_id,
-                    )
-                self._emit(SubscriptionStatus(output.account_id, False, error, output.tracking_id, ""))
+                self._emit(SubscriptionStatus(output.account_id, False, output.error, output.tracking_id, ""))
                 for box in boxes:
-                    box.fail(error)
+                    box.fail(output.error)
             elif isinstance(output, AccountAccepted):
                 self._emit(SubscriptionStatus(output.account_id, True, None, output.tracking_id, ""))
             else:

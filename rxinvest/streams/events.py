@@ -2,23 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Any
+import enum
 
 import attrs
 
 from rxinvest.errors import RxInvestError
+from rxinvest.protocol import Topic
 
-__all__ = ["ConnectionStatus", "SubscriptionStatus"]
+__all__ = ["ConnectionState", "ConnectionStatus", "SubscriptionStatus"]
+
+
+class ConnectionState(enum.StrEnum):
+    """Where one stream connection is. A ``StrEnum``: ``state == "connected"`` holds too.
+
+    ``IDLE`` and ``CONNECTING`` are never announced on ``Client.statuses``; the others are, as
+    they are reached.
+    """
+
+    IDLE = "idle"  # no transport: nobody subscribed yet, or it ended and a subscriber may start it
+    CONNECTING = "connecting"  # a transport runs; the connection is not open yet
+    CONNECTED = "connected"  # open; every wanted subscription has been requested on it
+    RECONNECTING = "reconnecting"  # lost (``error`` says why); a new connection follows
+    DISCONNECTED = "disconnected"  # lost while nobody needed it: not re-opened
+    CLOSED = "closed"  # for good: the client was closed, or the server refused for good
 
 
 @attrs.frozen
 class ConnectionStatus:
-    """A stream connection changed state: ``connected``, ``reconnecting`` (``error`` says why; a new
-    connection follows and every subscription is made again), ``disconnected`` (not needed any more)
-    or ``closed`` (for good; ``error`` is None when the client was closed)."""
+    """A stream connection reached ``state``: ``CONNECTED``, ``RECONNECTING`` (``error`` says why; a
+    new connection follows and every subscription is made again), ``DISCONNECTED`` (not needed any
+    more) or ``CLOSED`` (``error`` is None when the client was closed)."""
 
     stream: str
-    state: str
+    state: ConnectionState
     error: RxInvestError | None = None
 
 
@@ -27,7 +43,7 @@ class SubscriptionStatus:
     """The API's answer to one subscription: ``target`` is the market-data
     :class:`~rxinvest.protocol.Topic` or the account id; ``error`` is set when ``confirmed`` is False."""
 
-    target: Any
+    target: Topic | str
     confirmed: bool
     error: RxInvestError | None
     tracking_id: str

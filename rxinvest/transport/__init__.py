@@ -1,6 +1,11 @@
-"""Real I/O: a WebSocket connection per stream with its reader thread, and an in-memory stand-in."""
+"""Real I/O: a WebSocket connection per stream with its reader thread, and an in-memory stand-in.
 
+Both implement the :class:`~rxinvest.transport.base.Transport` protocol of ``transport/base.py``,
+whose :class:`~rxinvest.transport.base.Listener` is the connection that owns them.
+"""
+
+from rxinvest.transport.base import Listener, Transport, TransportFactory
 from rxinvest.transport.memory import MemoryTransport
-from rxinvest.transport.websocket import Listener, WebSocketTransport
+from rxinvest.transport.websocket import WebSocketTransport
 
-__all__ = ["Listener", "MemoryTransport", "WebSocketTransport"]
+__all__ = ["Listener", "MemoryTransport", "Transport", "TransportFactory", "WebSocketTransport"]

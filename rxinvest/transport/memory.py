@@ -14,7 +14,8 @@ from typing import Any
 
 from rxinvest.errors import ClientClosedError, RxInvestError
 from rxinvest.protocol import classify_close
-from rxinvest.transport.websocket import Listener
+from rxinvest.transport.base import Listener
+from rxinvest.wire import Stream
 
 __all__ = ["MemoryTransport"]
 
@@ -22,9 +23,16 @@ _CLOSE = object()
 
 
 class MemoryTransport:
-    """A scripted server on the other end of a listener. Thread-safe."""
+    """A scripted server on the other end of a listener. Thread-safe.
 
-    def __init__(self, listener: Listener, **_: Any) -> None:
+    A :class:`~rxinvest.transport.base.Transport`, and its own factory:
+    ``Client(transport_factory=MemoryTransport)`` works (``stream`` and ``url`` are kept for
+    inspection only).
+    """
+
+    def __init__(self, listener: Listener, *, stream: Stream | None = None, url: str = "") -> None:
+        self.stream = stream
+        self.url = url
         self._listener = listener
         self._inbox: queue.Queue[Any] = queue.Queue()
         self._thread: threading.Thread | None = None

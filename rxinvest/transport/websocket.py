@@ -17,20 +17,15 @@ import contextlib
 import logging
 import threading
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import websocket  # websocket-client
 
-from rxinvest.errors import (
-    AuthenticationError,
-    ClientClosedError,
-    ConfigurationError,
-    ConnectionLostError,
-    RxInvestError,
-)
-from rxinvest.protocol import Backoff, classify_close
+from rxinvest.errors import ClientClosedError, ConfigurationError, ConnectionLostError, RxInvestError
+from rxinvest.protocol import Backoff, classify_close, classify_handshake
+from rxinvest.transport.base import Listener
 
-__all__ = ["Listener", "WebSocketTransport"]
+__all__ = ["WebSocketTransport"]
 
 log = logging.getLogger("rxinvest.transport")
 
@@ -39,33 +34,11 @@ _READ_AHEAD = 1 << 18  # bytes read from the socket at once
 _FLUSH_EVERY = 256  # frames at most between two hand-overs to the delivery threads
 
 
-class Listener(Protocol):
-    """The transport's owner. Every method is called on the reader thread."""
-
-    def opened(self, now: datetime) -> None:
-        """The connection is open: send the first frames (with :meth:`WebSocketTransport.send`)."""
-
-    def frame(self, data: bytes, now: datetime) -> None:
-        """One text frame, as received (UTF-8 is checked by the decoder, not here)."""
-
-    def flush(self) -> None:
-        """No more frames are waiting to be read: hand over what the frames produced."""
-
-    def deadline(self) -> datetime | None:
-        """When the connection counts as silent."""
-
-    def wanted(self) -> bool:
-        """Is the connection still needed? When it is not, a lost connection is not re-opened."""
-
-    def lost(self, error: RxInvestError, retrying: bool) -> None:
-        """The connection ended; ``retrying`` tells whether a new one follows."""
-
-    def closed(self, error: RxInvestError) -> None:
-        """The thread ends: a final error, or ClientClosedError after :meth:`WebSocketTransport.close`."""
-
-
 class WebSocketTransport:
-    """One logical stream connection: connect, read, reconnect, until closed or refused for good."""
+    """One logical stream connection: connect, read, reconnect, until closed or refused for good.
+
+    A :class:`~rxinvest.transport.base.Transport`; its reader thread calls the listener.
+    """
 
     def __init__(
         self,
@@ -111,7 +84,7 @@ class WebSocketTransport:
         return thread is not None and thread.is_alive()
 
     def start(self) -> None:
-        """Start the reader thread (it connects); a no-op while it runs."""
+        """Start the reader thread (it connects; this does not wait); a no-op while it runs."""
         if self.running or self._closing.is_set():
             return
         self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
@@ -177,14 +150,7 @@ class WebSocketTransport:
                 enable_multithread=True,
             )
         except websocket.WebSocketBadStatusException as exc:
-            status = exc.status_code
-            if status in (401, 403):
-                return AuthenticationError(
-                    f"the server refused the token (HTTP {status})", code=str(status)
-                ), False
-            if status == 404:
-                return ConfigurationError(f"no such stream at {self.url} (HTTP 404)"), False
-            return ConnectionLostError(f"handshake refused with HTTP {status}"), True
+            return classify_handshake(exc.status_code, self.url)
         except (OSError, websocket.WebSocketException) as exc:
             return ConnectionLostError(f"cannot connect to {self.url}: {type(exc).__name__}"), True
         self._ws = ws
@@ -230,7 +196,7 @@ class WebSocketTransport:
                 deliver(frame.data, sock.received_at)
                 since_flush += 1
                 # Hand over when the read-ahead is used up (the burst is over, as far as we know) or
-                # every 64 frames, so that a stream that never pauses is still delivered.
+                # every _FLUSH_EVERY frames, so that a stream that never pauses is still delivered.
                 if not sock.buffered or since_flush >= _FLUSH_EVERY:
                     flush()
                     since_flush = 0

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rxinvest import model as m
 from rxinvest import wire
+from rxinvest.errors import ConfigurationError, SubscriptionRejectedError
 from rxinvest.protocol import (
     Confirmed,
     Delivered,
@@ -20,6 +22,7 @@ from rxinvest.protocol import (
     StreamFailed,
     Topic,
 )
+from rxinvest.protocol.topic import WANTED
 from rxinvest.sim.instruments import CATALOGUE, InstrumentIndex
 from rxinvest.sim.subscriptions import SubscriptionBook
 
@@ -99,6 +102,9 @@ def test_the_server_holds_exactly_the_wanted_subscriptions(ops: list[tuple[bool,
             in_flight.extend(server.answer(session.unsubscribe([topic])))
         if answer_now:
             read_answers()
+        for known in held:  # rule 2 of protocol.topic: subscribers exactly in the wanted states
+            assert (session.refs(known) > 0) == (session.state(known) in WANTED)
+            assert session.refs(known) == held[known]
     for _ in range(10):  # each round can release what the previous one confirmed
         read_answers()
     assert not in_flight
@@ -179,3 +185,50 @@ def test_bad_frames_and_stream_errors_are_reported_not_raised() -> None:
     assert isinstance(bad, Malformed)
     (failed,) = session.receive(b'{"code": 8, "message": "80002"}', NOW)
     assert failed == StreamFailed(m.RpcStatus(code=8, message="80002"))
+
+
+def test_a_rejection_carries_the_error_its_subscribers_get() -> None:
+    session, server = MarketDataSession(), FakeServer()
+    session.connected(NOW)
+    topic = Topic("trades", "NOPE")
+    (rejected,) = feed(session, server.answer(session.subscribe([topic])))
+    assert isinstance(rejected, Rejected)
+    assert isinstance(rejected.error, SubscriptionRejectedError)
+    assert rejected.error.status is m.SubscriptionStatus.SUBSCRIPTION_STATUS_INSTRUMENT_NOT_FOUND
+    assert rejected.error.code == "SUBSCRIPTION_STATUS_INSTRUMENT_NOT_FOUND"
+    assert rejected.error.target == "NOPE"
+    assert rejected.error.tracking_id == "t"
+    assert session.topics == ()
+
+
+def test_candles_cannot_be_wanted_with_both_waiting_close_settings() -> None:
+    session = MarketDataSession()
+    session.connected(NOW)
+    minute = m.SubscriptionInterval.SUBSCRIPTION_INTERVAL_ONE_MINUTE
+    forming = Topic("candles", "SBER_TQBR", interval=minute)
+    closed = Topic("candles", "SBER_TQBR", interval=minute, waiting_close=True)
+    session.subscribe([forming])
+    with pytest.raises(ConfigurationError, match="waiting_close"):
+        session.check([closed])
+    other = Topic("trades", "SBER_TQBR")
+    with pytest.raises(ConfigurationError, match="waiting_close"):
+        session.subscribe([other, closed])
+    assert session.topics == (forming,)  # the refused call changed nothing, not even the trades
+    assert session.refs(other) == 0
+    hour = Topic("candles", "SBER_TQBR", interval=m.SubscriptionInterval.SUBSCRIPTION_INTERVAL_ONE_HOUR)
+    session.check([Topic("candles", "GAZP_TQBR", interval=minute, waiting_close=True), hour])
+    session.unsubscribe([forming])
+    session.check([closed])  # nobody wants the forming candles any more
+
+
+@pytest.mark.parametrize(
+    ("kind", "options", "message"),
+    [
+        ("bars", {}, "unknown subscription kind"),
+        ("order_books", {"depth": 5}, "depth must be one of"),
+        ("candles", {}, "interval is required"),
+    ],
+)
+def test_a_topic_refuses_what_the_api_would(kind: str, options: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        Topic(kind, "SBER_TQBR", **options)  # type: ignore[arg-type]
