@@ -1,0 +1,16 @@
+"""Events that rxinvest derives from the stream events, rather than receives: bars, book diffs, book
+health, quotes, reconciliation events, and the gap and reset markers that make every loss visible
+in-band.
+
+Rules of this package:
+
+* Plain frozen, slotted, keyword-only attrs classes, like :mod:`rxinvest.model`, with the same value
+  conventions (money as ``Decimal``, instants as aware UTC ``datetime``), and free to use types the
+  wire has no form for (``timedelta``, sets).
+* The wire codec never reads this package (the import contract forbids it): a derived event is never
+  sent or received, so adding one can never break decoding.
+* It imports only :mod:`rxinvest.model` and :mod:`rxinvest.errors`; :mod:`rxinvest.fold` builds its
+  events, :mod:`rxinvest.ops` delivers them.
+"""
+
+__all__: list[str] = []
