@@ -66,7 +66,7 @@ class Kind(enum.StrEnum):
             raise ConfigurationError(message) from None
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class KindSpec:
     """Everything the contract says about one kind of subscription.
 
@@ -87,12 +87,12 @@ class KindSpec:
     response: type
     entries: str
     instrument: type
-    instrument_params: tuple[str, ...]
-    request_params: tuple[str, ...]
-    identity: tuple[str, ...]
     events: tuple[type, ...]
-    route: str | None
-    counted: bool
+    instrument_params: tuple[str, ...] = ()
+    request_params: tuple[str, ...] = ()
+    identity: tuple[str, ...] = ()
+    route: str | None = None
+    counted: bool = False
 
 
 SPECS: dict[Kind, KindSpec] = {
@@ -116,7 +116,6 @@ SPECS: dict[Kind, KindSpec] = {
         entries="order_book_subscriptions",
         instrument=md.OrderBookInstrument,
         instrument_params=("depth", "order_book_type"),
-        request_params=(),
         identity=("depth", "order_book_type"),
         events=(md.OrderBook,),
         route="depth",
@@ -128,11 +127,8 @@ SPECS: dict[Kind, KindSpec] = {
         response=md.SubscribeTradesResponse,
         entries="trade_subscriptions",
         instrument=md.TradeInstrument,
-        instrument_params=(),
         request_params=("trade_source", "with_open_interest"),
-        identity=(),
         events=(md.Trade, md.OpenInterest),
-        route=None,
         counted=True,
     ),
     Kind.INFO: KindSpec(
@@ -141,12 +137,7 @@ SPECS: dict[Kind, KindSpec] = {
         response=md.SubscribeInfoResponse,
         entries="info_subscriptions",
         instrument=md.InfoInstrument,
-        instrument_params=(),
-        request_params=(),
-        identity=(),
         events=(md.TradingStatus,),
-        route=None,
-        counted=False,
     ),
     Kind.LAST_PRICES: KindSpec(
         kind=Kind.LAST_PRICES,
@@ -154,12 +145,7 @@ SPECS: dict[Kind, KindSpec] = {
         response=md.SubscribeLastPriceResponse,
         entries="last_price_subscriptions",
         instrument=md.LastPriceInstrument,
-        instrument_params=(),
-        request_params=(),
-        identity=(),
         events=(md.LastPrice,),
-        route=None,
-        counted=False,
     ),
 }
 
