@@ -51,24 +51,33 @@ def run(script: list[str], package_root: Path, timeout: float) -> str:
 
 
 def rows(output: str) -> dict[str, list[float]]:
-    """label -> numbers, for every line with a label and at least one number."""
+    """label -> numbers, for every line with a label and at least one number.
+
+    The label is the line's text up to its first gap of two spaces (a table's first column).
+    """
     out = {}
     for line in output.splitlines():
-        numbers = NUMBER.findall(line)
-        label = NUMBER.split(line, maxsplit=1)[0].strip(" :|")
-        if numbers and label:
-            out[label] = [float(n) for n in numbers]
+        parts = re.split(r"\s{2,}", line.strip(), maxsplit=1)
+        if len(parts) < 2:
+            continue
+        label, rest = parts
+        numbers = NUMBER.findall(rest)
+        if numbers:
+            out[label.strip(" :|")] = [float(n) for n in numbers]
     return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], usage="%(prog)s REV [--rounds N] -- SCRIPT [ARGS ...]"
+    )
     parser.add_argument("revision", help="the revision to compare with (a commit, tag or branch)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds one script run may take")
-    parser.add_argument("script", nargs=argparse.REMAINDER, help="-- then the script and its arguments")
-    args = parser.parse_args()
-    script = args.script[1:] if args.script[:1] == ["--"] else args.script
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:cut])
+    script = argv[cut + 1 :]
     if not script:
         parser.error("name the benchmark script after --")
     with tempfile.TemporaryDirectory(prefix="rxinvest-against-") as tmp:
