@@ -43,6 +43,7 @@ from typing import Any, TypeAlias
 
 import attrs
 
+from rxinvest.errors import ConfigurationError
 from rxinvest.model.common import Money
 from rxinvest.model.enums import (
     MarkerType,
@@ -125,13 +126,13 @@ def _rub(amount: Decimal) -> Money:
 
 def _utc(now: datetime) -> datetime:
     if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError(f"now must be an aware datetime, got {now!r}")
+        raise ConfigurationError(f"now must be an aware datetime, got {now!r}")
     return now.astimezone(UTC)
 
 
-def _has_wire_form(amount: Decimal) -> bool:
-    """Finite with at most 9 decimal places: what a MoneyValue can carry (checked exactly)."""
-    if not amount.is_finite():
+def _is_money(amount: object) -> bool:
+    """A finite ``Decimal`` with at most 9 decimal places: what a MoneyValue can carry (checked exactly)."""
+    if not isinstance(amount, Decimal) or not amount.is_finite():
         return False
     _, digits, exponent = amount.as_tuple()
     excess = -int(exponent) - 9
@@ -258,8 +259,9 @@ class Broker:
     """The accounts of the simulated broker, driven by explicit calls (see the module docstring).
 
     ``accounts`` lists the account ids in seed order. Queries about an unknown account raise
-    ``KeyError``; order calls for one answer with a rejection instead, like the API. ``ValueError``
-    means a programming error (naive ``now``, a quote for another instrument, a bad seed).
+    ``KeyError``; order calls for one answer with a rejection instead, like the API.
+    :class:`~rxinvest.errors.ConfigurationError` (a ``ValueError``) means a bad argument: a naive
+    ``now``, a quote for another instrument, a bad seed, an amount with no ``MoneyValue`` form.
     """
 
     def __init__(
@@ -283,17 +285,19 @@ class Broker:
         self._last_prices: dict[str, Decimal] = {}
 
     def _open(self, account_seed: AccountSeed) -> _Account:
+        if not isinstance(account_seed, AccountSeed):
+            raise ConfigurationError(f"accounts must be AccountSeed values, not {account_seed!r}")
         if account_seed.account_id in self._accounts:
-            raise ValueError(f"duplicate account {account_seed.account_id}")
-        if not _has_wire_form(account_seed.money) or account_seed.money < 0:
-            raise ValueError(
-                f"{account_seed.account_id}: money {account_seed.money} is not a MoneyValue >= 0"
+            raise ConfigurationError(f"duplicate account {account_seed.account_id}")
+        if not _is_money(account_seed.money) or account_seed.money < 0:
+            raise ConfigurationError(
+                f"{account_seed.account_id}: money {account_seed.money!r} is not a MoneyValue >= 0"
             )
         account = _Account(account_seed.account_id, account_seed.money)
         for instrument_id, units in account_seed.securities.items():
             instrument = self._index.get(instrument_id)
             if instrument is None or instrument.kind == "futures" or units < 0:
-                raise ValueError(f"{account_seed.account_id}: cannot hold {units} of {instrument_id}")
+                raise ConfigurationError(f"{account_seed.account_id}: cannot hold {units} of {instrument_id}")
             holding = account.holding(instrument.uid)
             holding.balance += units
             # Seeded holdings count as bought at the instrument's opening price.
@@ -332,14 +336,15 @@ class Broker:
         has ``lots_cancelled == lots_requested`` and changes no balance.
 
         ``order_request_id`` is kept if it is a UUID, else replaced by a generated UUID (as the API
-        does); it is not used to deduplicate. Raises ``ValueError`` for a naive ``now`` or a
-        ``quote`` of another instrument.
+        does); it is not used to deduplicate. Raises :class:`~rxinvest.errors.ConfigurationError` for
+        a naive ``now`` or a ``quote`` of another instrument.
         """
         now = _utc(now)
         account = self._accounts.get(account_id)
         instrument = self._index.get(instrument_id)
         if instrument is not None and quote.instrument_uid != instrument.uid:
-            raise ValueError(f"quote of {quote.instrument_uid} given for an order on {instrument.uid}")
+            message = f"quote of {quote.instrument_uid} given for an order on {instrument.uid}"
+            raise ConfigurationError(message)
         keep_request_id = order_request_id is not None and _is_uuid(order_request_id)
         state = OrderState(
             order_id=self._next_order_id(),
@@ -625,12 +630,13 @@ class Broker:
         ``kind`` ("transfer", "dividend", "coupon", "tax" ...) is recorded in :meth:`movements`. A
         withdrawal beyond the available (unblocked) money is refused, like a real broker, and so is
         a zero amount: both return ``[]``. Raises ``KeyError`` for an unknown account and
-        ``ValueError`` for an amount that is not finite or has more than 9 decimal places.
+        :class:`~rxinvest.errors.ConfigurationError` for an amount that is not a finite ``Decimal``
+        with at most 9 decimal places.
         """
         now = _utc(now)
         account = self._accounts[account_id]
-        if not _has_wire_form(amount):
-            raise ValueError(f"amount {amount} has no MoneyValue form")
+        if not _is_money(amount):
+            raise ConfigurationError(f"amount {amount!r} has no MoneyValue form")
         if amount == 0 or account.available + amount < 0:
             return []
         account.available += amount

@@ -3,6 +3,8 @@
 A :class:`Faults` value is plain data. Counts are of frames the connection has sent (data, responses
 and pings alike); times are seconds since the connection opened. From the command line each fault is
 one ``name=value`` (``--fault drop_after=100 --fault close_code=4008``), see :meth:`Faults.parse`.
+A bad value, from the command line or not, is a :class:`~rxinvest.errors.ConfigurationError` that
+names the fault. How a connection applies its faults is :mod:`rxinvest.sim.fault_injection`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Iterable
 from typing import Any
 
 import attrs
+
+from rxinvest.errors import ConfigurationError
 
 __all__ = ["CLOSE_CODES", "MALFORMED_KINDS", "Faults", "malformed_frame"]
 
@@ -25,26 +29,42 @@ def _flag(value: object) -> bool:
     return value in (True, 1, "1", "true", "yes", "on")
 
 
-def _optional(kind: type) -> Any:
-    return attrs.field(default=None, converter=attrs.converters.optional(kind))
+def _number(instance: Faults, attribute: attrs.Attribute[Any], value: object) -> None:
+    """Numeric faults must hold a number (or None, where None is their default)."""
+    if value is None and attribute.default is None:
+        return
+    if not isinstance(value, int | float):
+        raise ConfigurationError(f"{attribute.name} must be a number, not {value!r}")
+
+
+def _numeric(kind: type[int] | type[float], default: float | None, *checks: Any) -> Any:
+    """A numeric fault: converted to ``kind`` (from the command line's text too), then checked."""
+
+    def convert(value: str | float | None) -> object:
+        try:
+            return None if value is None else kind(value)
+        except (TypeError, ValueError):
+            return value  # left as it is, for _number to refuse with the fault's name
+
+    return attrs.field(default=default, converter=convert, validator=[_number, *checks])
 
 
 def _close_code(instance: Faults, attribute: attrs.Attribute[Any], value: int | None) -> None:
     if value is not None and value not in CLOSE_CODES:
-        raise ValueError(f"close_code must be one of {CLOSE_CODES}, not {value}")
+        raise ConfigurationError(f"close_code must be one of {CLOSE_CODES}, not {value}")
 
 
 def _kinds(value: Iterable[str] | str) -> tuple[str, ...]:
     kinds = tuple(value.split("+")) if isinstance(value, str) else tuple(value)
     unknown = set(kinds) - set(MALFORMED_KINDS)
     if unknown:
-        raise ValueError(f"unknown malformed kinds {sorted(unknown)}; choose from {MALFORMED_KINDS}")
+        raise ConfigurationError(f"unknown malformed kinds {sorted(unknown)}; choose from {MALFORMED_KINDS}")
     return kinds
 
 
 def _probability(instance: Faults, attribute: attrs.Attribute[Any], value: float) -> None:
     if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{attribute.name} is a probability in [0, 1], not {value}")
+        raise ConfigurationError(f"{attribute.name} is a probability in [0, 1], not {value}")
 
 
 @attrs.frozen(kw_only=True)
@@ -68,40 +88,40 @@ class Faults:
       sent (``time`` of the trade or book): a client measures delivery latency from it.
     """
 
-    drop_after: int | None = _optional(int)
-    drop_at: float | None = _optional(float)
-    stall_after: int | None = _optional(int)
-    stall_at: float | None = _optional(float)
-    close_code: int | None = attrs.field(
-        default=None, converter=attrs.converters.optional(int), validator=_close_code
-    )
-    close_after: int | None = _optional(int)
-    close_at: float | None = _optional(float)
-    malformed_every: int | None = _optional(int)
+    drop_after: int | None = _numeric(int, None)
+    drop_at: float | None = _numeric(float, None)
+    stall_after: int | None = _numeric(int, None)
+    stall_at: float | None = _numeric(float, None)
+    close_code: int | None = _numeric(int, None, _close_code)
+    close_after: int | None = _numeric(int, None)
+    close_at: float | None = _numeric(float, None)
+    malformed_every: int | None = _numeric(int, None)
     malformed_kinds: tuple[str, ...] = attrs.field(default=MALFORMED_KINDS, converter=_kinds)
     too_many_requests: bool = attrs.field(default=False, converter=_flag)
-    internal_errors: float = attrs.field(default=0.0, converter=float, validator=_probability)
-    crossed_books: float = attrs.field(default=0.0, converter=float, validator=_probability)
-    inconsistent_books: float = attrs.field(default=0.0, converter=float, validator=_probability)
+    internal_errors: float = _numeric(float, 0.0, _probability)
+    crossed_books: float = _numeric(float, 0.0, _probability)
+    inconsistent_books: float = _numeric(float, 0.0, _probability)
     burst: bool = attrs.field(default=False, converter=_flag)
-    burst_frames: int | None = _optional(int)
-    burst_rate: float | None = _optional(float)
+    burst_frames: int | None = _numeric(int, None)
+    burst_rate: float | None = _numeric(float, None)
 
     @classmethod
     def parse(cls, items: Iterable[str]) -> Faults:
-        """Faults from ``name=value`` strings; raises ValueError naming the bad item."""
+        """Faults from ``name=value`` strings; raises ConfigurationError naming the bad item."""
+        items = list(items)
         names = {a.name for a in attrs.fields(cls)}
         values: dict[str, str] = {}
         for item in items:
             name, sep, value = item.partition("=")
             name = name.strip().replace("-", "_")
             if not sep or name not in names:
-                raise ValueError(f"bad fault {item!r}: expected NAME=VALUE with NAME one of {sorted(names)}")
+                message = f"bad fault {item!r}: expected NAME=VALUE with NAME one of {sorted(names)}"
+                raise ConfigurationError(message)
             values[name] = value.strip()
         try:
             return cls(**values)  # type: ignore[arg-type]
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"bad faults {list(items)}: {exc}") from exc
+        except (TypeError, ValueError) as exc:  # ConfigurationError is a ValueError
+            raise ConfigurationError(f"bad faults {items}: {exc}") from exc
 
     @property
     def any(self) -> bool:
@@ -112,7 +132,7 @@ def malformed_frame(kind: str, sample: str, rng: random.Random) -> str:
     """A malformed frame of ``kind``, made from ``sample`` (a real frame) where the kind needs one.
 
     ``unknown_enum`` and ``extra_fields`` frames are valid for a tolerant decoder (they must decode);
-    the other kinds are not.
+    the other kinds are not. An unknown ``kind`` is a :class:`~rxinvest.errors.ConfigurationError`.
     """
     if kind == "invalid_json":
         return sample[: max(1, len(sample) // 2)]
@@ -130,5 +150,5 @@ def malformed_frame(kind: str, sample: str, rng: random.Random) -> str:
     elif kind == "extra_fields":
         body = {**body, "fieldFromTheFuture": {"nested": [1, "two", None]}, "anotherOne": 42}
     else:
-        raise ValueError(f"unknown malformed kind {kind!r}")
+        raise ConfigurationError(f"unknown malformed kind {kind!r}; choose from {MALFORMED_KINDS}")
     return json.dumps({key: body})

@@ -13,6 +13,8 @@ from decimal import Decimal
 
 import attrs
 
+from rxinvest.errors import ConfigurationError
+
 __all__ = ["CATALOGUE", "Instrument", "InstrumentIndex"]
 
 
@@ -22,6 +24,7 @@ class Instrument:
 
     ``kind`` is the API's instrument type string ("share", "bond", "etf", "futures"); ``lot`` is
     units per lot; ``min_price_increment`` the tick; ``price`` the opening price (on the tick grid).
+    Prices that are not ``Decimal``, or off the grid, are a :class:`~rxinvest.errors.ConfigurationError`.
     """
 
     figi: str
@@ -41,8 +44,10 @@ class Instrument:
             object.__setattr__(
                 self, "position_uid", str(uuid.uuid5(uuid.NAMESPACE_URL, f"position/{self.uid}"))
             )
+        if not isinstance(self.price, Decimal) or not isinstance(self.min_price_increment, Decimal):
+            raise ConfigurationError(f"{self.ticker}: price and min_price_increment must be Decimal")
         if self.price % self.min_price_increment:
-            raise ValueError(
+            raise ConfigurationError(
                 f"{self.ticker}: price {self.price} is off the tick grid {self.min_price_increment}"
             )
 
@@ -181,12 +186,18 @@ CATALOGUE: tuple[Instrument, ...] = (
 
 
 class InstrumentIndex:
-    """Resolves any id the API accepts (FIGI, instrument uid, ``TICKER_CLASSCODE``) to an instrument."""
+    """Resolves any id the API accepts (FIGI, instrument uid, ``TICKER_CLASSCODE``) to an instrument.
+
+    Anything but :class:`Instrument` values is a :class:`~rxinvest.errors.ConfigurationError`;
+    looking up an unknown id is ``None`` from :meth:`get`, ``KeyError`` from ``[]``.
+    """
 
     def __init__(self, instruments: Iterable[Instrument]) -> None:
         self.instruments = tuple(instruments)
         self._by_id: dict[str, Instrument] = {}
         for instrument in self.instruments:
+            if not isinstance(instrument, Instrument):
+                raise ConfigurationError(f"instruments must be Instrument values, not {instrument!r}")
             for key in (instrument.figi, instrument.uid, instrument.instrument_id):
                 self._by_id[key] = instrument
 

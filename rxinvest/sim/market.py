@@ -21,6 +21,7 @@ from decimal import Decimal
 
 import attrs
 
+from rxinvest.errors import ConfigurationError
 from rxinvest.fold.candles import apply_trade, interval_end, interval_start
 from rxinvest.model import (
     Candle,
@@ -37,18 +38,16 @@ from rxinvest.model import (
     TradeSourceType,
     TradingStatus,
 )
+from rxinvest.model.kinds import BOOK_DEPTHS, CANDLE_INTERVALS
 from rxinvest.sim.instruments import Instrument
 from rxinvest.sim.quote import Quote
 
 __all__ = ["MAX_DEPTH", "SCENARIOS", "CandleUpdate", "Market", "StepEvents"]
 
-MAX_DEPTH = 50
+MAX_DEPTH = max(BOOK_DEPTHS)  # the deepest book the API serves
 _S = SecurityTradingStatus
 _TRADABLE = frozenset(
     {_S.SECURITY_TRADING_STATUS_NORMAL_TRADING, _S.SECURITY_TRADING_STATUS_DEALER_NORMAL_TRADING}
-)
-CANDLE_INTERVALS = tuple(
-    i for i in SubscriptionInterval if i is not SubscriptionInterval.SUBSCRIPTION_INTERVAL_UNSPECIFIED
 )
 
 #: Scenario name -> (trade probability per step, mean move in ticks, status schedule). A schedule is a
@@ -148,9 +147,10 @@ class _Instrument:
             side.levels.pop(0)
             side.refill(self.rng, self.mean_size)
         self.last_price = self.price(level[0])
-        return self._print(direction, self.last_price, quantity, time)
+        return self.print_trade(direction, self.last_price, quantity, time)
 
-    def _print(self, direction: TradeDirection, price: Decimal, quantity: int, time: datetime) -> Trade:
+    def print_trade(self, direction: TradeDirection, price: Decimal, quantity: int, time: datetime) -> Trade:
+        """The exchange's print (trade report) of this instrument; changes no state."""
         info = self.info
         return Trade(
             figi=info.figi,
@@ -207,6 +207,7 @@ class Market:
     """A deterministic simulated exchange for a set of instruments.
 
     ``start`` is the simulated time of step 0 (aware UTC); each :meth:`step` advances it by ``step``.
+    A naive ``start`` or an unknown ``scenario`` is a :class:`~rxinvest.errors.ConfigurationError`.
     Not thread-safe: one owner (the simulator's event loop) calls it.
     """
 
@@ -220,10 +221,10 @@ class Market:
         scenario: str = "normal",
         corrective_probability: float = 0.2,
     ) -> None:
-        if start.tzinfo is None:
-            raise ValueError("start must be an aware datetime")
-        if scenario not in SCENARIOS:
-            raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
+        if not isinstance(start, datetime) or start.tzinfo is None:
+            raise ConfigurationError(f"start must be an aware datetime, not {start!r}")
+        if not isinstance(scenario, str) or scenario not in SCENARIOS:
+            raise ConfigurationError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
         self.seed = seed
         self.now = start
         self.step_length = step
@@ -238,6 +239,7 @@ class Market:
             )
         self._statuses_rng = random.Random(f"{seed}/statuses")
         self._breaks: dict[str, datetime] = {}  # uid -> end of an unscheduled break
+        self._books: dict[tuple[str, int], OrderBook] = {}  # this step's books, by (uid, depth)
         self._start = start
         if self._schedule:  # a scheduled session starts where its schedule says, before any step
             for uid, state in self._state.items():
@@ -265,8 +267,16 @@ class Market:
         return {uid: self.quote(uid) for uid in self._state}
 
     def book(self, uid: str, depth: int = MAX_DEPTH) -> OrderBook:
-        """The current book of ``uid`` cut to ``depth`` levels a side (1..50)."""
-        return self._state[uid].book(depth, self.now)
+        """The current book of ``uid`` cut to ``depth`` levels a side (1..50).
+
+        One object per step, instrument and depth (books change only in :meth:`step`): a server
+        that encodes frames once per object then encodes a book once for all its subscribers.
+        """
+        key = (uid, depth)
+        book = self._books.get(key)
+        if book is None:
+            book = self._books[key] = self._state[uid].book(depth, self.now)
+        return book
 
     def last_price(self, uid: str) -> LastPrice:
         state = self._state[uid]
@@ -304,6 +314,7 @@ class Market:
         """Advance one step: statuses, trades at the touch, new liquidity, candles."""
         self.steps += 1
         self.now = self._start + self.steps * self.step_length
+        self._books.clear()
         events = StepEvents(time=self.now)
         self._update_statuses(events)
         for uid, state in self._state.items():
@@ -370,7 +381,7 @@ class Market:
             assert minute.time is not None  # built from trades: time and prices are set
             assert minute.close is not None
             when = minute.time + timedelta(seconds=59, microseconds=state.rng.randrange(10**6))
-            late = state._print(TradeDirection.TRADE_DIRECTION_SELL, minute.close, 1, when)
+            late = state.print_trade(TradeDirection.TRADE_DIRECTION_SELL, minute.close, 1, when)
             events.trades.append(late)
         for interval in ended:
             candle = state.candles.pop(interval)

@@ -10,42 +10,81 @@ entry per requested instrument, in request order, with a ``SubscriptionStatus`` 
 * with ``internal_errors`` (a fault), entries fail at random with INTERNAL_ERROR;
 * candles need an interval (INTERVAL_IS_INVALID), books a depth of 1, 10, 20, 30, 40 or 50
   (DEPTH_IS_INVALID); an UNSPECIFIED action gets SUBSCRIPTION_ACTION_IS_INVALID;
+* an UNSPECIFIED order-book type means ALL, an UNSPECIFIED trade source means ALL (the API's
+  defaults): the subscription and its answer carry ALL;
 * at most ``max_subscriptions`` (300) candle, book and trade subscriptions together; more get
   LIMIT_IS_EXCEEDED. Trading-status and last-price subscriptions are not counted;
 * more than ``max_requests_per_minute`` (100) subscription requests in a sliding minute: every entry
   gets TOO_MANY_REQUESTS;
-* a subscription is identified by (instrument, interval) for candles, (instrument, depth, book
-  type) for books and the instrument for the other kinds; subscribing again is idempotent (SUCCESS,
-  same subscription id; request-level flags such as ``waiting_close`` take the new value);
-  unsubscribing what is not subscribed gets SUBSCRIPTION_NOT_FOUND.
+* a subscription is identified by its instrument and its kind's ``identity`` parameters (interval
+  for candles, depth and book type for books, nothing more for the other kinds); subscribing again
+  is idempotent (SUCCESS, same subscription id; request-level parameters such as ``waiting_close``
+  take the new value); unsubscribing what is not subscribed gets SUBSCRIPTION_NOT_FOUND.
+
+Nothing here branches on a kind: what differs between kinds is read from
+:data:`rxinvest.model.kinds.SPECS` (parameters, identity, counting, response classes).
 """
 
 from __future__ import annotations
 
+import enum
 import random
+import typing
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any
+from functools import cache
+from typing import Any, TypeAlias
 
 import attrs
 
 from rxinvest import model as m
+from rxinvest.model.kinds import BOOK_DEPTHS, REQUEST_KINDS, Kind, KindSpec
 from rxinvest.sim.instruments import Instrument, InstrumentIndex
 
-__all__ = ["BOOK_DEPTHS", "Subscription", "SubscriptionBook"]
+__all__ = ["Subscription", "SubscriptionBook"]
 
-BOOK_DEPTHS = frozenset({1, 10, 20, 30, 40, 50})
 _Status = m.SubscriptionStatus
 _Action = m.SubscriptionAction
-_COUNTED = ("candles", "order_books", "trades")
+
+# The API's defaults: a parameter left UNSPECIFIED means the value on the right.
+_API_DEFAULTS: dict[str, tuple[enum.Enum, enum.Enum]] = {
+    "order_book_type": (m.OrderBookType.ORDERBOOK_TYPE_UNSPECIFIED, m.OrderBookType.ORDERBOOK_TYPE_ALL),
+    "trade_source": (m.TradeSourceType.TRADE_SOURCE_UNSPECIFIED, m.TradeSourceType.TRADE_SOURCE_ALL),
+}
+# Parameter checks, in the order they are made: parameter -> (is the value served?, status if not).
+# Only the parameters of the request's kind are checked; the sources come first, so a dealer book of
+# a bad depth is SOURCE_IS_INVALID.
+_CHECKS: dict[str, tuple[Callable[[Any], bool], m.SubscriptionStatus]] = {
+    "order_book_type": (
+        lambda value: value is not m.OrderBookType.ORDERBOOK_TYPE_DEALER,
+        _Status.SUBSCRIPTION_STATUS_SOURCE_IS_INVALID,
+    ),
+    "trade_source": (
+        lambda value: value is not m.TradeSourceType.TRADE_SOURCE_DEALER,
+        _Status.SUBSCRIPTION_STATUS_SOURCE_IS_INVALID,
+    ),
+    "interval": (
+        lambda value: value is not m.SubscriptionInterval.SUBSCRIPTION_INTERVAL_UNSPECIFIED,
+        _Status.SUBSCRIPTION_STATUS_INTERVAL_IS_INVALID,
+    ),
+    "depth": (lambda value: value in BOOK_DEPTHS, _Status.SUBSCRIPTION_STATUS_DEPTH_IS_INVALID),
+}
+# An entry that made no subscription (unknown instrument, refused request ...) shows its kind's
+# parameters at their defaults, except these request-level ones, which it echoes from the request
+# (what the simulator has always answered; the docs do not say).
+_ECHOED = frozenset({"waiting_close"})
 
 
 @attrs.define
 class Subscription:
-    """One active subscription: its kind, key, instrument and the parameters it was made with."""
+    """One active subscription: its kind, key, instrument and the parameters it was made with.
 
-    kind: str  # "candles" | "order_books" | "trades" | "info" | "last_prices"
+    ``key`` is the instrument uid followed by the values of the kind's ``identity`` parameters.
+    Parameters that do not belong to the kind keep their defaults.
+    """
+
+    kind: Kind
     key: tuple[Any, ...]
     instrument: Instrument
     subscription_id: str
@@ -58,10 +97,15 @@ class Subscription:
     with_open_interest: bool = False
 
 
+# How one instrument of a request was decided: (instrument, subscription, status, action).
+_Entry: TypeAlias = tuple[Instrument | None, Subscription | None, m.SubscriptionStatus, m.SubscriptionAction]
+
+
 class SubscriptionBook:
     """The subscriptions of one MarketDataStream connection.
 
     ``now`` arguments are monotonic seconds (only differences matter). Not thread-safe.
+    ``refuse_all`` and ``internal_errors`` are the connection's faults; its owner may change them.
     """
 
     def __init__(
@@ -84,9 +128,7 @@ class SubscriptionBook:
         self.internal_errors = internal_errors
         self._rng = rng or random.Random(0)
         self._new_id = new_id
-        self._active: dict[str, dict[tuple[Any, ...], Subscription]] = {
-            kind: {} for kind in ("candles", "order_books", "trades", "info", "last_prices")
-        }
+        self._active: dict[Kind, dict[tuple[Any, ...], Subscription]] = {kind: {} for kind in Kind}
         self._requests: deque[float] = deque()
 
     # --- queries -------------------------------------------------------------------------------------
@@ -98,49 +140,41 @@ class SubscriptionBook:
     def __len__(self) -> int:
         return sum(map(len, self._active.values()))
 
-    def of(self, kind: str) -> dict[tuple[Any, ...], Subscription]:
+    def of(self, kind: Kind) -> dict[tuple[Any, ...], Subscription]:
+        """The active subscriptions of ``kind`` by key (the live dict: do not change it)."""
         return self._active[kind]
 
     @property
     def counted(self) -> int:
         """Subscriptions that count against ``max_subscriptions``."""
-        return sum(len(self._active[kind]) for kind in _COUNTED)
+        return sum(len(active) for kind, active in self._active.items() if kind.spec.counted)
 
     # --- requests ------------------------------------------------------------------------------------
 
-    def handle(self, request: Any, *, now: float, tracking_id: str) -> tuple[Any, list[Subscription]]:
+    def handle(self, request: Any, *, now: float, tracking_id: str) -> tuple[object, list[Subscription]]:
         """Apply one subscription request; returns its response and the subscriptions it created."""
-        handler = {
-            m.SubscribeCandlesRequest: self._candles,
-            m.SubscribeOrderBookRequest: self._order_books,
-            m.SubscribeTradesRequest: self._trades,
-            m.SubscribeInfoRequest: self._info,
-            m.SubscribeLastPriceRequest: self._last_prices,
-        }[type(request)]
+        spec = REQUEST_KINDS[type(request)].spec
         refused = self._rate_limited(now) or self.refuse_all
         created: list[Subscription] = []
-        entries = [self._entry(request, item, refused, created) for item in request.instruments]
-        response = handler(request, entries, tracking_id)
-        return response, created
+        entries = [self._entry(spec, request, item, refused, created) for item in request.instruments]
+        return self._response(spec, request, entries, tracking_id), created
 
-    def my_subscriptions(self, tracking_id: str) -> list[Any]:
+    def my_subscriptions(self, tracking_id: str) -> list[object]:
         """The getMySubscriptions answer: one response per kind that has active subscriptions."""
-        out = []
         action = _Action.SUBSCRIPTION_ACTION_SUBSCRIBE
-        for kind, build in (
-            ("candles", self._candles),
-            ("order_books", self._order_books),
-            ("trades", self._trades),
-            ("info", self._info),
-            ("last_prices", self._last_prices),
-        ):
-            active = list(self._active[kind].values())
-            if active:
-                entries = [
-                    (sub.instrument, sub, _Status.SUBSCRIPTION_STATUS_SUCCESS, action) for sub in active
-                ]
-                out.append(build(None, entries, tracking_id))
-        return out
+        return [
+            self._response(
+                kind.spec,
+                None,
+                [
+                    (sub.instrument, sub, _Status.SUBSCRIPTION_STATUS_SUCCESS, action)
+                    for sub in active.values()
+                ],
+                tracking_id,
+            )
+            for kind, active in self._active.items()
+            if active
+        ]
 
     def _rate_limited(self, now: float) -> bool:
         window = self._requests
@@ -150,11 +184,10 @@ class SubscriptionBook:
         return len(window) > self.max_requests_per_minute
 
     def _entry(
-        self, request: Any, item: Any, refused: bool, created: list[Subscription]
-    ) -> tuple[Instrument | None, Subscription | None, m.SubscriptionStatus, m.SubscriptionAction]:
-        """Decide one instrument of a request; returns (instrument, subscription, status, action)."""
+        self, spec: KindSpec, request: Any, item: Any, refused: bool, created: list[Subscription]
+    ) -> _Entry:
+        """Decide one instrument of a request."""
         action = request.subscription_action
-        kind = _KIND[type(request)]
         instrument = self.instruments.get(item.instrument_id or item.figi)
         if refused:
             return instrument, None, _Status.SUBSCRIPTION_STATUS_TOO_MANY_REQUESTS, action
@@ -164,79 +197,63 @@ class SubscriptionBook:
             return None, None, _Status.SUBSCRIPTION_STATUS_INSTRUMENT_NOT_FOUND, action
         if self.internal_errors and self._rng.random() < self.internal_errors:
             return instrument, None, _Status.SUBSCRIPTION_STATUS_INTERNAL_ERROR, action
-        probe = self._describe(kind, request, item, instrument)
-        if probe.order_book_type is m.OrderBookType.ORDERBOOK_TYPE_DEALER or (
-            probe.trade_source is m.TradeSourceType.TRADE_SOURCE_DEALER
-        ):
-            return instrument, probe, _Status.SUBSCRIPTION_STATUS_SOURCE_IS_INVALID, action
-        if kind == "candles" and probe.interval is m.SubscriptionInterval.SUBSCRIPTION_INTERVAL_UNSPECIFIED:
-            return instrument, probe, _Status.SUBSCRIPTION_STATUS_INTERVAL_IS_INVALID, action
-        if kind == "order_books" and probe.depth not in BOOK_DEPTHS:
-            return instrument, probe, _Status.SUBSCRIPTION_STATUS_DEPTH_IS_INVALID, action
-        active = self._active[kind]
+        probe = _describe(spec, request, item, instrument)
+        parameters = _parameters(spec)
+        for name, (served, status) in _CHECKS.items():
+            if name in parameters and not served(getattr(probe, name)):
+                return instrument, probe, status, action
+        active = self._active[spec.kind]
         existing = active.get(probe.key)
         if action is _Action.SUBSCRIPTION_ACTION_UNSUBSCRIBE:
             if existing is None:
                 return instrument, probe, _Status.SUBSCRIPTION_STATUS_SUBSCRIPTION_NOT_FOUND, action
             del active[probe.key]
             return instrument, existing, _Status.SUBSCRIPTION_STATUS_SUCCESS, action
-        if existing is not None:  # idempotent: same id, request-level flags updated
-            existing.waiting_close = probe.waiting_close
-            existing.candle_source_type = probe.candle_source_type
-            existing.trade_source = probe.trade_source
-            existing.with_open_interest = probe.with_open_interest
+        if existing is not None:  # idempotent: same id, request-level parameters updated
+            for name in spec.request_params:
+                setattr(existing, name, getattr(probe, name))
             return instrument, existing, _Status.SUBSCRIPTION_STATUS_SUCCESS, action
-        if kind in _COUNTED and self.counted >= self.max_subscriptions:
+        if spec.counted and self.counted >= self.max_subscriptions:
             return instrument, probe, _Status.SUBSCRIPTION_STATUS_LIMIT_IS_EXCEEDED, action
         probe.subscription_id = self._new_id()
         active[probe.key] = probe
         created.append(probe)
         return instrument, probe, _Status.SUBSCRIPTION_STATUS_SUCCESS, action
 
-    @staticmethod
-    def _describe(kind: str, request: Any, item: Any, instrument: Instrument) -> Subscription:
-        uid = instrument.uid
-        if kind == "candles":
-            return Subscription(
-                kind,
-                (uid, item.interval),
-                instrument,
-                "",
-                interval=item.interval,
-                waiting_close=request.waiting_close,
-                candle_source_type=request.candle_source_type,
-            )
-        if kind == "order_books":
-            book_type = item.order_book_type
-            if book_type is m.OrderBookType.ORDERBOOK_TYPE_UNSPECIFIED:
-                book_type = m.OrderBookType.ORDERBOOK_TYPE_ALL  # the API's default
-            return Subscription(
-                kind,
-                (uid, item.depth, book_type),
-                instrument,
-                "",
-                depth=item.depth,
-                order_book_type=book_type,
-            )
-        if kind == "trades":
-            source = request.trade_source
-            if source is m.TradeSourceType.TRADE_SOURCE_UNSPECIFIED:
-                source = m.TradeSourceType.TRADE_SOURCE_ALL  # the API's default
-            return Subscription(
-                kind,
-                (uid,),
-                instrument,
-                "",
-                trade_source=source,
-                with_open_interest=request.with_open_interest,
-            )
-        return Subscription(kind, (uid,), instrument, "")
+    # --- responses -----------------------------------------------------------------------------------
 
-    # --- responses, one builder per kind -------------------------------------------------------------
+    def _response(self, spec: KindSpec, request: Any, entries: list[_Entry], tracking_id: str) -> object:
+        """The ``Subscribe*Response`` of ``spec``'s kind: one entry per instrument, in request order.
+
+        ``request`` is None for the getMySubscriptions answer: request-level fields of the response
+        then show their defaults.
+        """
+        entry_class, entry_params, response_params = _response_shape(spec)
+        items = []
+        for instrument, sub, status, action in entries:
+            if sub is not None:
+                params = {name: getattr(sub, name) for name in entry_params}
+            else:
+                params = {
+                    name: getattr(request, name) for name in entry_params if name in _ECHOED and request
+                }
+            items.append(entry_class(**params, **self._common(instrument, sub, status, action)))
+        fields = attrs.fields_dict(spec.response)
+        answer = {
+            name: getattr(request, name) if request else fields[name].default for name in response_params
+        }
+        return spec.response(
+            tracking_id=tracking_id, **{spec.entries: tuple(items)}, **_with_api_defaults(answer)
+        )
 
     def _common(
-        self, instrument: Instrument | None, sub: Subscription | None, status: Any, action: Any
+        self,
+        instrument: Instrument | None,
+        sub: Subscription | None,
+        status: m.SubscriptionStatus,
+        action: m.SubscriptionAction,
     ) -> dict[str, Any]:
+        """The fields every kind's response entry has."""
         return {
             "figi": instrument.figi if instrument else "",
             "subscription_status": status,
@@ -250,64 +267,36 @@ class SubscriptionBook:
             "class_code": instrument.class_code if instrument else "",
         }
 
-    def _candles(self, request: Any, entries: list[Any], tracking_id: str) -> m.SubscribeCandlesResponse:
-        items = []
-        for instrument, sub, status, action in entries:
-            items.append(
-                m.CandleSubscription(
-                    interval=sub.interval
-                    if sub
-                    else m.SubscriptionInterval.SUBSCRIPTION_INTERVAL_UNSPECIFIED,
-                    waiting_close=sub.waiting_close if sub else bool(request and request.waiting_close),
-                    candle_source_type=sub.candle_source_type if sub else None,
-                    **self._common(instrument, sub, status, action),
-                )
-            )
-        return m.SubscribeCandlesResponse(tracking_id=tracking_id, candles_subscriptions=tuple(items))
 
-    def _order_books(
-        self, request: Any, entries: list[Any], tracking_id: str
-    ) -> m.SubscribeOrderBookResponse:
-        items = [
-            m.OrderBookSubscription(
-                depth=sub.depth if sub else 0,
-                order_book_type=sub.order_book_type if sub else m.OrderBookType.ORDERBOOK_TYPE_UNSPECIFIED,
-                **self._common(instrument, sub, status, action),
-            )
-            for instrument, sub, status, action in entries
-        ]
-        return m.SubscribeOrderBookResponse(tracking_id=tracking_id, order_book_subscriptions=tuple(items))
-
-    def _trades(self, request: Any, entries: list[Any], tracking_id: str) -> m.SubscribeTradesResponse:
-        items = [
-            m.TradeSubscription(
-                with_open_interest=sub.with_open_interest if sub else False,
-                **self._common(instrument, sub, status, action),
-            )
-            for instrument, sub, status, action in entries
-        ]
-        source = request.trade_source if request else m.TradeSourceType.TRADE_SOURCE_UNSPECIFIED
-        if source is m.TradeSourceType.TRADE_SOURCE_UNSPECIFIED:
-            source = m.TradeSourceType.TRADE_SOURCE_ALL
-        return m.SubscribeTradesResponse(
-            tracking_id=tracking_id, trade_subscriptions=tuple(items), trade_source=source
-        )
-
-    def _info(self, request: Any, entries: list[Any], tracking_id: str) -> m.SubscribeInfoResponse:
-        items = [m.InfoSubscription(**self._common(*entry)) for entry in entries]
-        return m.SubscribeInfoResponse(tracking_id=tracking_id, info_subscriptions=tuple(items))
-
-    def _last_prices(
-        self, request: Any, entries: list[Any], tracking_id: str
-    ) -> m.SubscribeLastPriceResponse:
-        items = [m.LastPriceSubscription(**self._common(*entry)) for entry in entries]
-        return m.SubscribeLastPriceResponse(tracking_id=tracking_id, last_price_subscriptions=tuple(items))
+def _parameters(spec: KindSpec) -> tuple[str, ...]:
+    """Every parameter a subscription of ``spec``'s kind is made with."""
+    return spec.instrument_params + spec.request_params
 
 
-_KIND = {
-    m.SubscribeCandlesRequest: "candles",
-    m.SubscribeOrderBookRequest: "order_books",
-    m.SubscribeTradesRequest: "trades",
-    m.SubscribeInfoRequest: "info",
-    m.SubscribeLastPriceRequest: "last_prices",
-}
+def _with_api_defaults(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with every UNSPECIFIED value the API gives a meaning to replaced by that meaning."""
+    for name, (unspecified, meant) in _API_DEFAULTS.items():
+        if params.get(name, meant) is unspecified:
+            params[name] = meant
+    return params
+
+
+def _describe(spec: KindSpec, request: Any, item: Any, instrument: Instrument) -> Subscription:
+    """The subscription one instrument of ``request`` asks for (without an id yet)."""
+    params = {name: getattr(item, name) for name in spec.instrument_params}
+    params.update((name, getattr(request, name)) for name in spec.request_params)
+    params = _with_api_defaults(params)
+    key = (instrument.uid, *(params[name] for name in spec.identity))
+    return Subscription(spec.kind, key, instrument, "", **params)
+
+
+@cache
+def _response_shape(spec: KindSpec) -> tuple[type, tuple[str, ...], tuple[str, ...]]:
+    """What ``spec``'s response carries: its entry class, the subscription parameters each entry
+    shows, and the request-level parameters the response itself shows (``trade_source``)."""
+    hints = typing.get_type_hints(spec.response)
+    (entry_class, _) = typing.get_args(hints[spec.entries])  # tuple[XSubscription, ...]
+    entry_fields = attrs.fields_dict(entry_class)
+    entry_params = tuple(name for name in _parameters(spec) if name in entry_fields)
+    response_params = tuple(name for name in spec.request_params if name in hints)
+    return entry_class, entry_params, response_params

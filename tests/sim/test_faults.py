@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from decimal import Decimal
 
 import pytest
 
@@ -203,3 +204,76 @@ def test_faults_parse_from_the_command_line_form() -> None:
         Faults.parse(["close_code=4999"])
     with pytest.raises(ValueError, match="NAME=VALUE"):
         Faults.parse(["explode"])
+
+
+# --- the decisions, sans-I/O ----------------------------------------------------------------------
+
+
+def test_after_n_frames_drop_comes_before_stall_and_stall_before_close() -> None:
+    from rxinvest.sim.fault_injection import FaultAction, after_frames
+
+    faults = Faults(drop_after=5, stall_after=3, close_code=4008, close_after=1)
+    assert [after_frames(faults, sent) for sent in range(7)] == [
+        None,
+        FaultAction.CLOSE,
+        FaultAction.CLOSE,
+        FaultAction.STALL,
+        FaultAction.STALL,
+        FaultAction.DROP,
+        FaultAction.DROP,
+    ]
+    assert after_frames(Faults(close_after=1), 10) is None  # no close code: no close
+    assert after_frames(Faults(), 10**6) is None
+
+
+def test_the_timetable_lists_time_faults_earliest_first() -> None:
+    from rxinvest.sim.fault_injection import FaultAction, timetable
+
+    faults = Faults(drop_at=2.0, stall_at=0.5, close_code=1011, close_at=2.0)
+    assert timetable(faults) == [(0.5, FaultAction.STALL), (2.0, FaultAction.CLOSE), (2.0, FaultAction.DROP)]
+    assert timetable(Faults(close_at=1.0)) == []  # no close code: no close
+    assert timetable(Faults()) == []
+
+
+def test_a_close_code_without_count_or_time_closes_on_the_first_request() -> None:
+    from rxinvest.sim.fault_injection import close_on_request
+
+    assert close_on_request(Faults(close_code=4004)) == 4004
+    assert close_on_request(Faults(close_code=4004, close_after=3)) is None
+    assert close_on_request(Faults(close_code=4004, close_at=1.0)) is None
+    assert close_on_request(Faults()) is None
+
+
+def test_the_injector_counts_real_frames_and_inserts_every_nth_a_malformed_one() -> None:
+    import random
+
+    from rxinvest.sim.fault_injection import FaultAction, FaultInjector
+
+    frame = wire.encode(m.Trade(figi="F", quantity=1), include_defaults=True)
+    injector = FaultInjector(Faults(malformed_every=3, drop_after=7), random.Random(1))
+    extra = []
+    actions = []
+    for _ in range(7):
+        extra.append(injector.malformed_before(frame) is not None)
+        actions.append(injector.sent())
+    assert extra == [False, False, True, False, False, True, False]  # before the 3rd and the 6th
+    assert actions == [None] * 6 + [FaultAction.DROP]
+    assert injector.frames_sent == 7
+
+
+def test_book_distortion_needs_its_fault() -> None:
+    import random
+
+    from rxinvest.sim.fault_injection import distort_book
+
+    bids = tuple(m.Order(price=Decimal(100 - i), quantity=1) for i in range(5))
+    asks = tuple(m.Order(price=Decimal(101 + i), quantity=1) for i in range(5))
+    book = m.OrderBook(depth=5, bids=bids, asks=asks, is_consistent=True)
+    rng = random.Random(1)
+    assert distort_book(book, Faults(), rng) is book
+    crossed = distort_book(book, Faults(crossed_books=1.0), rng)
+    assert crossed.bids == (m.Order(price=Decimal(106), quantity=1), *bids[:4])  # above the worst ask
+    assert not crossed.is_consistent
+    thinned = distort_book(book, Faults(inconsistent_books=1.0), rng)
+    assert thinned.bids == (bids[0], bids[2], bids[4])
+    assert not thinned.is_consistent
