@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
-    except (RxInvestError, ValueError) as exc:
+    except RxInvestError as exc:
         print(f"rxinvest: {exc}", file=sys.stderr)
         return 2
 

@@ -42,17 +42,25 @@ def connect(
     * ``scheduler``: where ``on_next`` runs (see :mod:`rxinvest.streams.client`).
     * ``sim_options``: options of the embedded simulator (``seed``, ``scenario``, ``speed`` ...).
 
-    Raises :class:`~rxinvest.errors.ConfigurationError` for a bad target or dialect, or a real
-    target without a token. Nothing connects until a source is subscribed.
+    Raises :class:`~rxinvest.errors.ConfigurationError` for a bad target or dialect, a real target
+    without a token, or a simulator option it does not take or whose value is bad. Nothing connects
+    until a source is subscribed.
     """
     token = token or os.environ.get("INVEST_TOKEN") or None
     if target is None:
         target = "prod" if token else "sim"
     hooks = []
     if target == "sim":
+        import inspect
+
         from rxinvest.sim import Simulator
 
-        sim = Simulator(**dict(sim_options or {})).start()
+        options = dict(sim_options or {})
+        unknown = sorted(set(options) - set(inspect.signature(Simulator).parameters))
+        if unknown:
+            valid = ", ".join(inspect.signature(Simulator).parameters)
+            raise ConfigurationError(f"unknown sim_options {unknown}; the simulator takes: {valid}")
+        sim = Simulator(**options).start()
         base_url, token = sim.base_url, sim.token
         hooks.append(sim.stop)
     else:

@@ -301,6 +301,24 @@ def test_configuration_errors_come_before_any_io(sim: Simulator, monkeypatch: py
         rxinvest.connect(target="prod")
     with pytest.raises(ConfigurationError, match="target"):
         rxinvest.connect("x", target="staging")
+    with pytest.raises(ConfigurationError, match="unknown sim_options"):
+        rxinvest.connect(sim_options={"sead": 1})
+    with pytest.raises(ConfigurationError, match="scenario"):
+        rxinvest.connect(sim_options={"scenario": "crash"})
+
+
+def test_a_conflict_found_at_subscribe_time_fails_that_subscriber_only(sim: Simulator) -> None:
+    """Both sources are valid when made; the second conflicts once the first is subscribed. Its
+    subscriber gets on_error(ConfigurationError); the first goes on, and nothing is half-subscribed."""
+    with client_for(sim) as client:
+        forming = client.market_data.candles("SBER_TQBR", "ONE_MINUTE")
+        closed = client.market_data.candles("SBER_TQBR", "ONE_MINUTE", waiting_close=True)
+        first, _ = watch(forming)
+        second, _ = watch(closed)
+        second.wait(lambda c: bool(c.errors))
+        assert isinstance(second.errors[0], ConfigurationError)
+        assert [t.waiting_close for t in client._market_data.session.topics] == [False]
+        first.wait_for(m.Candle)
 
 
 def test_subscribing_after_close_fails_cleanly(sim: Simulator) -> None:

@@ -326,3 +326,15 @@ def test_int64_strings_are_interned_only_in_canonical_form(monkeypatch: pytest.M
     for n in range(20):
         md({"trade": {"quantity": str(n)}})
     assert len(codec._int64s) <= 4
+
+
+def test_generated_code_shows_in_tracebacks() -> None:
+    """Generated converters are registered in linecache, so a traceback through one shows its lines."""
+    import linecache
+
+    convert = codec._CODE.converters[m.Trade]
+    filename = convert.__code__.co_filename
+    assert filename.startswith("<rxinvest.wire generated")
+    assert linecache.getline(filename, 1).startswith("def _c_Trade(")
+    decode = codec._RESPONSE_FUNCTIONS["MarketDataStream"]
+    assert "def decode_MarketDataStream(" in linecache.getline(decode.__code__.co_filename, 1)
