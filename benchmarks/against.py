@@ -25,7 +25,7 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?")  # 44,500 is one number
 
 
 def extract(revision: str, into: Path) -> None:
@@ -63,7 +63,7 @@ def rows(output: str) -> dict[str, list[float]]:
         label, rest = parts
         numbers = NUMBER.findall(rest)
         if numbers:
-            out[label.strip(" :|")] = [float(n) for n in numbers]
+            out[label.strip(" :|")] = [float(n.replace(",", "")) for n in numbers]
     return out
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import operator
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -76,7 +76,11 @@ class MarketDataSession(Liveness):
         super().__init__(ping_delay, watchdog_factor)
         self.dialect = dialect
         self._topics: dict[Topic, _State] = {}  # in the order they were first wanted
-        self._routes: dict[tuple[Any, ...], tuple[Topic, ...]] = {}  # rebuilt on change, read per event
+        # Per kind, route key -> its topics: rebuilt on change, read per event. ``_by_event`` gives, per
+        # event class, its kind's routes and the C-level getter of its route key: one dict lookup and
+        # no Python call per event.
+        self._routes: dict[Kind, dict[Hashable, tuple[Topic, ...]]] = {kind: {} for kind in Kind}
+        self._by_event = {cls: (self._routes[kind], _route_key(kind)) for cls, kind in EVENT_KINDS.items()}
         self._decode = decoder("MarketDataStream")
         # Requests whose answers are still to come, per kind: answers come in request order.
         self._outstanding: dict[Kind, deque[tuple[m.SubscriptionAction, list[Topic]]]] = {
@@ -160,7 +164,8 @@ class MarketDataSession(Liveness):
             frames.append(
                 encode(m.PingDelaySettings(ping_delay_ms=round(self.ping_delay * 1000)), dialect=self.dialect)
             )
-        self._routes.clear()
+        for routes in self._routes.values():
+            routes.clear()
         for topic, state in list(self._topics.items()):
             state.state = advance(state.state, TopicEvent.RECONNECT)
             state.uid = None
@@ -175,9 +180,10 @@ class MarketDataSession(Liveness):
             event = self._decode(frame)
         except DecodeError as exc:
             return [Malformed(exc)]
-        router = _ROUTERS.get(type(event))
-        if router is not None:  # market data, the usual frame
-            topics = self._routes.get(router(event))
+        route = self._by_event.get(type(event))
+        if route is not None:  # market data, the usual frame
+            routes, key = route
+            topics = routes.get(key(event))
             if not topics:
                 return []
             if type(event) is m.OpenInterest:
@@ -205,10 +211,9 @@ class MarketDataSession(Liveness):
             if state.state is not TopicState.RELEASING or topic.kind in pending_kinds:
                 continue
             assert state.uid is not None
-            route = topic.route(state.uid)
             shared = any(
                 other != topic and self._topics[other].state in WANTED
-                for other in self._routes.get(route, ())
+                for other in self._routes[topic.kind].get(topic.route(state.uid), ())
             )
             state.state = advance(state.state, TopicEvent.LET_GO)
             self._forget(topic)
@@ -219,12 +224,12 @@ class MarketDataSession(Liveness):
     def _forget(self, topic: Topic) -> None:
         state = self._topics.pop(topic)
         if state.uid is not None:
-            route = topic.route(state.uid)
-            rest = tuple(t for t in self._routes.get(route, ()) if t != topic)
+            routes, key = self._routes[topic.kind], topic.route(state.uid)
+            rest = tuple(t for t in routes.get(key, ()) if t != topic)
             if rest:
-                self._routes[route] = rest
+                routes[key] = rest
             else:
-                self._routes.pop(route, None)
+                routes.pop(key, None)
 
     def _flush_subscribe(self) -> list[str]:
         unsent = [t for t, s in self._topics.items() if s.state is TopicState.UNSENT]
@@ -264,8 +269,8 @@ class MarketDataSession(Liveness):
             state.state = after
             if success:
                 state.uid, state.subscription_id = entry.instrument_uid, entry.subscription_id
-                route = topic.route(entry.instrument_uid)
-                self._routes[route] = (*self._routes.get(route, ()), topic)
+                routes, key = self._routes[kind], topic.route(entry.instrument_uid)
+                routes[key] = (*routes.get(key, ()), topic)
                 if wanted:
                     out.append(
                         Confirmed(topic, entry.subscription_id, entry.instrument_uid, response.tracking_id)
@@ -290,26 +295,13 @@ def _rejected(topic: Topic, status: m.SubscriptionStatus, tracking_id: str) -> R
     return Rejected(topic, status, tracking_id, error)
 
 
-def _router(kind: Kind) -> Callable[[StreamEvent], tuple[Any, ...]]:
-    """The route of a market event of ``kind``: equal to ``Topic.route`` of its topics.
-
-    One C-level ``attrgetter`` call per event; the kind enters as its plain ``str`` value, which
-    hashes faster than an enum member.
-    """
+def _route_key(kind: Kind) -> Callable[[StreamEvent], Hashable]:
+    """The route key of an event of ``kind``, as :meth:`Topic.route` computes it for its topics:
+    the instrument uid, or (uid, the kind's ``route`` attribute)."""
     attribute = kind.spec.route
-    name = kind.value
-    get = (
-        operator.attrgetter("instrument_uid", attribute)
-        if attribute
-        else operator.attrgetter("instrument_uid")
-    )
-    return lambda event: (name, get(event))
-
-
-# The route of each market event, by type: the key its subscriptions are found under.
-_ROUTERS: dict[type, Callable[[StreamEvent], tuple[Any, ...]]] = {
-    cls: _router(kind) for cls, kind in EVENT_KINDS.items()
-}
+    if attribute is None:
+        return operator.attrgetter("instrument_uid")
+    return operator.attrgetter("instrument_uid", attribute)
 
 
 def _request(action: m.SubscriptionAction, topics: list[Topic]) -> Any:

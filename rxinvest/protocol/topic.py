@@ -3,7 +3,8 @@
 Rules of this module (stated first, as h11's ``_state.py`` does):
 
 1. Every topic a session knows is in exactly one :class:`TopicState`; the session changes it only
-   through :func:`advance`, so the only moves are the rows of :data:`TRANSITIONS`.
+   through :func:`advance` (local events) and :func:`next_state` (answers), so the only moves are
+   the rows of :data:`TRANSITIONS`.
 2. A topic is *wanted* (has subscribers) exactly in UNSENT, REQUESTED and CONFIRMED; it has none in
    ABANDONED and RELEASING. REJECTED and FORGOTTEN are terminal: the session drops the topic, and a
    later subscriber starts a new life in UNSENT.
@@ -24,12 +25,16 @@ others are forgotten, since the server kept nothing.
 
 ::
 
-    (first subscriber) ──> UNSENT ──SEND──> REQUESTED ──ACCEPT──> CONFIRMED
-                             │                │   ^  └──REFUSE──> REJECTED       │   ^
-                           UNWANT          UNWANT WANT                        UNWANT WANT
-                             v                v   │                              v   │
-                         FORGOTTEN          ABANDONED ──ACCEPT──────────────> RELEASING ──LET_GO──> FORGOTTEN
-                                              └──REFUSE──> REJECTED
+      first subscriber
+             │
+             v
+          UNSENT ───SEND───> REQUESTED ───ACCEPT───> CONFIRMED
+             │                 │    │   ^               │   ^
+           UNWANT           REFUSE UNWANT WANT        UNWANT WANT
+             v                 v    v   │               v   │
+         FORGOTTEN        REJECTED  ABANDONED ──ACCEPT──> RELEASING ──LET_GO──> FORGOTTEN
+                              ^         │
+                              └─REFUSE──┘
 
     RECONNECT: UNSENT, REQUESTED, CONFIRMED -> UNSENT; ABANDONED, RELEASING -> FORGOTTEN.
 """
@@ -37,6 +42,7 @@ others are forgotten, since the server kept nothing.
 from __future__ import annotations
 
 import enum
+from collections.abc import Hashable
 from typing import Any
 
 import attrs
@@ -86,14 +92,12 @@ class Topic:
         """Topics with equal groups travel in one request (the request-level parameters agree)."""
         return (self.kind, *(getattr(self, name) for name in self.kind.spec.request_params))
 
-    def route(self, uid: str) -> tuple[Any, ...]:
-        """The key by which this topic's events are recognised, once its instrument uid is known.
-
-        The session computes the same key from each market event (``instrument_uid`` and the
-        kind's ``route`` attribute) to find the topics it belongs to.
-        """
+    def route(self, uid: str) -> Hashable:
+        """The key, among the routes of its kind, by which this topic's events are recognised once its
+        instrument uid is known: the uid, or (uid, the kind's ``route`` parameter). The session
+        computes the same key from each market event."""
         attribute = self.kind.spec.route
-        return (self.kind.value, uid if attribute is None else (uid, getattr(self, attribute)))
+        return uid if attribute is None else (uid, getattr(self, attribute))
 
 
 class TopicState(enum.Enum):
