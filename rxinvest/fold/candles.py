@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from rxinvest.errors import ConfigurationError, DataIntegrityError
 from rxinvest.model import Candle, CandleSource, SubscriptionInterval, Trade, TradeDirection
 
 __all__ = ["INTERVAL_LENGTH", "apply_trade", "interval_end", "interval_start"]
@@ -32,7 +33,8 @@ INTERVAL_LENGTH: dict[SubscriptionInterval, timedelta] = {
 
 
 def interval_start(time: datetime, interval: SubscriptionInterval) -> datetime:
-    """Start of the ``interval`` that contains ``time`` (UTC). Raises ValueError for UNSPECIFIED."""
+    """Start of the ``interval`` that contains ``time`` (UTC). Raises ConfigurationError for
+    UNSPECIFIED."""
     time = time.astimezone(UTC)
     if interval is _I.SUBSCRIPTION_INTERVAL_MONTH:
         return time.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
@@ -41,7 +43,7 @@ def interval_start(time: datetime, interval: SubscriptionInterval) -> datetime:
         return day - timedelta(days=day.weekday())
     length = INTERVAL_LENGTH.get(interval)
     if length is None:
-        raise ValueError(f"no candles for {interval.name}")
+        raise ConfigurationError(f"no candles for {interval.name}")
     midnight = time.replace(hour=0, minute=0, second=0, microsecond=0)
     return midnight + ((time - midnight) // length) * length
 
@@ -56,11 +58,14 @@ def interval_end(start: datetime, interval: SubscriptionInterval) -> datetime:
 def apply_trade(candle: Candle | None, trade: Trade, interval: SubscriptionInterval) -> Candle:
     """The candle of ``trade``'s interval after ``trade``: a new one if ``candle`` is None or older.
 
-    A trade from an interval before ``candle``'s cannot be applied to it: ValueError. A trade that is
-    older than the candle's last trade (a late print) still counts, but does not change the close.
+    A trade from an interval before ``candle``'s cannot be applied to it, and a trade without a time
+    or a price makes no candle: both raise DataIntegrityError. A trade that is older than the
+    candle's last trade (a late print) still counts, but does not change the close.
     """
     if trade.time is None or trade.price is None:
-        raise ValueError("a trade without time or price cannot make a candle")
+        raise DataIntegrityError(
+            "a trade without time or price cannot make a candle", instrument=trade.instrument_uid
+        )
     start = interval_start(trade.time, interval)
     buy = trade.quantity if trade.direction is TradeDirection.TRADE_DIRECTION_BUY else 0
     sell = trade.quantity if trade.direction is TradeDirection.TRADE_DIRECTION_SELL else 0
@@ -83,7 +88,10 @@ def apply_trade(candle: Candle | None, trade: Trade, interval: SubscriptionInter
             candle_source_type=CandleSource.CANDLE_SOURCE_EXCHANGE,
         )
     if start < candle.time:
-        raise ValueError(f"trade at {trade.time} is before the candle starting {candle.time}")
+        raise DataIntegrityError(
+            f"trade at {trade.time} is before the candle starting {candle.time}",
+            instrument=trade.instrument_uid,
+        )
     assert candle.high is not None
     assert candle.low is not None
     latest = candle.last_trade_ts is None or trade.time >= candle.last_trade_ts

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from rxinvest.errors import ConfigurationError, DataIntegrityError
 from rxinvest.fold.candles import apply_trade, interval_end, interval_start
 from rxinvest.model import Candle, CandleSource, SubscriptionInterval, Trade, TradeDirection
 from tests.strategies import TICKS
@@ -216,7 +217,7 @@ def test_every_time_of_a_span_maps_to_its_start(interval: SubscriptionInterval, 
 
 @given(t=aware)
 def test_unspecified_interval_raises(t: datetime) -> None:
-    with pytest.raises(ValueError, match="UNSPECIFIED"):
+    with pytest.raises(ConfigurationError, match="UNSPECIFIED"):
         interval_start(t, I.SUBSCRIPTION_INTERVAL_UNSPECIFIED)
 
 
@@ -224,7 +225,7 @@ def test_unspecified_interval_cannot_make_a_candle() -> None:
     trade = Trade(
         figi=FIGI, direction=BUY, price=Decimal("1.5"), quantity=1, time=datetime(2025, 1, 6, tzinfo=UTC)
     )
-    with pytest.raises(ValueError, match="UNSPECIFIED"):
+    with pytest.raises(ConfigurationError, match="UNSPECIFIED"):
         apply_trade(None, trade, I.SUBSCRIPTION_INTERVAL_UNSPECIFIED)
 
 
@@ -316,7 +317,7 @@ def test_a_trade_from_an_earlier_interval_raises(
         early, late = late, early
     candle = fold(data.draw(trades_in(late, tick, max_size=5), label="current"), interval)[-1]
     stale = data.draw(trades_in(early, tick, max_size=1), label="stale")[0]
-    with pytest.raises(ValueError, match="before"):
+    with pytest.raises(DataIntegrityError, match="before"):
         apply_trade(candle, stale, interval)
 
 
