@@ -10,7 +10,7 @@ from typing import Any
 from reactivex import abc
 
 from rxinvest.errors import ConfigurationError
-from rxinvest.streams import Client
+from rxinvest.streams import DEFAULT_PING_DELAY, Client
 from rxinvest.wire import resolve_base_url
 
 __all__ = ["connect"]
@@ -22,7 +22,7 @@ def connect(
     target: str | None = None,
     dialect: str = "json",
     app_name: str | None = "rxinvest",
-    ping_delay: float | None = None,
+    ping_delay: float | None = DEFAULT_PING_DELAY,
     scheduler: abc.SchedulerBase | None = None,
     open_timeout: float = 10.0,
     sim_options: Mapping[str, Any] | None = None,
@@ -37,9 +37,13 @@ def connect(
       base URL such as a running simulator's ``sim.base_url``.
     * ``dialect``: ``"json"`` (camelCase) or ``"json-proto"`` (proto field names).
     * ``app_name``: sent as ``x-app-name`` (the API asks SDKs for ``<github-nick>.<repo>``).
-    * ``ping_delay``: seconds between server pings to ask for; a stream silent for 2.5 times that
-      (default 120 s) is reconnected.
+    * ``ping_delay``: seconds between server pings to ask for on every stream (default 15; None:
+      the server's 120). A stream silent for twice that is reconnected, so a stall is noticed
+      within about 30 s.
     * ``scheduler``: where ``on_next`` runs (see :mod:`rxinvest.streams.client`).
+    * ``open_timeout``: seconds to keep trying before giving up on a target that never answered:
+      subscribers then get :class:`~rxinvest.errors.ConnectionFailedError` with the cause. Once a
+      connection has opened, a lost one is retried for as long as it is wanted.
     * ``sim_options``: options of the embedded simulator (``seed``, ``scenario``, ``speed`` ...).
 
     Raises :class:`~rxinvest.errors.ConfigurationError` for a bad target or dialect, a real target

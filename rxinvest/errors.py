@@ -9,15 +9,17 @@
     │   └── EncodeError (also ValueError)      a value cannot be written on the wire
     ├── TransportError                         the WebSocket connection
     │   ├── ConnectionLostError                broken from outside: retryable
+    │   ├── ConnectionFailedError              never connected within ``open_timeout``; carries ``cause``
     │   └── ClientClosedError                  closed by you (``Client.close()``)
     ├── ApiError                               the API said no; carries code, message, tracking id
     │   ├── AuthenticationError                missing or invalid token (4016, 40003): not retried
     │   ├── PermissionDeniedError              the token may not do this (40002)
     │   ├── RateLimitedError                   too many streams or requests (4008, 8000x)
     │   └── SubscriptionRejectedError          one instrument or account refused, with its status
-    └── DataIntegrityError                     the data contradicts itself; carries ``instrument``
-        ├── BookIntegrityError                 an order book is crossed, unsorted or inconsistent
-        └── ReconciliationError                positions disagree with the fills that made them
+    ├── DataIntegrityError                     the data contradicts itself; carries ``instrument``
+    │   ├── BookIntegrityError                 an order book is crossed, unsorted or inconsistent
+    │   └── ReconciliationError                positions disagree with the fills that made them
+    └── InternalError                          a bug in rxinvest, caught: reported, the stream reopened
 
 Argument errors are ``ConfigurationError`` everywhere, the simulator's options included; nothing
 public raises a bare ``ValueError`` or ``TypeError``. A data-integrity error is reported in-band or
@@ -37,10 +39,12 @@ __all__ = [
     "BookIntegrityError",
     "ClientClosedError",
     "ConfigurationError",
+    "ConnectionFailedError",
     "ConnectionLostError",
     "DataIntegrityError",
     "DecodeError",
     "EncodeError",
+    "InternalError",
     "PermissionDeniedError",
     "RateLimitedError",
     "ReconciliationError",
@@ -97,6 +101,15 @@ class ConnectionLostError(TransportError):
         self.code = code
         self.reason = reason
         super().__init__(message)
+
+
+class ConnectionFailedError(TransportError):
+    """No connection to the target ever opened within ``open_timeout``: a wrong address, no network,
+    a firewall. ``cause`` is the last attempt's error (its text names what failed)."""
+
+    def __init__(self, message: str, *, cause: RxInvestError) -> None:
+        self.cause = cause
+        super().__init__(f"{message}: {cause}")
 
 
 class ClientClosedError(TransportError):
@@ -162,3 +175,8 @@ def _truncate(raw: str | bytes | bytearray | memoryview) -> str:
     cut = raw[: RAW_LIMIT + 1]
     text = cut if isinstance(cut, str) else bytes(cut).decode("utf-8", "replace")
     return text[:RAW_LIMIT] + "…" if len(text) > RAW_LIMIT else text
+
+
+class InternalError(RxInvestError):
+    """A bug in rxinvest, caught where it happened: it is logged with its traceback, reported on
+    ``client.statuses``, and the connection it broke is opened anew. Please report it."""

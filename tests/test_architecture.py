@@ -109,7 +109,7 @@ class Window:
     opened: datetime.datetime | None = None
 
 derived.Window = Window
-derived.__all__.append("Window")
+derived.__all__ = [*derived.__all__, "Window"]
 model.Window = Window
 model.__all__.append("Window")
 

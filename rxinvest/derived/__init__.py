@@ -1,6 +1,6 @@
 """Events that rxinvest derives from the stream events, rather than receives: bars, book diffs, book
-health, quotes, reconciliation events, and the gap and reset markers that make every loss visible
-in-band.
+health, quotes, reconciliation events, and the markers (:mod:`rxinvest.derived.markers`) that make
+every loss visible in-band.
 
 Rules of this package:
 
@@ -10,7 +10,9 @@ Rules of this package:
 * The wire codec never reads this package (the import contract forbids it): a derived event is never
   sent or received, so adding one can never break decoding.
 * It imports only :mod:`rxinvest.model` and :mod:`rxinvest.errors`; :mod:`rxinvest.fold` builds its
-  events, :mod:`rxinvest.ops` delivers them.
+  events, :mod:`rxinvest.ops` and :mod:`rxinvest.streams` deliver them.
 """
 
-__all__: list[str] = []
+from rxinvest.derived.markers import Gap, GapCause, Marker, Refused, Subscribed
+
+__all__ = ["Gap", "GapCause", "Marker", "Refused", "Subscribed"]

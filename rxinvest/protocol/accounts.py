@@ -25,6 +25,7 @@ from rxinvest.protocol.events import (
     AccountStatus,
     Delivered,
     Malformed,
+    Send,
     StreamFailed,
 )
 from rxinvest.protocol.liveness import Liveness
@@ -48,7 +49,7 @@ class AccountSession(Liveness):
         dialect: str = "json",
         ping_delay: float | None = None,
         with_initial_positions: bool = True,
-        watchdog_factor: float = 2.5,
+        watchdog_factor: float = 2.0,
     ) -> None:
         if stream not in ACCOUNT_STREAMS:
             raise ConfigurationError(f"{stream} is not an account stream")
@@ -57,6 +58,8 @@ class AccountSession(Liveness):
         self.accounts = tuple(accounts)
         self.dialect = dialect
         self.with_initial_positions = with_initial_positions
+        self._granted: set[str] = set()  # accounts the current connection streams
+        self._gap_since: dict[str, datetime] = {}  # accounts streamed on a lost connection: since when
 
     def request(
         self,
@@ -81,9 +84,15 @@ class AccountSession(Liveness):
             )
         return m.PortfolioStreamRequest(accounts=self.accounts, ping_settings=settings)
 
-    def connected(self, now: datetime) -> list[str]:
+    def connected(self, now: datetime) -> list[AccountOutcome]:
+        """A new connection is open: the request. Accounts granted on a lost connection remember
+        since when their events may be missing: their next :class:`AccountAccepted` carries the gap."""
+        if self._granted:
+            lost_at = self._last_received or now
+            self._gap_since = {account: self._gap_since.get(account, lost_at) for account in self._granted}
+            self._granted = set()
         self.alive(now)
-        return [encode(self.request(), dialect=self.dialect)]
+        return [Send((encode(self.request(), dialect=self.dialect),))]
 
     def receive(self, frame: str | bytes, now: datetime) -> list[AccountOutcome]:
         self.alive(now)
@@ -96,18 +105,18 @@ class AccountSession(Liveness):
         if isinstance(event, m.RpcStatus):
             return [StreamFailed(event)]
         if isinstance(event, m.SubscriptionResponse):
-            return self._order_streams_answer(event)
+            return self._order_streams_answer(event, now)
         if isinstance(event, m.PortfolioSubscriptionResult | m.PositionsSubscriptionResult):
-            return self._operations_answer(event)
+            return self._operations_answer(event, now)
         return [Delivered((), event)]
 
-    def _order_streams_answer(self, answer: m.SubscriptionResponse) -> list[AccountOutcome]:
+    def _order_streams_answer(self, answer: m.SubscriptionResponse, now: datetime) -> list[AccountOutcome]:
         granted = set(answer.accounts)
         error = answer.error or m.ErrorDetail()
         out: list[AccountOutcome] = []
         for account in self.accounts:
             if account in granted:  # even when the overall status is ERROR because of another account
-                out.append(AccountAccepted(account, answer.tracking_id))
+                out.append(self._accepted(account, answer.tracking_id, now))
             else:
                 out.append(
                     self._rejected(account, answer.status, error.code, error.message, answer.tracking_id)
@@ -115,17 +124,22 @@ class AccountSession(Liveness):
         return out
 
     def _operations_answer(
-        self, answer: m.PortfolioSubscriptionResult | m.PositionsSubscriptionResult
+        self, answer: m.PortfolioSubscriptionResult | m.PositionsSubscriptionResult, now: datetime
     ) -> list[AccountOutcome]:
         out: list[AccountOutcome] = []
         for status in answer.accounts:
             if status.subscription_status.name.endswith("_SUCCESS"):
-                out.append(AccountAccepted(status.account_id, answer.tracking_id))
+                out.append(self._accepted(status.account_id, answer.tracking_id, now))
             else:
                 out.append(
                     self._rejected(status.account_id, status.subscription_status, "", "", answer.tracking_id)
                 )
         return out
+
+    def _accepted(self, account: str, tracking_id: str, now: datetime) -> AccountAccepted:
+        self._granted.add(account)
+        since = self._gap_since.pop(account, None)
+        return AccountAccepted(account, tracking_id, None if since is None else (since, now))
 
     def _rejected(
         self, account: str, status: AccountStatus, code: str, message: str, tracking_id: str

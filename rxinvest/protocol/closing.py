@@ -24,9 +24,10 @@ def classify_close(code: int | None, reason: str) -> tuple[RxInvestError, bool]:
     """The error a server close stands for, and whether a new connection may help.
 
     The proxy closes with 4000 + the gRPC status code and often puts the API code in the reason
-    (spec §1.6): 4016 (unauthenticated) and 4003 (invalid argument) are final; 4007 is final too
-    (permission); 4008 (resource exhausted: too many streams or requests, 80004 no subscriptions,
-    80005 lifetime exceeded) and everything else (1006 abnormal, 1011, 4004, 4013, 4014) is retried.
+    (spec §1.6): 4016 (unauthenticated), 4003 (invalid argument) and 4007 (permission) are final,
+    and so is 1009 (a frame too large: sending it again cannot help); 4008 (resource exhausted: too
+    many streams or requests, 80004 no subscriptions, 80005 lifetime exceeded) and everything else
+    (1006 abnormal, 1011, 4004, 4013, 4014) is retried.
     """
     api_code = next(
         (word for word in reason.replace(":", " ").split() if word.isdigit() and len(word) == 5), ""
@@ -39,6 +40,8 @@ def classify_close(code: int | None, reason: str) -> tuple[RxInvestError, bool]:
         return ApiError(f"invalid request: {reason}", code=api_code or "4003"), False
     if code == 4008:
         return RateLimitedError(f"resource exhausted: {reason}", code=api_code or "4008"), True
+    if code == 1009:  # the same request would be refused again: never retried
+        return ApiError(f"the server refused a frame as too large: {reason}", code="1009"), False
     what = "the connection was lost" if code is None else f"the server closed the stream ({code} {reason})"
     return ConnectionLostError(what, code=code, reason=reason), True
 

@@ -9,12 +9,13 @@ delivers it.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import NamedTuple, TypeAlias
 
 import attrs
 
 from rxinvest import model as m
-from rxinvest.errors import ApiError, DecodeError, SubscriptionRejectedError
+from rxinvest.errors import ApiError, DecodeError, RxInvestError
 from rxinvest.protocol.topic import Topic
 
 __all__ = [
@@ -62,23 +63,27 @@ class Delivered(NamedTuple):
 
 @attrs.frozen
 class Confirmed:
-    """The API holds ``topic``: its events will come, routed by ``instrument_uid``."""
+    """The API holds ``topic``: its events will come, routed by ``instrument_uid``. ``gap`` is
+    (since, until) when the topic was live on a connection that was lost: its events between those
+    times may be missing."""
 
     topic: Topic
     subscription_id: str
     instrument_uid: str
     tracking_id: str
+    gap: tuple[datetime, datetime] | None = None
 
 
 @attrs.frozen
 class Rejected:
-    """The API refused ``topic``; it is forgotten (subscribe again to retry). ``error`` is what its
-    subscribers get."""
+    """``topic`` is forgotten (subscribe again to retry): the API refused it (``status``), or it
+    could not even be sent (``status`` None, ``error`` says why). ``error`` is what its subscribers
+    get."""
 
     topic: Topic
-    status: m.SubscriptionStatus
+    status: m.SubscriptionStatus | None
     tracking_id: str
-    error: SubscriptionRejectedError
+    error: RxInvestError
 
 
 @attrs.frozen
@@ -104,10 +109,12 @@ class Send:
 
 @attrs.frozen
 class AccountAccepted:
-    """The API streams ``account_id``'s events from now on."""
+    """The API streams ``account_id``'s events from now on. ``gap`` is (since, until) when the
+    account was streamed on a connection that was lost: its events between may be missing."""
 
     account_id: str
     tracking_id: str
+    gap: tuple[datetime, datetime] | None = None
 
 
 @attrs.frozen
@@ -128,6 +135,6 @@ class AccountRejected:
 #: What a MarketDataStream session reports.
 MarketDataOutcome: TypeAlias = Delivered | Confirmed | Rejected | StreamFailed | Malformed | Send
 #: What an account-stream session reports.
-AccountOutcome: TypeAlias = Delivered | AccountAccepted | AccountRejected | StreamFailed | Malformed
+AccountOutcome: TypeAlias = Delivered | AccountAccepted | AccountRejected | StreamFailed | Malformed | Send
 #: Anything a session reports.
 Outcome: TypeAlias = MarketDataOutcome | AccountOutcome

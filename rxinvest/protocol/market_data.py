@@ -22,6 +22,7 @@ that carries the ready :class:`~rxinvest.errors.SubscriptionRejectedError`.
 
 from __future__ import annotations
 
+import logging
 import operator
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
@@ -31,7 +32,7 @@ from typing import Any
 import attrs
 
 from rxinvest import model as m
-from rxinvest.errors import ConfigurationError, DecodeError, SubscriptionRejectedError
+from rxinvest.errors import ConfigurationError, DecodeError, EncodeError, SubscriptionRejectedError
 from rxinvest.model.kinds import EVENT_KINDS, RESPONSE_KINDS, SPECS, Kind
 from rxinvest.protocol.events import (
     Confirmed,
@@ -47,12 +48,17 @@ from rxinvest.protocol.liveness import Liveness
 from rxinvest.protocol.topic import WANTED, Topic, TopicEvent, TopicState, advance, next_state
 from rxinvest.wire import decoder, encode
 
-__all__ = ["MarketDataSession"]
+__all__ = ["MAX_INSTRUMENTS_PER_REQUEST", "MarketDataSession"]
+
+log = logging.getLogger("rxinvest.protocol")
 
 _SUBSCRIBE = m.SubscriptionAction.SUBSCRIPTION_ACTION_SUBSCRIBE
 _UNSUBSCRIBE = m.SubscriptionAction.SUBSCRIPTION_ACTION_UNSUBSCRIBE
 _SUCCESS = m.SubscriptionStatus.SUBSCRIPTION_STATUS_SUCCESS
 _PENDING = frozenset({TopicState.UNSENT, TopicState.REQUESTED})  # wanted, the answer still to come
+#: Instruments in one subscription request at most: every frame stays small (the proxy closes a
+#: stream with 1009 on a frame over its size limit), while 300 subscriptions still take 3 requests.
+MAX_INSTRUMENTS_PER_REQUEST = 100
 
 
 @attrs.define
@@ -61,6 +67,7 @@ class _State:
     state: TopicState = TopicState.UNSENT
     uid: str | None = None  # known once the server confirmed
     subscription_id: str = ""
+    gap_since: datetime | None = None  # confirmed on a connection that was lost: events may be missing
 
 
 class MarketDataSession(Liveness):
@@ -71,7 +78,7 @@ class MarketDataSession(Liveness):
     """
 
     def __init__(
-        self, *, dialect: str = "json", ping_delay: float | None = None, watchdog_factor: float = 2.5
+        self, *, dialect: str = "json", ping_delay: float | None = None, watchdog_factor: float = 2.0
     ) -> None:
         super().__init__(ping_delay, watchdog_factor)
         self.dialect = dialect
@@ -124,8 +131,9 @@ class MarketDataSession(Liveness):
                         f"with waiting_close={other.waiting_close}; the API keeps one setting per stream"
                     )
 
-    def subscribe(self, topics: Iterable[Topic]) -> list[str]:
-        """Count one more subscriber of each topic; frames for the topics the server does not hold.
+    def subscribe(self, topics: Iterable[Topic]) -> list[MarketDataOutcome]:
+        """Count one more subscriber of each topic; a :class:`Send` of requests for the topics the
+        server does not hold yet.
 
         Raises :class:`~rxinvest.errors.ConfigurationError` (see :meth:`check`) and then changes
         nothing.
@@ -141,8 +149,9 @@ class MarketDataSession(Liveness):
             state.refs += 1
         return self._flush_subscribe()
 
-    def unsubscribe(self, topics: Iterable[Topic]) -> list[str]:
-        """Count one subscriber less of each topic; UNSUBSCRIBE frames for what nobody wants now."""
+    def unsubscribe(self, topics: Iterable[Topic]) -> list[MarketDataOutcome]:
+        """Count one subscriber less of each topic; a :class:`Send` of UNSUBSCRIBE requests for what
+        nobody wants now (or nothing, while an answer could still share it)."""
         for topic in topics:
             state = self._topics.get(topic)
             if state is None or state.refs == 0:
@@ -154,8 +163,13 @@ class MarketDataSession(Liveness):
                     del self._topics[topic]
         return self._settle()
 
-    def connected(self, now: datetime) -> list[str]:
-        """A new connection is open: ping settings, then every wanted topic subscribed again."""
+    def connected(self, now: datetime) -> list[MarketDataOutcome]:
+        """A new connection is open: ping settings, then every wanted topic subscribed again.
+
+        A topic that was confirmed on the lost connection remembers since when its events may be
+        missing: its next :class:`Confirmed` carries the gap.
+        """
+        lost_at = self._last_received or now
         self.alive(now)
         for queue in self._outstanding.values():
             queue.clear()
@@ -167,11 +181,13 @@ class MarketDataSession(Liveness):
         for routes in self._routes.values():
             routes.clear()
         for topic, state in list(self._topics.items()):
+            if state.state is TopicState.CONFIRMED and state.gap_since is None:
+                state.gap_since = lost_at
             state.state = advance(state.state, TopicEvent.RECONNECT)
             state.uid = None
             if state.state is TopicState.FORGOTTEN:
                 del self._topics[topic]
-        return frames + self._flush_subscribe()
+        return _with_frames(frames, self._flush_subscribe())
 
     def receive(self, frame: str | bytes, now: datetime) -> list[MarketDataOutcome]:
         """Feed one received frame; returns what it means (Delivered, Confirmed, Rejected, ...)."""
@@ -191,15 +207,15 @@ class MarketDataSession(Liveness):
             return [Delivered(topics, event)] if topics else []
         kind = RESPONSE_KINDS.get(type(event))
         if kind is not None:
-            return self._answer(kind, event)
+            return self._answer(kind, event, now)
         if isinstance(event, m.RpcStatus):
             return [StreamFailed(event)]
         return []  # pings: they only count as signs of life
 
     # --- internals -----------------------------------------------------------------------------------
 
-    def _settle(self) -> list[str]:
-        """UNSUBSCRIBE frames for RELEASING topics that can be let go now.
+    def _settle(self) -> list[MarketDataOutcome]:
+        """UNSUBSCRIBE requests for RELEASING topics that can be let go now.
 
         A releasing topic waits while an answer of its kind is pending (it could name the same
         instrument). It is let go silently when another wanted topic holds the same server
@@ -231,24 +247,61 @@ class MarketDataSession(Liveness):
             else:
                 routes.pop(key, None)
 
-    def _flush_subscribe(self) -> list[str]:
+    def _flush_subscribe(self) -> list[MarketDataOutcome]:
         unsent = [t for t, s in self._topics.items() if s.state is TopicState.UNSENT]
         for topic in unsent:
             state = self._topics[topic]
             state.state = advance(state.state, TopicEvent.SEND)
         return self._requests(unsent, _SUBSCRIBE)
 
-    def _requests(self, topics: list[Topic], action: m.SubscriptionAction) -> list[str]:
+    def _requests(self, topics: list[Topic], action: m.SubscriptionAction) -> list[MarketDataOutcome]:
+        """The requests for ``topics``: one per kind and request-level parameters, split into
+        chunks of at most :data:`MAX_INSTRUMENTS_PER_REQUEST` instruments.
+
+        A chunk that cannot be encoded (a topic the validation should have refused: a bug) does
+        not poison the others: its topics are encoded one by one, those that fail are dropped and
+        reported as :class:`Rejected` with the error, and no answer is awaited for them, so the
+        matching of answers to requests never shifts.
+        """
         groups: dict[tuple[Any, ...], list[Topic]] = {}
         for topic in topics:
             groups.setdefault(topic.request_group(), []).append(topic)
-        frames = []
+        frames: list[str] = []
+        failed: list[MarketDataOutcome] = []
         for group in groups.values():
-            self._outstanding[group[0].kind].append((action, group))
-            frames.append(encode(_request(action, group), dialect=self.dialect))
-        return frames
+            for start in range(0, len(group), MAX_INSTRUMENTS_PER_REQUEST):
+                chunk = group[start : start + MAX_INSTRUMENTS_PER_REQUEST]
+                try:
+                    frames.append(encode(_request(action, chunk), dialect=self.dialect))
+                except EncodeError:
+                    chunk, errors = self._encodable(chunk, action)
+                    failed += errors
+                    if not chunk:
+                        continue
+                    frames.append(encode(_request(action, chunk), dialect=self.dialect))
+                self._outstanding[chunk[0].kind].append((action, chunk))
+        return _with_frames(frames, failed)
 
-    def _answer(self, kind: Kind, response: Any) -> list[MarketDataOutcome]:
+    def _encodable(
+        self, chunk: list[Topic], action: m.SubscriptionAction
+    ) -> tuple[list[Topic], list[MarketDataOutcome]]:
+        """The topics of ``chunk`` that encode on their own, and a Rejected for each of the others
+        (dropped from the session; an UNSUBSCRIBE's topics are already forgotten)."""
+        good: list[Topic] = []
+        failed: list[MarketDataOutcome] = []
+        for topic in chunk:
+            try:
+                encode(_request(action, [topic]), dialect=self.dialect)
+            except EncodeError as exc:
+                log.error("%s cannot be encoded and is dropped: %s", topic, exc)
+                state = self._topics.pop(topic, None)
+                if state is not None and state.state in WANTED:
+                    failed.append(Rejected(topic, None, "", exc))
+            else:
+                good.append(topic)
+        return good, failed
+
+    def _answer(self, kind: Kind, response: Any, now: datetime) -> list[MarketDataOutcome]:
         entries = getattr(response, SPECS[kind].entries)
         queue = self._outstanding[kind]
         if not queue:
@@ -271,18 +324,26 @@ class MarketDataSession(Liveness):
                 state.uid, state.subscription_id = entry.instrument_uid, entry.subscription_id
                 routes, key = self._routes[kind], topic.route(entry.instrument_uid)
                 routes[key] = (*routes.get(key, ()), topic)
+                gap, state.gap_since = (None if state.gap_since is None else (state.gap_since, now)), None
                 if wanted:
                     out.append(
-                        Confirmed(topic, entry.subscription_id, entry.instrument_uid, response.tracking_id)
+                        Confirmed(
+                            topic, entry.subscription_id, entry.instrument_uid, response.tracking_id, gap
+                        )
                     )
             else:
                 del self._topics[topic]
                 if wanted:
                     out.append(_rejected(topic, entry.subscription_status, response.tracking_id))
-        frames = self._settle()
-        if frames:
-            out.append(Send(tuple(frames)))
-        return out
+        return out + self._settle()
+
+
+def _with_frames(frames: list[str], outcomes: list[MarketDataOutcome]) -> list[MarketDataOutcome]:
+    """``outcomes`` with the frames of any :class:`Send` among them, and ``frames`` first, merged
+    into one Send at the front (frames leave in the order they were decided)."""
+    merged = (*frames, *(frame for o in outcomes if isinstance(o, Send) for frame in o.frames))
+    out: list[MarketDataOutcome] = [Send(merged)] if merged else []
+    return out + [o for o in outcomes if not isinstance(o, Send)]
 
 
 def _rejected(topic: Topic, status: m.SubscriptionStatus, tracking_id: str) -> Rejected:

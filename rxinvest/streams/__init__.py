@@ -1,10 +1,20 @@
 """The Rx face: the client, its sources and the delivery of events to subscribers."""
 
-from rxinvest.streams.client import Client, MarketData, Operations, Orders
+from rxinvest.streams.client import (
+    DEFAULT_BACKLOG,
+    DEFAULT_PING_DELAY,
+    Client,
+    MarketData,
+    Operations,
+    Orders,
+    Source,
+)
 from rxinvest.streams.delivery import DeliveryScheduler, Mailbox, Policy
 from rxinvest.streams.events import ConnectionState, ConnectionStatus, SubscriptionStatus
 
 __all__ = [
+    "DEFAULT_BACKLOG",
+    "DEFAULT_PING_DELAY",
     "Client",
     "ConnectionState",
     "ConnectionStatus",
@@ -14,5 +24,6 @@ __all__ = [
     "Operations",
     "Orders",
     "Policy",
+    "Source",
     "SubscriptionStatus",
 ]

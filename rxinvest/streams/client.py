@@ -10,25 +10,35 @@ overlap and keep arrival order, while a slow subscriber holds up only itself. Pa
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable, Hashable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any, TypeVar
 
-import reactivex
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
 from rxinvest import model as m
+from rxinvest.derived import Marker
 from rxinvest.errors import ClientClosedError, ConfigurationError, RxInvestError
 from rxinvest.model.kinds import Kind
 from rxinvest.protocol import AccountSession, MarketDataSession, Topic
+from rxinvest.protocol.topic import interval_of, member_of
 from rxinvest.streams.connection import AccountConnection, ListenerTransport, MarketDataConnection
 from rxinvest.streams.delivery import Broadcast, DeliveryScheduler, Mailbox, Policy
 from rxinvest.streams.events import ConnectionStatus, SubscriptionStatus
 from rxinvest.transport import Listener, Transport, TransportFactory, WebSocketTransport
 from rxinvest.wire import Dialect, Stream
 
-__all__ = ["Client", "MarketData", "Operations", "Orders"]
+__all__ = ["DEFAULT_BACKLOG", "DEFAULT_PING_DELAY", "Client", "MarketData", "Operations", "Orders", "Source"]
+
+_T = TypeVar("_T")
+log = logging.getLogger("rxinvest.streams")
+#: Seconds between server pings the client asks for: a stalled stream is noticed within about 30 s.
+DEFAULT_PING_DELAY = 15.0
+#: Events a subscriber of trades, candles or statuses may lag behind before the oldest are dropped.
+DEFAULT_BACKLOG = 10_000
 
 
 class _Secret:
@@ -48,11 +58,63 @@ class _Secret:
     __str__ = __repr__
 
 
-def _ids(ids: str | Iterable[str]) -> tuple[str, ...]:
-    values = (ids,) if isinstance(ids, str) else tuple(ids)
-    if not values or not all(isinstance(v, str) and v for v in values):
-        raise ConfigurationError(f"expected one instrument id or a non-empty list of them, got {ids!r}")
+def _names(values: object, what: str) -> tuple[str, ...]:
+    """One id or an iterable of them, each a non-empty ``str``, duplicates dropped in order."""
+    if isinstance(values, str):
+        values = (values,)
+    elif isinstance(values, Iterable) and not isinstance(values, bytes | bytearray | Mapping):
+        values = tuple(values)
+    else:
+        raise ConfigurationError(f"expected one {what} or a non-empty list of them, not {values!r}")
+    if not values or not all(isinstance(v, str) and v.strip() for v in values):
+        raise ConfigurationError(f"expected one {what} or a non-empty list of them, not {values!r}")
     return tuple(dict.fromkeys(values))
+
+
+def _ids(ids: object) -> tuple[str, ...]:
+    return _names(ids, "instrument id (FIGI, uid or TICKER_CLASSCODE)")
+
+
+def _flag(value: object, name: str) -> bool:
+    if type(value) is not bool:
+        raise ConfigurationError(f"{name} must be True or False, not {value!r}")
+    return value
+
+
+def _backlog(value: object) -> int | None:
+    if value is not None and (type(value) is not int or value < 2):
+        raise ConfigurationError(f"backlog must be None (unbounded) or an int of at least 2, not {value!r}")
+    return value
+
+
+def _ping_delay(value: object) -> float | None:
+    """Seconds between server pings, or None for the server's default (120 s). The API takes 5 to
+    120 s on every stream; shorter is for simulators (a real server closes the stream with 4003)."""
+    if value is None:
+        return None
+    if type(value) not in (int, float) or not 0 < value <= 120:  # type: ignore[operator]
+        raise ConfigurationError(f"ping_delay must be None or seconds up to 120, not {value!r}")
+    if value < 5:  # type: ignore[operator]
+        log.warning("ping_delay=%s: the API takes 5 to 120 s; a real server will refuse it", value)
+    return float(value)  # type: ignore[arg-type]
+
+
+class Source(Observable[_T]):
+    """An Observable of one stream's events, as every source of the client returns it.
+
+    ``source.with_markers()`` is the same source with :mod:`~rxinvest.derived.markers` between the
+    events: :class:`~rxinvest.derived.Subscribed` first, a :class:`~rxinvest.derived.Gap` wherever
+    events may be missing (a reconnect, an overflow of the backlog), a
+    :class:`~rxinvest.derived.Refused` for a target the API refused. Operators that must know about
+    losses require it; plain subscribers never see a marker.
+    """
+
+    def __init__(self, make: Callable[[bool], Callable[..., abc.DisposableBase]]) -> None:
+        super().__init__(make(False))
+        self._make = make
+
+    def with_markers(self) -> Observable[_T | Marker]:
+        return Observable(self._make(True))
 
 
 class Client:
@@ -70,7 +132,7 @@ class Client:
         token: str,
         dialect: str = "json",
         app_name: str | None = "rxinvest",
-        ping_delay: float | None = None,
+        ping_delay: float | None = DEFAULT_PING_DELAY,
         scheduler: abc.SchedulerBase | None = None,
         open_timeout: float = 10.0,
         transport_factory: TransportFactory | None = None,
@@ -80,10 +142,19 @@ class Client:
         self.dialect = Dialect.parse(dialect).value
         self._token = _Secret(token)
         self._app_name = app_name
+        if type(open_timeout) not in (int, float) or open_timeout <= 0:
+            raise ConfigurationError(
+                f"open_timeout must be a positive number of seconds, not {open_timeout!r}"
+            )
         self._open_timeout = open_timeout
+        ping_delay = _ping_delay(ping_delay)
         self._transport_factory = transport_factory
         self._own_scheduler = scheduler is None
         self.scheduler: abc.SchedulerBase = scheduler or DeliveryScheduler()
+        # Account events never wait behind market data: with the default pools they have their own.
+        self._account_scheduler: abc.SchedulerBase = scheduler or DeliveryScheduler(
+            8, name="rxinvest-delivery-accounts"
+        )
         self._on_close = list(on_close)
         #: The embedded simulator when connected with ``target="sim"`` (else None).
         self.sim: Any = None
@@ -136,8 +207,10 @@ class Client:
         for connection in conns:
             connection.close()
         self._statuses.complete()
-        if self._own_scheduler and isinstance(self.scheduler, DeliveryScheduler):
-            self.scheduler.shutdown()
+        if self._own_scheduler:
+            for pool in (self.scheduler, self._account_scheduler):
+                if isinstance(pool, DeliveryScheduler):
+                    pool.shutdown()
         for hook in self._on_close:
             hook()
 
@@ -165,40 +238,71 @@ class Client:
         self,
         attach: Callable[[Mailbox], Callable[[], None]],
         policy: Policy,
+        *,
         key: Callable[[Any], Hashable] | None = None,
-    ) -> Observable[Any]:
-        """An Observable whose every subscription gets a mailbox, attached to a connection."""
+        limit: int | None = None,
+        name: str,
+        accounts: bool = False,
+    ) -> Source[Any]:
+        """A :class:`Source` whose every subscription gets a mailbox, attached to a connection."""
+        scheduler = self._account_scheduler if accounts else self.scheduler
 
-        def subscribe(
-            observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None
-        ) -> abc.DisposableBase:
-            mailbox = Mailbox(observer, self.scheduler, policy=policy, key=key)
-            try:
-                if self._closed:
-                    raise ClientClosedError("the client is closed")
-                detach = attach(mailbox)
-            except RxInvestError as exc:  # closed, or refused by the session: tell the subscriber now
-                observer.on_error(exc)
-                return Disposable()
-            return Disposable(detach)
+        def make(markers: bool) -> Callable[..., abc.DisposableBase]:
+            def subscribe(
+                observer: abc.ObserverBase[Any], _: abc.SchedulerBase | None = None
+            ) -> abc.DisposableBase:
+                mailbox = Mailbox(
+                    observer, scheduler, policy=policy, key=key, limit=limit, markers=markers, name=name
+                )
+                try:
+                    if self._closed:
+                        raise ClientClosedError("the client is closed")
+                    detach = attach(mailbox)
+                except RxInvestError as exc:  # closed, or refused by the session: tell the subscriber now
+                    observer.on_error(exc)
+                    return Disposable()
+                return Disposable(detach)
 
-        return reactivex.create(subscribe)
+            return subscribe
+
+        return Source(make)
 
     def _market_source(
-        self, topics: tuple[Topic, ...], policy: Policy, key: Callable[[Any], Hashable] | None = None
-    ) -> Observable[Any]:
+        self,
+        topics: tuple[Topic, ...],
+        *,
+        strict: object,
+        conflate: object = False,
+        key: Callable[[Any], Hashable] | None = None,
+        backlog: object = DEFAULT_BACKLOG,
+    ) -> Source[Any]:
+        """A market-data source of ``topics``: conflated by ``key`` (the newest per key waits) or
+        every event, up to ``backlog`` waiting."""
+        strict = _flag(strict, "strict")
+        limit = _backlog(backlog)
+        conflated = _flag(conflate, "conflate") and key is not None
         connection = self._market_data
 
         def attach(mailbox: Mailbox) -> Callable[[], None]:
-            connection.add(topics, mailbox)
+            connection.add(topics, mailbox, strict=strict)
             return lambda: connection.remove(topics, mailbox)
 
-        return self._source(attach, policy, key)
+        name = f"{topics[0].kind.value} of {', '.join(t.instrument_id for t in topics[:3])}" + (
+            " ..." if len(topics) > 3 else ""
+        )
+        if conflated:
+            return self._source(attach, Policy.LATEST, key=key, name=name)
+        return self._source(attach, Policy.ALL, limit=limit, name=name)
 
-    def _account_source(self, stream: Stream, accounts: Sequence[str], **options: bool) -> Observable[Any]:
-        accounts = tuple(dict.fromkeys(accounts))
-        if not accounts or not all(isinstance(a, str) and a for a in accounts):
-            raise ConfigurationError(f"expected a non-empty list of account ids, got {accounts!r}")
+    def _account_source(
+        self, stream: Stream, accounts: object, *, strict: object, with_initial_positions: object = True
+    ) -> Source[Any]:
+        """An account-stream source: every event, never dropped, on the account delivery pool."""
+        accounts = _names(accounts, "account id")
+        strict = _flag(strict, "strict")
+        options = {}
+        if stream is Stream.POSITIONS:
+            options["with_initial_positions"] = _flag(with_initial_positions, "with_initial_positions")
         key = (stream, accounts, tuple(sorted(options.items())))
 
         def attach(mailbox: Mailbox) -> Callable[[], None]:
@@ -214,10 +318,11 @@ class Client:
                         self._factory(stream), self._statuses.emit, session, self._forget(key)
                     )
                     self._accounts[key] = connection
-            connection.add(mailbox)
+            connection.add(mailbox, strict=strict)
             return lambda: connection.remove(mailbox)
 
-        return self._source(attach, Policy.ALL)
+        name = f"{stream.value} of {', '.join(accounts)}"
+        return self._source(attach, Policy.ALL, name=name, accounts=True)
 
     def _forget(self, key: tuple[Any, ...]) -> Callable[[AccountConnection], None]:
         def forget(connection: AccountConnection) -> None:
@@ -231,12 +336,24 @@ class Client:
 class MarketData:
     """Market-data sources. All share the client's one MarketDataStream connection.
 
-    Each source is an Observable: subscribing subscribes on the server (the first subscriber of an
-    instrument and parameter set sends SUBSCRIBE, the last to dispose sends UNSUBSCRIBE; identical
+    Each source is a :class:`Source`: subscribing subscribes on the server (the first subscriber of
+    an instrument and parameter set sends SUBSCRIBE, the last to dispose sends UNSUBSCRIBE; identical
     requests are shared). ``ids`` is one instrument id or several: FIGI, instrument uid or
-    ``TICKER_CLASSCODE`` (``"SBER_TQBR"``). If the API refuses an instrument, the subscribers of
-    that instrument get ``on_error(SubscriptionRejectedError)`` (status, instrument, tracking id);
-    nobody else is affected. Confirmations appear on ``client.statuses``.
+    ``TICKER_CLASSCODE`` (``"SBER_TQBR"``).
+
+    Every argument is checked at the call: a bad one raises
+    :class:`~rxinvest.errors.ConfigurationError` saying what is allowed, and nothing is subscribed.
+
+    Refusals: if the API refuses an instrument, the source goes on with the others; the refusal
+    appears on ``client.statuses`` (and as a :class:`~rxinvest.derived.Refused` marker with
+    ``with_markers()``). The subscriber gets ``on_error(SubscriptionRejectedError)`` (status,
+    instrument, tracking id) when every instrument of the source is refused, or at the first
+    refusal with ``strict=True``. Nobody else is affected.
+
+    Backpressure: books and last prices are conflated by default (a lagging subscriber gets the
+    newest of each instrument). Every other source keeps every event, up to ``backlog`` waiting
+    (default :data:`DEFAULT_BACKLOG`; None: unbounded); past it the oldest waiting events are
+    dropped, counted, logged, and shown as a :class:`~rxinvest.derived.Gap` with ``with_markers()``.
 
     ``on_next`` runs on the client's delivery scheduler, one call at a time per subscription.
     """
@@ -249,127 +366,143 @@ class MarketData:
         ids: str | Iterable[str],
         depth: int = 20,
         *,
-        book_type: m.OrderBookType = m.OrderBookType.ORDERBOOK_TYPE_UNSPECIFIED,
+        book_type: m.OrderBookType | str = m.OrderBookType.ORDERBOOK_TYPE_UNSPECIFIED,
         conflate: bool = True,
-    ) -> Observable[m.OrderBook]:
-        """Order-book snapshots of ``depth`` levels a side (1, 10, 20, 30, 40 or 50; another depth
-        raises ConfigurationError).
+        strict: bool = False,
+        backlog: int | None = DEFAULT_BACKLOG,
+    ) -> Source[m.OrderBook]:
+        """Order-book snapshots of ``depth`` levels a side (1, 10, 20, 30, 40 or 50).
 
-        With ``conflate`` (the default) a subscriber that lags gets the newest book of each
-        instrument, never a stale backlog; without, every book, however far behind.
+        ``book_type`` is an ``OrderBookType`` or its name (``"EXCHANGE"``). With ``conflate`` (the
+        default) a subscriber that lags gets the newest book of each instrument, never a stale
+        backlog; without, every book, up to ``backlog``.
         """
+        book_type = member_of(m.OrderBookType, book_type, "book_type")
         topics = tuple(Topic(Kind.ORDER_BOOKS, i, depth=depth, order_book_type=book_type) for i in _ids(ids))
-        if not conflate:
-            return self._client._market_source(topics, Policy.ALL)
-        return self._client._market_source(topics, Policy.LATEST, key=_book_key)
+        return self._client._market_source(
+            topics, strict=strict, conflate=conflate, key=_book_key, backlog=backlog
+        )
 
     def candles(
         self,
         ids: str | Iterable[str],
-        interval: m.SubscriptionInterval | str,
+        interval: m.SubscriptionInterval | str | timedelta,
         *,
         waiting_close: bool = False,
-        source: m.CandleSourceFilter | None = None,
-    ) -> Observable[m.Candle]:
-        """Candles of ``interval``. Without ``waiting_close`` the forming candle is sent again as it
-        changes (same ``time``) and closed ones may be corrected later: upsert by
-        (instrument_uid, interval, time). ``waiting_close`` is per instrument and interval on the
-        stream: subscribing both ways at once raises ConfigurationError."""
-        interval = _interval(interval)
+        source: m.CandleSourceFilter | str | None = None,
+        strict: bool = False,
+        backlog: int | None = DEFAULT_BACKLOG,
+    ) -> Source[m.Candle]:
+        """Candles of ``interval``: a ``SubscriptionInterval``, its name (``"ONE_MINUTE"``), a length
+        (``"1m"``, ``"5m"``, ``"1h"``, ``"1d"``, ``"1w"``, ``"1mo"``) or a ``timedelta`` of one.
+
+        Without ``waiting_close`` the forming candle is sent again as it changes (same ``time``) and
+        closed ones may be corrected later: upsert by (instrument_uid, interval, time).
+        ``waiting_close`` is per instrument and interval on the stream: subscribing both ways at once
+        raises ConfigurationError. ``source`` is a ``CandleSourceFilter``, its name or None.
+        """
+        interval = interval_of(interval)
+        candle_source = None if source is None else member_of(m.CandleSourceFilter, source, "source")
         topics = tuple(
-            Topic(Kind.CANDLES, i, interval=interval, waiting_close=waiting_close, candle_source_type=source)
+            Topic(
+                Kind.CANDLES,
+                i,
+                interval=interval,
+                waiting_close=_flag(waiting_close, "waiting_close"),
+                candle_source_type=candle_source,
+            )
             for i in _ids(ids)
         )
         self._client._market_data.check(topics)
-        return self._client._market_source(topics, Policy.ALL)
+        return self._client._market_source(topics, strict=strict, backlog=backlog)
 
     def trades(
         self,
         ids: str | Iterable[str],
         *,
-        source: m.TradeSourceType = m.TradeSourceType.TRADE_SOURCE_UNSPECIFIED,
+        source: m.TradeSourceType | str = m.TradeSourceType.TRADE_SOURCE_UNSPECIFIED,
         with_open_interest: bool = False,
-    ) -> Observable[m.Trade | m.OpenInterest]:
+        strict: bool = False,
+        backlog: int | None = DEFAULT_BACKLOG,
+    ) -> Source[m.Trade | m.OpenInterest]:
         """Anonymous market trades (quantity in lots); with ``with_open_interest``, also the open
-        interest of futures. Every trade is delivered, however slow the subscriber."""
+        interest of futures. ``source`` is a ``TradeSourceType`` or its name (``"EXCHANGE"``)."""
+        trade_source = member_of(m.TradeSourceType, source, "source")
+        open_interest = _flag(with_open_interest, "with_open_interest")
         topics = tuple(
-            Topic(Kind.TRADES, i, trade_source=source, with_open_interest=with_open_interest)
+            Topic(Kind.TRADES, i, trade_source=trade_source, with_open_interest=open_interest)
             for i in _ids(ids)
         )
-        return self._client._market_source(topics, Policy.ALL)
+        return self._client._market_source(topics, strict=strict, backlog=backlog)
 
-    def last_prices(self, ids: str | Iterable[str], *, conflate: bool = True) -> Observable[m.LastPrice]:
+    def last_prices(
+        self,
+        ids: str | Iterable[str],
+        *,
+        conflate: bool = True,
+        strict: bool = False,
+        backlog: int | None = DEFAULT_BACKLOG,
+    ) -> Source[m.LastPrice]:
         """Last trade prices; with ``conflate`` a lagging subscriber gets the newest price of each
-        instrument, without it every price."""
+        instrument, without it every price, up to ``backlog``."""
         topics = tuple(Topic(Kind.LAST_PRICES, i) for i in _ids(ids))
-        if not conflate:
-            return self._client._market_source(topics, Policy.ALL)
-        return self._client._market_source(topics, Policy.LATEST, key=_uid_key)
+        return self._client._market_source(
+            topics, strict=strict, conflate=conflate, key=_uid_key, backlog=backlog
+        )
 
-    def trading_statuses(self, ids: str | Iterable[str]) -> Observable[m.TradingStatus]:
+    def trading_statuses(
+        self, ids: str | Iterable[str], *, strict: bool = False, backlog: int | None = DEFAULT_BACKLOG
+    ) -> Source[m.TradingStatus]:
         """Trading-status changes (the current status arrives first)."""
         topics = tuple(Topic(Kind.INFO, i) for i in _ids(ids))
-        return self._client._market_source(topics, Policy.ALL)
+        return self._client._market_source(topics, strict=strict, backlog=backlog)
 
 
 class Orders:
-    """Order sources (OrderStateStream, and the deprecated TradesStream). Nothing is ever dropped.
+    """Order sources (OrderStateStream, and the deprecated TradesStream). Nothing is ever dropped,
+    however far a subscriber lags (a growing backlog is logged and counted, never cut).
 
-    If the API refuses an account, subscribers get ``on_error`` (``PermissionDeniedError`` for a
-    token without rights, else ``SubscriptionRejectedError``). ``on_next`` runs on the client's
-    delivery scheduler, one call at a time per subscription.
+    ``accounts`` is one account id or several. If the API refuses an account, the source goes on
+    with the others (the refusal is on ``client.statuses``, and a marker with ``with_markers()``);
+    the subscriber gets ``on_error`` (``PermissionDeniedError`` for a token without rights, else
+    ``SubscriptionRejectedError``) when every account is refused, or at the first refusal with
+    ``strict=True``. ``on_next`` runs on the client's account delivery pool, one call at a time per
+    subscription, never behind market data.
     """
 
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    def order_states(self, accounts: str | Sequence[str]) -> Observable[m.OrderState]:
+    def order_states(self, accounts: str | Sequence[str], *, strict: bool = False) -> Source[m.OrderState]:
         """Every status change of every order of ``accounts``."""
-        return self._client._account_source(Stream.ORDER_STATE, _accounts(accounts))
+        return self._client._account_source(Stream.ORDER_STATE, accounts, strict=strict)
 
-    def order_trades(self, accounts: str | Sequence[str]) -> Observable[m.OrderTrades]:
+    def order_trades(self, accounts: str | Sequence[str], *, strict: bool = False) -> Source[m.OrderTrades]:
         """Fills, order by order (TradesStream: deprecated by the API in favour of order_states)."""
-        return self._client._account_source(Stream.TRADES, _accounts(accounts))
+        return self._client._account_source(Stream.TRADES, accounts, strict=strict)
 
 
 class Operations:
-    """Position and portfolio sources (PositionsStream, PortfolioStream). Nothing is ever dropped."""
+    """Position and portfolio sources (PositionsStream, PortfolioStream). Nothing is ever dropped;
+    refusals and delivery are as for :class:`Orders`."""
 
     def __init__(self, client: Client) -> None:
         self._client = client
 
     def positions(
-        self, accounts: str | Sequence[str], *, with_initial_positions: bool = True
-    ) -> Observable[m.PositionsResponse | m.PositionData]:
+        self, accounts: str | Sequence[str], *, with_initial_positions: bool = True, strict: bool = False
+    ) -> Source[m.PositionsResponse | m.PositionData]:
         """Position changes (``PositionData``), after a full ``PositionsResponse`` per account when
         ``with_initial_positions``."""
         return self._client._account_source(
-            Stream.POSITIONS, _accounts(accounts), with_initial_positions=with_initial_positions
+            Stream.POSITIONS, accounts, strict=strict, with_initial_positions=with_initial_positions
         )
 
-    def portfolio(self, accounts: str | Sequence[str]) -> Observable[m.PortfolioResponse]:
+    def portfolio(
+        self, accounts: str | Sequence[str], *, strict: bool = False
+    ) -> Source[m.PortfolioResponse]:
         """Full portfolio snapshots, one account per event, when something changes."""
-        return self._client._account_source(Stream.PORTFOLIO, _accounts(accounts))
-
-
-def _accounts(accounts: str | Sequence[str]) -> tuple[str, ...]:
-    return (accounts,) if isinstance(accounts, str) else tuple(accounts)
-
-
-def _interval(interval: m.SubscriptionInterval | str) -> m.SubscriptionInterval:
-    if isinstance(interval, str):
-        name = (
-            interval
-            if interval.startswith("SUBSCRIPTION_INTERVAL_")
-            else f"SUBSCRIPTION_INTERVAL_{interval.upper()}"
-        )
-        try:
-            interval = m.SubscriptionInterval[name]
-        except KeyError:
-            raise ConfigurationError(f"unknown candle interval {interval!r}") from None
-    if interval is m.SubscriptionInterval.SUBSCRIPTION_INTERVAL_UNSPECIFIED:
-        raise ConfigurationError("a candle interval is required")
-    return interval
+        return self._client._account_source(Stream.PORTFOLIO, accounts, strict=strict)
 
 
 def _book_key(book: m.OrderBook) -> tuple[str, int]:

@@ -1,19 +1,30 @@
 """One stream connection as the Rx layer sees it: a protocol session, a transport, and the mailboxes
 of the subscribers, glued together under one lock.
 
-The reader thread calls the :class:`~rxinvest.transport.Listener` methods: it updates the session and
-sends what the session says under the lock, then hands events to mailboxes, outside the lock. User
-threads subscribe and dispose under the same lock, so the order of requests on the wire is the order
-of changes to the session.
+Rules:
+
+* Decide under the lock, deliver outside it. The reader thread calls the
+  :class:`~rxinvest.transport.Listener` methods: it feeds the session and sends what the session says
+  under the lock, then hands events to mailboxes outside it. User threads subscribe and dispose under
+  the same lock, so the order of requests on the wire is the order of changes to the session.
+* Every call into the session returns outcomes, and all of them go through :meth:`_Base._route`
+  (under the lock: frames are sent, mailboxes looked up) and :meth:`_Base._deliver` (outside it).
+* A refusal fails a subscriber only if it asked for that (``strict``) or nothing it asked for is
+  left; otherwise the subscriber gets a :class:`~rxinvest.derived.Refused` marker and goes on.
+* After a reconnect, every subscriber of a subscription that was live gets a
+  :class:`~rxinvest.derived.Gap` marker when it is confirmed again.
+* ``CONNECTED`` is announced when the server has said something on the new connection, so a token
+  refused right after the handshake never shows as connected.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
+from rxinvest.derived import Gap, GapCause, Refused, Subscribed
 from rxinvest.errors import ClientClosedError, RxInvestError
 from rxinvest.protocol import (
     AccountAccepted,
@@ -22,7 +33,6 @@ from rxinvest.protocol import (
     Confirmed,
     Delivered,
     Malformed,
-    MarketDataOutcome,
     MarketDataSession,
     Outcome,
     Rejected,
@@ -45,8 +55,24 @@ ListenerTransport = Callable[[Listener], Transport]
 Emit = Callable[[ConnectionStatus | SubscriptionStatus], None]
 
 
+class _Subscriber:
+    """What the connection knows of one subscription: its targets not refused yet, and whether
+    one refusal is to end it."""
+
+    __slots__ = ("strict", "targets")
+
+    def __init__(self, targets: Iterable[str], strict: bool) -> None:
+        self.targets = set(targets)
+        self.strict = strict
+
+
+# What _route decided under the lock, for _deliver to carry out: an outcome and its mailboxes (for
+# a refusal, each with whether it fails).
+_Routed = tuple[Outcome, list[Mailbox], list[bool]]
+
+
 class _Base:
-    """What both kinds of connection share: the transport's life and the status feed."""
+    """What both kinds of connection share: the transport's life, the status feed, and routing."""
 
     stream: str
     session: MarketDataSession | AccountSession
@@ -57,18 +83,14 @@ class _Base:
         self.lock = threading.Lock()
         self._transport: Transport | None = None
         self.state = ConnectionState.IDLE
+        self._announced = True  # CONNECTED said for the current connection (set False on opening)
         self.malformed = 0  # frames that could not be decoded (skipped)
         self.shut = False  # closed by the client: for good, whatever the state says
         self._waiting: set[Mailbox] = set()  # mailboxes given events since the last flush (reader thread)
+        self._subscribers: dict[Mailbox, _Subscriber] = {}
 
     def _mailbox_list(self) -> list[Mailbox]:
-        raise NotImplementedError
-
-    def frame(self, data: bytes, now: datetime) -> None:
-        raise NotImplementedError
-
-    def wanted(self) -> bool:
-        raise NotImplementedError
+        return list(self._subscribers)
 
     def _ensure_started(self) -> None:
         """Start a transport if none runs."""
@@ -80,14 +102,19 @@ class _Base:
             self.state = ConnectionState.CONNECTING
             self._transport.start()
 
-    def _send(self, frames: list[str]) -> None:
+    def _send(self, frames: Sequence[str]) -> None:
         """Send now if open; otherwise the session redoes it on ``opened``."""
         assert self.lock.locked(), "called under the lock"
         if self.state is ConnectionState.CONNECTED and frames and self._transport is not None:
-            self._transport.send(frames)
+            self._transport.send(list(frames))
 
     def _status(self, state: ConnectionState, error: RxInvestError | None = None) -> None:
         self._emit(ConnectionStatus(self.stream, state, error))
+
+    def _attach(self, mailbox: Mailbox, targets: Sequence[str], strict: bool) -> None:
+        """Register a subscriber (under the lock); its first marker says it is live."""
+        self._subscribers[mailbox] = _Subscriber(targets, strict)
+        mailbox.mark(Subscribed(stream=self.stream, targets=tuple(targets)))
 
     @property
     def is_open(self) -> bool:
@@ -99,6 +126,72 @@ class _Base:
             transport = self._transport
         if transport is not None:
             transport.close()
+
+    # --- outcomes: decided under the lock, delivered outside it --------------------------------------
+
+    def _boxes(self, outcome: Outcome) -> list[Mailbox]:
+        """The mailboxes ``outcome`` concerns (under the lock)."""
+        raise NotImplementedError
+
+    def _route(self, outcomes: Iterable[Outcome]) -> list[_Routed]:
+        """Send what is to be sent, and find each outcome's mailboxes (under the lock)."""
+        routed: list[_Routed] = []
+        for outcome in outcomes:
+            if isinstance(outcome, Send):  # in the order the session decided, now
+                self._send(outcome.frames)
+                continue
+            boxes = self._boxes(outcome)
+            fails: list[bool] = []
+            if isinstance(outcome, Rejected | AccountRejected):
+                target = outcome.topic.instrument_id if isinstance(outcome, Rejected) else outcome.account_id
+                for box in boxes:
+                    subscriber = self._subscribers.get(box)
+                    if subscriber is not None:
+                        subscriber.targets.discard(target)
+                    fails.append(subscriber is None or subscriber.strict or not subscriber.targets)
+            routed.append((outcome, boxes, fails))
+        return routed
+
+    def _deliver(self, routed: list[_Routed]) -> None:
+        """Carry out what :meth:`_route` decided (outside the lock)."""
+        for outcome, boxes, fails in routed:
+            if isinstance(outcome, Delivered):
+                for box in boxes:
+                    self._put(box, outcome.event)
+            elif isinstance(outcome, Confirmed | AccountAccepted):
+                target: Topic | str = outcome.topic if isinstance(outcome, Confirmed) else outcome.account_id
+                uid = outcome.instrument_uid if isinstance(outcome, Confirmed) else ""
+                self._emit(SubscriptionStatus(target, True, None, outcome.tracking_id, uid))
+                if outcome.gap is not None:
+                    name = target.instrument_id if isinstance(target, Topic) else target
+                    since, until = outcome.gap
+                    gap = Gap(cause=GapCause.RECONNECT, since=since, until=until, target=name)
+                    self._mark(boxes, gap)
+            elif isinstance(outcome, Rejected | AccountRejected):
+                self._refused(outcome, boxes, fails)
+            else:
+                self._note(outcome)
+
+    def _refused(self, outcome: Rejected | AccountRejected, boxes: list[Mailbox], fails: list[bool]) -> None:
+        if isinstance(outcome, Rejected):
+            target: Topic | str = outcome.topic
+            name, status = outcome.topic.instrument_id, outcome.status.name if outcome.status else "NOT_SENT"
+        else:
+            target = name = outcome.account_id
+            status = outcome.status.name
+        self._emit(SubscriptionStatus(target, False, outcome.error, outcome.tracking_id, ""))
+        marker = Refused(target=name, status=status, message=str(outcome.error))
+        for box, fail in zip(boxes, fails, strict=True):
+            if fail:
+                box.fail(outcome.error)
+            elif box.mark(marker):
+                box.kick()
+
+    @staticmethod
+    def _mark(boxes: Iterable[Mailbox], marker: Gap) -> None:
+        for box in boxes:
+            if box.mark(marker):
+                box.kick()
 
     # --- Listener, on the reader thread --------------------------------------------------------------
 
@@ -112,6 +205,17 @@ class _Base:
         waiting, self._waiting = self._waiting, set()
         for box in waiting:
             box.kick()
+
+    def frame(self, data: bytes, now: datetime) -> None:
+        if not self._announced:  # the server spoke on the new connection: it took us
+            self._announced = True
+            self._status(ConnectionState.CONNECTED)
+        with self.lock:
+            routed = self._route(self.session.receive(data, now))
+        self._deliver(routed)
+
+    def wanted(self) -> bool:
+        raise NotImplementedError
 
     def lost(self, error: RxInvestError, retrying: bool) -> None:
         state = ConnectionState.RECONNECTING if retrying else ConnectionState.DISCONNECTED
@@ -138,8 +242,9 @@ class _Base:
     def opened(self, now: datetime) -> None:
         with self.lock:
             self.state = ConnectionState.CONNECTED
-            self._send(self.session.connected(now))
-        self._status(ConnectionState.CONNECTED)
+            self._announced = False
+            routed = self._route(self.session.connected(now))
+        self._deliver(routed)
 
     def deadline(self) -> datetime | None:
         with self.lock:
@@ -172,20 +277,23 @@ class MarketDataConnection(_Base):
         with self.lock:
             self.session.check(topics)
 
-    def add(self, topics: Iterable[Topic], mailbox: Mailbox) -> None:
+    def add(self, topics: Sequence[Topic], mailbox: Mailbox, *, strict: bool = False) -> None:
         """Subscribe ``mailbox`` to ``topics``. Raises ConfigurationError (nothing changed) or
         ClientClosedError."""
-        topics = list(topics)
         with self.lock:
             self._ensure_started()
-            frames = self.session.subscribe(topics)  # raises before changing anything
+            outcomes = self.session.subscribe(topics)  # raises before changing anything
             for topic in topics:
                 self._mailboxes.setdefault(topic, []).append(mailbox)
-            self._send(frames)
+            self._attach(mailbox, [topic.instrument_id for topic in topics], strict)
+            routed = self._route(outcomes)
+        mailbox.kick()
+        self._deliver(routed)
 
     def remove(self, topics: Iterable[Topic], mailbox: Mailbox) -> None:
         mailbox.stop()
         with self.lock:
+            self._subscribers.pop(mailbox, None)
             mine = []
             for topic in topics:
                 boxes = self._mailboxes.get(topic)
@@ -194,57 +302,39 @@ class MarketDataConnection(_Base):
                     mine.append(topic)
                     if not boxes:
                         del self._mailboxes[topic]
-            if not self.shut:
-                self._send(self.session.unsubscribe(mine))
+            routed = [] if self.shut else self._route(self.session.unsubscribe(mine))
+        self._deliver(routed)
+
+    def _boxes(self, outcome: Outcome) -> list[Mailbox]:
+        if isinstance(outcome, Delivered):
+            return [box for topic in outcome.topics for box in self._mailboxes.get(topic, ())]
+        if isinstance(outcome, Rejected):  # the topic is gone from the session: its mailboxes too
+            return self._mailboxes.pop(outcome.topic, [])
+        if isinstance(outcome, Confirmed):
+            return list(self._mailboxes.get(outcome.topic, ()))
+        return []
 
     # --- Listener ------------------------------------------------------------------------------------
 
     def frame(self, data: bytes, now: datetime) -> None:
-        with self.lock:
-            outputs = self.session.receive(data, now)
-            if len(outputs) == 1 and type(outputs[0]) is Delivered:  # the usual frame: one event
-                topics, event = outputs[0]
-                mailboxes = self._mailboxes
-                boxes = [box for topic in topics for box in mailboxes.get(topic, ())]
-                for box in boxes:
-                    if box.put(event):
-                        self._waiting.add(box)
-                return
-            # The mailboxes each output goes to, read under the lock; delivery happens outside it.
-            routed: list[tuple[MarketDataOutcome, list[Mailbox]]] = []
-            for output in outputs:
-                if isinstance(output, Delivered):
-                    boxes = [box for topic in output.topics for box in self._mailboxes.get(topic, ())]
-                elif isinstance(output, Rejected):
-                    boxes = self._mailboxes.pop(output.topic, [])
-                else:
-                    boxes = []
-                    if isinstance(output, Send):  # releases decided by this answer: in order, now
-                        self._send(list(output.frames))
-                routed.append((output, boxes))
-        for output, boxes in routed:
-            if isinstance(output, Delivered):
-                event = output.event
-                for box in boxes:
-                    self._put(box, event)
-            elif isinstance(output, Confirmed):
-                status = SubscriptionStatus(
-                    output.topic, True, None, output.tracking_id, output.instrument_uid
-                )
-                self._emit(status)
-            elif isinstance(output, Rejected):
-                self._emit(SubscriptionStatus(output.topic, False, output.error, output.tracking_id, ""))
-                for box in boxes:
-                    box.fail(output.error)
-            else:
-                self._note(output)
+        if self._announced:
+            with self.lock:
+                outputs = self.session.receive(data, now)
+                if len(outputs) == 1 and type(outputs[0]) is Delivered:  # the usual frame: one event
+                    topics, event = outputs[0]
+                    mailboxes = self._mailboxes
+                    for box in [box for topic in topics for box in mailboxes.get(topic, ())]:
+                        if box.put(event):
+                            self._waiting.add(box)
+                    return
+                routed = self._route(outputs)
+            self._deliver(routed)
+        else:
+            super().frame(data, now)
 
     def wanted(self) -> bool:
         with self.lock:
             return bool(self.session.topics) and not self.shut
-
-    def _mailbox_list(self) -> list[Mailbox]:
-        return list({id(box): box for boxes in self._mailboxes.values() for box in boxes}.values())
 
 
 class AccountConnection(_Base):
@@ -262,44 +352,26 @@ class AccountConnection(_Base):
         super().__init__(transport_factory, emit)
         self.session = session
         self.stream = session.stream.value
-        self._mailboxes: list[Mailbox] = []
         self._on_idle = on_idle
 
-    def add(self, mailbox: Mailbox) -> None:
+    def add(self, mailbox: Mailbox, *, strict: bool = False) -> None:
         with self.lock:
-            self._mailboxes.append(mailbox)
+            self._attach(mailbox, self.session.accounts, strict)
             self._ensure_started()
+        mailbox.kick()
 
     def remove(self, mailbox: Mailbox) -> None:
         mailbox.stop()
         with self.lock:
-            if mailbox in self._mailboxes:
-                self._mailboxes.remove(mailbox)
-            idle = not self._mailboxes
+            self._subscribers.pop(mailbox, None)
+            idle = not self._subscribers
         if idle:
             self._on_idle(self)
             self.close()
 
-    def frame(self, data: bytes, now: datetime) -> None:
-        with self.lock:
-            outputs = self.session.receive(data, now)
-            boxes = list(self._mailboxes)
-        for output in outputs:
-            if isinstance(output, Delivered):
-                for box in boxes:
-                    self._put(box, output.event)
-            elif isinstance(output, AccountRejected):
-                self._emit(SubscriptionStatus(output.account_id, False, output.error, output.tracking_id, ""))
-                for box in boxes:
-                    box.fail(output.error)
-            elif isinstance(output, AccountAccepted):
-                self._emit(SubscriptionStatus(output.account_id, True, None, output.tracking_id, ""))
-            else:
-                self._note(output)
+    def _boxes(self, outcome: Outcome) -> list[Mailbox]:
+        return list(self._subscribers)  # every subscriber takes every account of the connection
 
     def wanted(self) -> bool:
         with self.lock:
-            return bool(self._mailboxes) and not self.shut
-
-    def _mailbox_list(self) -> list[Mailbox]:
-        return list(self._mailboxes)
+            return bool(self._subscribers) and not self.shut

@@ -20,9 +20,11 @@ from __future__ import annotations
 import enum
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import reactivex
@@ -30,9 +32,17 @@ from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable, SingleAssignmentDisposable
 from reactivex.scheduler import ThreadPoolScheduler
 
+from rxinvest.derived import Gap, GapCause, Marker, Refused, Subscribed
+from rxinvest.errors import ConfigurationError
+
 __all__ = ["Broadcast", "DeliveryScheduler", "Mailbox", "Policy"]
 
 log = logging.getLogger("rxinvest.delivery")
+
+_BATCH = 256  # items a drain takes from the queue at once
+_SLICE = 0.005  # seconds a drain delivers before it gives its thread back
+_WARN_BACKLOG = 10_000  # an unbounded mailbox warns at this backlog, then at 10x, 100x ...
+_MARKER_TYPES = (Gap, Refused, Subscribed)
 
 
 class Policy(enum.Enum):
@@ -43,11 +53,14 @@ class Policy(enum.Enum):
 class DeliveryScheduler(ThreadPoolScheduler):
     """A pool of named delivery threads; ``schedule`` submits straight to the pool.
 
-    (``ThreadPoolScheduler.schedule`` builds an event-loop scheduler per action: too slow for a
-    hand-over that happens thousands of times a second.)
+    Threads are started as work needs them, up to ``max_workers``: a subscriber that sleeps in
+    ``on_next`` holds one thread for a time slice at most (see :meth:`Mailbox._drain`), and the
+    others get threads of their own meanwhile. (``ThreadPoolScheduler.schedule`` builds an
+    event-loop scheduler per action: too slow for a hand-over that happens thousands of times a
+    second.)
     """
 
-    def __init__(self, max_workers: int = 4, name: str = "rxinvest-delivery") -> None:
+    def __init__(self, max_workers: int = 32, name: str = "rxinvest-delivery") -> None:
         super().__init__(max_workers)
         self.executor.shutdown(wait=False)
         self.executor = ThreadPoolExecutor(max_workers, thread_name_prefix=name)
@@ -83,8 +96,27 @@ class _End:
         self.error = error
 
 
+class _Hole:
+    """Events dropped over a mailbox's limit since the last drain: how many, and their times."""
+
+    __slots__ = ("count", "since", "until")
+
+    def __init__(self, time: datetime) -> None:
+        self.count = 0
+        self.since = self.until = time
+
+    def add(self, time: datetime) -> None:
+        self.count += 1
+        self.since, self.until = min(self.since, time), max(self.until, time)
+
+
 class Mailbox:
-    """The queue between the reader thread(s) and one observer. Thread-safe."""
+    """The queue between the reader thread(s) and one observer. Thread-safe.
+
+    ``limit`` bounds the backlog of a ``ALL`` mailbox (None: unbounded, for events that are never
+    dropped); ``markers`` says whether the observer gets :mod:`~rxinvest.derived.markers`; ``name``
+    is what log lines call the subscription.
+    """
 
     def __init__(
         self,
@@ -93,7 +125,12 @@ class Mailbox:
         *,
         policy: Policy = Policy.ALL,
         key: Callable[[Any], Hashable] | None = None,
+        limit: int | None = None,
+        markers: bool = False,
+        name: str = "a subscription",
     ) -> None:
+        if limit is not None and limit < 2:
+            raise ConfigurationError(f"a backlog limit must be at least 2 events, not {limit}")
         self._observer = observer
         # A scheduler that can run a plain function (the client's delivery pool) skips RxPY's
         # per-action disposables: the hand-over happens thousands of times a second.
@@ -103,18 +140,29 @@ class Mailbox:
         )
         self._policy = policy
         self._key = key
+        self._limit = limit
+        self.markers = markers
+        self.name = name
         self._lock = threading.Lock()
         self._queue: deque[Any] = deque()
         self._latest: dict[Hashable, Any] = {}  # LATEST: key -> newest event waiting
+        self._carry: list[Any] = []  # taken by a drain that gave its thread back; delivered first
+        self._hole: _Hole | None = None  # dropped since the last drain took its batch
+        self._warn_at = _WARN_BACKLOG  # unbounded mailboxes: the next backlog worth a warning
         self._scheduled = False
         self._stopped = False  # a terminal item is queued or delivered: nothing more goes in
+        self._disposed = False  # the subscriber left: nothing more comes out either
         self.pushed = 0  # events handed in by the reader
         self.delivered = 0  # events the observer received
         self.conflated = 0  # events replaced by a newer one while they waited (LATEST)
+        self.dropped = 0  # events discarded over the limit (ALL with a limit)
+        self.failed = 0  # events whose on_next raised
+        self.max_backlog = 0  # the longest the queue has been
 
     @property
     def backlog(self) -> int:
-        return len(self._queue)
+        """Events waiting for the observer now."""
+        return len(self._queue) + len(self._carry)
 
     def put(self, event: Any) -> bool:
         """Queue one event without scheduling; True if the mailbox needs a :meth:`kick`.
@@ -126,6 +174,7 @@ class Mailbox:
             if self._stopped:
                 return False
             self.pushed += 1
+            queue = self._queue
             if self._policy is Policy.LATEST:
                 key = self._key(event) if self._key else None
                 if key in self._latest:
@@ -133,15 +182,55 @@ class Mailbox:
                     self.conflated += 1
                     return False
                 self._latest[key] = event
+                queue.append(key)
+            else:
+                queue.append(event)
+                if len(queue) > self.max_backlog:  # rare: only when the backlog reaches a new high
+                    self._grew(len(queue))
+            return not self._scheduled
+
+    def mark(self, marker: Marker) -> bool:
+        """Queue an in-band marker (if the observer takes them): never conflated, never dropped.
+        True if the mailbox needs a :meth:`kick`."""
+        with self._lock:
+            if self._stopped or not self.markers:
+                return False
+            if self._policy is Policy.LATEST:
+                key = _MarkerKey()  # a key of its own: nothing replaces a marker
+                self._latest[key] = marker
                 self._queue.append(key)
             else:
-                self._queue.append(event)
+                self._queue.append(marker)
             return not self._scheduled
+
+    def _grew(self, backlog: int) -> None:
+        """The backlog reached a new high (under the lock): drop over the limit, or warn."""
+        if self._limit is not None and backlog > self._limit:
+            self._drop_oldest()  # back at the limit, which stays the high
+            return
+        self.max_backlog = backlog
+        if self._limit is None and backlog >= self._warn_at:
+            log.warning("%s lags: %d events wait, none is dropped", self.name, backlog)
+            self._warn_at *= 10
+
+    def _drop_oldest(self) -> None:
+        queue = self._queue
+        index = 0
+        while type(queue[index]) in _MARKER_TYPES or type(queue[index]) is _End:
+            index += 1  # markers and the end are never dropped
+        victim = queue[index]
+        del queue[index]
+        self.dropped += 1
+        at = getattr(victim, "time", None) or datetime.now(UTC)
+        if self._hole is None:
+            self._hole = _Hole(at)
+            log.warning("%s lags more than %d events: dropping the oldest", self.name, self._limit)
+        self._hole.add(at)
 
     def kick(self) -> None:
         """Schedule a drain if there is work and none is scheduled."""
         with self._lock:
-            if self._scheduled or not self._queue:
+            if self._scheduled or not (self._queue or self._carry):
                 return
             self._scheduled = True
         self._submit(self._drain)
@@ -156,9 +245,10 @@ class Mailbox:
     def stop(self) -> None:
         """The subscriber left: deliver nothing more, queued items included."""
         with self._lock:
-            self._stopped = True
+            self._stopped = self._disposed = True
             self._queue.clear()
             self._latest.clear()
+            self._carry = []
 
     def _terminal(self, end: _End) -> None:
         with self._lock:
@@ -168,31 +258,66 @@ class Mailbox:
             self._queue.append(end)
         self.kick()
 
+    def _take(self) -> list[Any] | None:
+        """The next batch to deliver (None: nothing, the drain ends). Under the lock."""
+        if self._carry:
+            batch, self._carry = self._carry, []
+            return batch
+        queue = self._queue
+        if not queue:
+            self._scheduled = False
+            return None
+        batch = [queue.popleft() for _ in range(min(len(queue), _BATCH))]
+        if self._policy is Policy.LATEST:
+            latest = self._latest
+            batch = [latest.pop(k) if k in latest else k for k in batch]
+        hole, self._hole = self._hole, None
+        if hole is not None and self.markers:  # the hole is before everything still queued
+            batch.insert(
+                0, Gap(cause=GapCause.OVERFLOW, since=hole.since, until=hole.until, dropped=hole.count)
+            )
+        return batch
+
     def _drain(self) -> None:
+        """Deliver batches until the queue is empty or the time slice is used up; then give the
+        thread back (the rest is carried to a new drain at the back of the scheduler's queue), so
+        that no number of slow subscribers can hold every delivery thread."""
         observer = self._observer
+        deadline = time.monotonic() + _SLICE
         while True:
             with self._lock:
-                if not self._queue:
-                    self._scheduled = False
-                    return
-                batch = list(self._queue)
-                self._queue.clear()
-                if self._policy is Policy.LATEST:
-                    latest = self._latest
-                    batch = [latest.pop(k) if k in latest else k for k in batch]
-            for item in batch:
+                batch = None if self._disposed else self._take()
+            if batch is None:
+                return
+            for index, item in enumerate(batch):
                 if type(item) is _End:
                     self._finish(item)
+                    return
+                if self._disposed:
                     return
                 try:
                     observer.on_next(item)
                     self.delivered += 1
                 except Exception:  # a bug in the subscriber's code must not kill delivery to others
-                    log.exception("a subscriber's on_next raised; the event is skipped")
+                    self.failed += 1
+                    log.exception("%s: on_next raised; the event is skipped", self.name)
+                except BaseException:
+                    log.critical("%s: on_next raised a BaseException; the subscription stops", self.name)
+                    self.stop()
+                    raise
+                if index + 1 < len(batch) and time.monotonic() > deadline:
+                    with self._lock:
+                        self._carry = [] if self._disposed else batch[index + 1 :]
+                    self._submit(self._drain)  # still scheduled: this is the same drain, later
+                    return
+            if time.monotonic() > deadline:
+                self._submit(self._drain)  # it ends there at once if nothing came meanwhile
+                return
 
     def _finish(self, end: _End) -> None:
         with self._lock:
             self._queue.clear()
+            self._carry = []
             self._scheduled = False
         try:
             if end.error is not None:
@@ -200,7 +325,13 @@ class Mailbox:
             else:
                 self._observer.on_completed()
         except Exception:
-            log.exception("a subscriber's on_error/on_completed raised")
+            log.exception("%s: on_error/on_completed raised", self.name)
+
+
+class _MarkerKey:
+    """A LATEST mailbox's queue key for a marker: unique, so no event or marker replaces it."""
+
+    __slots__ = ()
 
 
 class Broadcast:

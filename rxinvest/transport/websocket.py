@@ -7,6 +7,12 @@ breaks, :func:`rxinvest.protocol.classify_close` decides: a final error ends the
 (``listener.closed(error)``), anything else is retried after a :class:`~rxinvest.protocol.Backoff`
 pause. A watchdog closes a connection that stays silent past the listener's deadline.
 
+The thread never dies from an error of rxinvest's own code (the listener's included): a guard logs
+it, reports it as :class:`~rxinvest.errors.InternalError` through ``listener.lost`` and reconnects.
+If no connection ever opened within ``open_timeout`` seconds of trying, the thread ends with
+:class:`~rxinvest.errors.ConnectionFailedError` carrying the last attempt's error; once one has
+opened, losses are retried for as long as the listener wants the stream.
+
 TLS certificates are verified (websocket-client's defaults) for ``wss://``. The token travels only in
 the ``Authorization`` header and is never logged or put in an error.
 """
@@ -16,12 +22,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 import websocket  # websocket-client
 
-from rxinvest.errors import ClientClosedError, ConfigurationError, ConnectionLostError, RxInvestError
+from rxinvest.errors import (
+    ClientClosedError,
+    ConfigurationError,
+    ConnectionFailedError,
+    ConnectionLostError,
+    InternalError,
+    RxInvestError,
+)
 from rxinvest.protocol import Backoff, classify_close, classify_handshake
 from rxinvest.transport.base import Listener
 
@@ -118,14 +132,26 @@ class WebSocketTransport:
 
     def _run(self) -> None:
         error: RxInvestError = ClientClosedError("closed by the client")
+        started = time.monotonic()
         try:
             while not self._closing.is_set():
-                outcome = self._session()
+                try:
+                    outcome = self._session()
+                except Exception as exc:  # a bug of ours must not end the stream: report, reconnect
+                    log.exception("%s: internal error; the connection is opened anew", self._name)
+                    internal = InternalError(f"{type(exc).__name__}: {exc}")
+                    internal.__cause__ = exc
+                    outcome = internal, True
                 if outcome is None:
                     break  # closed by us
                 failure, retry = outcome
                 if not retry:
                     error = failure
+                    break
+                if not self.connections and time.monotonic() - started >= self._open_timeout:
+                    error = ConnectionFailedError(
+                        f"no connection to {self.url} within {self._open_timeout:g} s", cause=failure
+                    )
                     break
                 if not self._listener.wanted():
                     self._listener.lost(failure, False)
@@ -152,7 +178,7 @@ class WebSocketTransport:
         except websocket.WebSocketBadStatusException as exc:
             return classify_handshake(exc.status_code, self.url)
         except (OSError, websocket.WebSocketException) as exc:
-            return ConnectionLostError(f"cannot connect to {self.url}: {type(exc).__name__}"), True
+            return ConnectionLostError(f"cannot connect to {self.url}: {type(exc).__name__}: {exc}"), True
         self._ws = ws
         self.connections += 1
         if self._closing.is_set():

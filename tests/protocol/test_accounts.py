@@ -18,10 +18,10 @@ NOW = datetime(2025, 11, 21, 10, 0, tzinfo=UTC)
 
 def test_the_request_names_the_accounts_and_the_ping_delay() -> None:
     session = AccountSession(Stream.ORDER_STATE, ["a1", "a2"], ping_delay=5)
-    (frame,) = session.connected(NOW)
+    ((frame,),) = (send.frames for send in session.connected(NOW))
     assert json.loads(frame) == {"accounts": ["a1", "a2"], "pingDelayMillis": 5000}
     positions = AccountSession(Stream.POSITIONS, ["a1"], ping_delay=30, with_initial_positions=False)
-    (frame,) = positions.connected(NOW)
+    ((frame,),) = (send.frames for send in positions.connected(NOW))
     assert json.loads(frame) == {"accounts": ["a1"], "pingSettings": {"pingDelayMs": 30000}}
 
 

@@ -37,9 +37,10 @@ class FakeServer:
         self.book = SubscriptionBook(InstrumentIndex(CATALOGUE), stream_id="s", max_requests_per_minute=10**9)
         self.requests: list[object] = []
 
-    def answer(self, frames: list[str]) -> list[str]:
+    def answer(self, outcomes: list[object]) -> list[str]:
+        """The server's answers to the frames among a session call's outcomes."""
         out = []
-        for frame in frames:
+        for frame in frames_of(outcomes):
             request = wire.decode_request(frame, stream="MarketDataStream")
             self.requests.append(request)
             if isinstance(request, m.PingDelaySettings):
@@ -50,6 +51,11 @@ class FakeServer:
 
     def active(self) -> set[tuple[str, tuple[object, ...]]]:
         return {(s.kind, s.key) for s in self.book}
+
+
+def frames_of(outcomes: list[object]) -> list[str]:
+    """The frames a session call asks to send (its Send outcomes, in order)."""
+    return [frame for o in outcomes if isinstance(o, Send) for frame in o.frames]
 
 
 def feed(session: MarketDataSession, frames: list[str]) -> list[object]:
@@ -91,7 +97,7 @@ def test_the_server_holds_exactly_the_wanted_subscriptions(ops: list[tuple[bool,
         in_flight.clear()
         for output in feed(session, answers):
             if isinstance(output, Send):  # releases an answer allowed: they reach the server too
-                in_flight.extend(server.answer(list(output.frames)))
+                in_flight.extend(server.answer([output]))
 
     for subscribe, topic, answer_now in ops:
         if subscribe:
@@ -117,8 +123,10 @@ def test_the_server_holds_exactly_the_wanted_subscriptions(ops: list[tuple[bool,
 def test_topics_subscribed_together_travel_in_one_request_per_kind() -> None:
     session = MarketDataSession()
     session.connected(NOW)
-    frames = session.subscribe(
-        [Topic("order_books", i, depth=10) for i in ("A", "B", "C")] + [Topic("last_prices", "A")]
+    frames = frames_of(
+        session.subscribe(
+            [Topic("order_books", i, depth=10) for i in ("A", "B", "C")] + [Topic("last_prices", "A")]
+        )
     )
     bodies = [json.loads(f) for f in frames]
     assert [next(iter(b)) for b in bodies] == ["subscribeOrderBookRequest", "subscribeLastPriceRequest"]
@@ -156,14 +164,14 @@ def test_aliases_of_one_instrument_share_the_server_subscription() -> None:
     (delivered,) = session.receive(wire.encode(m.LastPrice(instrument_uid=SBER)), NOW)
     assert set(delivered.topics) == {by_ticker, by_uid}
     assert session.unsubscribe([by_ticker]) == []  # the uid alias still wants it
-    assert len(session.unsubscribe([by_uid])) == 1
+    assert len(frames_of(session.unsubscribe([by_uid]))) == 1
 
 
 def test_a_new_connection_subscribes_everything_again_after_ping_settings() -> None:
     session = MarketDataSession(ping_delay=30)
     session.connected(NOW)
     session.subscribe([Topic("trades", "SBER_TQBR"), Topic("info", "GAZP_TQBR")])
-    frames = [json.loads(f) for f in session.connected(NOW + timedelta(seconds=5))]
+    frames = [json.loads(f) for f in frames_of(session.connected(NOW + timedelta(seconds=5)))]
     assert frames[0] == {"pingSettings": {"pingDelayMs": 30000}}
     assert {next(iter(f)) for f in frames[1:]} == {"subscribeTradesRequest", "subscribeInfoRequest"}
 

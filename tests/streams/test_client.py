@@ -142,7 +142,10 @@ def test_subscriptions_are_shared_and_reference_counted(sim: Simulator) -> None:
         sim.wait_for(lambda s: not s.my_subscriptions(connection.id), timeout=WAIT)
         requests = _market_data_requests(sim, since)
     unsubscribes = [
-        r for r in requests if r.subscription_action is m.SubscriptionAction.SUBSCRIPTION_ACTION_UNSUBSCRIBE
+        r
+        for r in requests
+        if isinstance(r, m.SubscribeOrderBookRequest)
+        and r.subscription_action is m.SubscriptionAction.SUBSCRIPTION_ACTION_UNSUBSCRIBE
     ]
     assert len(unsubscribes) == 1
 

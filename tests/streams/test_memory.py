@@ -29,8 +29,13 @@ def wired() -> Iterator[tuple[Client, dict[str, MemoryTransport]]]:
         return transports[stream.value]
 
     # ImmediateScheduler: events reach the observer on the memory reader thread, in order.
+    # ping_delay=None: the requests are only the subscriptions, which the tests read.
     client = Client(
-        base_url="ws://memory/ws/", token="t", transport_factory=factory, scheduler=ImmediateScheduler()
+        base_url="ws://memory/ws/",
+        token="t",
+        transport_factory=factory,
+        scheduler=ImmediateScheduler(),
+        ping_delay=None,
     )
     yield client, transports
     client.close()
