@@ -147,13 +147,14 @@ class Mailbox:
         self._queue: deque[Any] = deque()
         self._latest: dict[Hashable, Any] = {}  # LATEST: key -> newest event waiting
         self._carry: list[Any] = []  # taken by a drain that gave its thread back; delivered first
-        self._hole: _Hole | None = None  # dropped since the last drain took its batch
+        self._hole: _Hole | None = None  # a run of dropped events not yet reported
+        self._hole_at = 0  # how many queued items (markers only) stand before that run
         self._warn_at = _WARN_BACKLOG  # unbounded mailboxes: the next backlog worth a warning
         self._scheduled = False
         self._stopped = False  # a terminal item is queued or delivered: nothing more goes in
         self._disposed = False  # the subscriber left: nothing more comes out either
         self.pushed = 0  # events handed in by the reader
-        self.delivered = 0  # events the observer received
+        self.delivered = 0  # events the observer received (markers are not counted)
         self.conflated = 0  # events replaced by a newer one while they waited (LATEST)
         self.dropped = 0  # events discarded over the limit (ALL with a limit)
         self.failed = 0  # events whose on_next raised
@@ -222,8 +223,8 @@ class Mailbox:
         del queue[index]
         self.dropped += 1
         at = getattr(victim, "time", None) or datetime.now(UTC)
-        if self._hole is None:
-            self._hole = _Hole(at)
+        if self._hole is None:  # a new run of losses begins here; it ends when a drain reports it
+            self._hole, self._hole_at = _Hole(at), index
             log.warning("%s lags more than %d events: dropping the oldest", self.name, self._limit)
         self._hole.add(at)
 
@@ -271,11 +272,14 @@ class Mailbox:
         if self._policy is Policy.LATEST:
             latest = self._latest
             batch = [latest.pop(k) if k in latest else k for k in batch]
-        hole, self._hole = self._hole, None
-        if hole is not None and self.markers:  # the hole is before everything still queued
-            batch.insert(
-                0, Gap(cause=GapCause.OVERFLOW, since=hole.since, until=hole.until, dropped=hole.count)
-            )
+        hole = self._hole
+        if hole is not None and self._hole_at > len(batch):
+            self._hole_at -= len(batch)  # the run of losses comes after this batch
+        elif hole is not None:
+            self._hole = None
+            if self.markers:  # where the run began: later markers of the run stay after it
+                gap = Gap(cause=GapCause.OVERFLOW, since=hole.since, until=hole.until, dropped=hole.count)
+                batch.insert(self._hole_at, gap)
         return batch
 
     def _drain(self) -> None:
@@ -297,7 +301,8 @@ class Mailbox:
                     return
                 try:
                     observer.on_next(item)
-                    self.delivered += 1
+                    if type(item) not in _MARKER_TYPES:
+                        self.delivered += 1
                 except Exception:  # a bug in the subscriber's code must not kill delivery to others
                     self.failed += 1
                     log.exception("%s: on_next raised; the event is skipped", self.name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from unittest.mock import patch
 
 import pytest
 from hypothesis import given, settings
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from rxinvest import model as m
 from rxinvest import wire
-from rxinvest.errors import ConfigurationError, SubscriptionRejectedError
+from rxinvest.errors import ConfigurationError, EncodeError, SubscriptionRejectedError
 from rxinvest.protocol import (
     Confirmed,
     Delivered,
@@ -22,6 +23,7 @@ from rxinvest.protocol import (
     StreamFailed,
     Topic,
 )
+from rxinvest.protocol.market_data import MAX_INSTRUMENTS_PER_REQUEST
 from rxinvest.protocol.topic import WANTED
 from rxinvest.sim.instruments import CATALOGUE, InstrumentIndex
 from rxinvest.sim.subscriptions import SubscriptionBook
@@ -240,3 +242,101 @@ def test_candles_cannot_be_wanted_with_both_waiting_close_settings() -> None:
 def test_a_topic_refuses_what_the_api_would(kind: str, options: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         Topic(kind, "SBER_TQBR", **options)  # type: ignore[arg-type]
+
+
+BAD = "BAD_TQBR"  # an instrument whose requests the patched encoder refuses (a stand-in for a bug)
+
+
+def failing_encode(value: object, **options: object) -> str:
+    """wire.encode, but any subscription request naming BAD cannot be encoded."""
+    if any(getattr(i, "instrument_id", "") == BAD for i in getattr(value, "instruments", ())):
+        raise EncodeError("injected")
+    return wire.encode(value, **options)  # type: ignore[arg-type]
+
+
+bad_topics = st.sampled_from([Topic("last_prices", BAD), Topic("order_books", BAD, depth=1)])
+
+
+@settings(max_examples=200)
+@given(ops=st.lists(st.tuples(st.booleans(), topics | bad_topics, st.booleans()), max_size=40))
+def test_a_topic_that_cannot_be_sent_harms_no_other(ops: list[tuple[bool, Topic, bool]]) -> None:
+    """Interleavings as above, with topics whose requests fail to encode: each is dropped and
+    reported once per subscribe, no answer slot is queued for it, and the server still ends up
+    holding exactly what the others want."""
+    session, server = MarketDataSession(), FakeServer()
+    held: dict[Topic, int] = {}
+    in_flight: list[str] = []
+    with patch("rxinvest.protocol.market_data.encode", failing_encode):
+        server.answer(session.connected(NOW))
+
+        def read_answers() -> None:
+            answers = list(in_flight)
+            in_flight.clear()
+            for output in feed(session, answers):
+                if isinstance(output, Send):
+                    in_flight.extend(server.answer([output]))
+
+        for subscribe, topic, answer_now in ops:
+            if subscribe:
+                outcomes = session.subscribe([topic])
+                failures = [o for o in outcomes if isinstance(o, Rejected)]
+                if topic.instrument_id == BAD:
+                    assert [f.topic for f in failures] == [topic] or session.refs(topic) > 1
+                    assert all(isinstance(f.error, EncodeError) and f.status is None for f in failures)
+                else:
+                    held[topic] = held.get(topic, 0) + 1
+                    assert not failures
+                in_flight.extend(server.answer(outcomes))
+            elif held.get(topic):
+                held[topic] -= 1
+                in_flight.extend(server.answer(session.unsubscribe([topic])))
+            if answer_now:
+                read_answers()
+        for _ in range(10):
+            read_answers()
+    assert not in_flight
+    assert all(not queue for queue in session._outstanding.values())  # every answer matched
+    assert {t for t, n in held.items() if n} == set(session.topics)
+    assert server.active() == {server_key(t) for t, n in held.items() if n}
+
+
+def test_long_lists_travel_in_requests_of_bounded_size() -> None:
+    session = MarketDataSession()
+    session.connected(NOW)
+    topics = [Topic("last_prices", f"ID{i:05}_TQBR") for i in range(40_000)]
+    frames = frames_of(session.subscribe(topics))
+    assert len(frames) == 40_000 // MAX_INSTRUMENTS_PER_REQUEST
+    sent = [
+        i["instrumentId"] for f in frames for i in json.loads(f)["subscribeLastPriceRequest"]["instruments"]
+    ]
+    assert sent == [t.instrument_id for t in topics]  # every one, once, in order
+    assert max(map(len, frames)) < 8_192
+
+
+def test_a_topic_confirmed_again_after_a_new_connection_carries_its_gap() -> None:
+    session, server = MarketDataSession(), FakeServer()
+    session.connected(NOW)
+    live, pending = Topic("trades", "SBER_TQBR"), Topic("trades", "GAZP_TQBR")
+    feed(session, server.answer(session.subscribe([live])))
+    last_sign = NOW + timedelta(seconds=3)
+    session.receive(wire.encode(m.Ping(time=last_sign)), last_sign)
+    session.subscribe([pending])  # sent, never answered on the old connection
+    reopened = NOW + timedelta(seconds=40)
+    server = FakeServer()  # the new connection's server holds nothing
+    answers = server.answer(session.connected(reopened))
+    outputs = [o for a in answers for o in session.receive(a, reopened + timedelta(seconds=1))]
+    confirmed = {o.topic: o.gap for o in outputs if isinstance(o, Confirmed)}
+    assert confirmed == {live: (last_sign, reopened + timedelta(seconds=1)), pending: None}
+    # and only once: the next reconnect starts from the new connection's last sign of life
+    answers = FakeServer().answer(session.connected(reopened + timedelta(seconds=60)))
+    outputs = [o for a in answers for o in session.receive(a, reopened + timedelta(seconds=61))]
+    gaps = {o.topic: o.gap for o in outputs if isinstance(o, Confirmed)}
+    assert gaps[live] == (reopened + timedelta(seconds=1), reopened + timedelta(seconds=61))
+
+
+def test_a_stall_is_noticed_within_about_30_seconds_by_default() -> None:
+    from rxinvest.streams import DEFAULT_PING_DELAY
+
+    session = MarketDataSession(ping_delay=DEFAULT_PING_DELAY)
+    session.connected(NOW)
+    assert session.deadline() == NOW + timedelta(seconds=30)
