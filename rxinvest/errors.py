@@ -124,7 +124,8 @@ class ApiError(RxInvestError):
         self.code = code
         self.message = message
         self.tracking_id = tracking_id
-        super().__init__(f"{message} (code {code})" if code else message)
+        # Each thing said once: the code is added only where the message does not already hold it.
+        super().__init__(f"{message} (code {code})" if code and code not in message else message)
 
 
 class AuthenticationError(ApiError):

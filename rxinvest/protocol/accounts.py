@@ -145,7 +145,7 @@ class AccountSession(Liveness):
         self, account: str, status: AccountStatus, code: str, message: str, tracking_id: str
     ) -> AccountRejected:
         """The refusal of ``account``, with the error its subscribers get."""
-        text = f"{self.stream.value} refused account {account}: {message or status.name}"
+        text = f"{self.stream.value} refused account {account}" + (f": {message}" if message else "")
         error: ApiError
         if code == _NO_RIGHTS:
             error = PermissionDeniedError(text, code=code, tracking_id=tracking_id)

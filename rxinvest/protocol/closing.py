@@ -32,18 +32,24 @@ def classify_close(code: int | None, reason: str) -> tuple[RxInvestError, bool]:
     api_code = next(
         (word for word in reason.replace(":", " ").split() if word.isdigit() and len(word) == 5), ""
     )
-    if code == 4016:
-        return AuthenticationError(f"token missing or invalid: {reason}", code=api_code or "4016"), False
-    if code == 4007:
-        return PermissionDeniedError(f"permission denied: {reason}", code=api_code or "4007"), False
-    if code == 4003:
-        return ApiError(f"invalid request: {reason}", code=api_code or "4003"), False
-    if code == 4008:
-        return RateLimitedError(f"resource exhausted: {reason}", code=api_code or "4008"), True
-    if code == 1009:  # the same request would be refused again: never retried
-        return ApiError(f"the server refused a frame as too large: {reason}", code="1009"), False
+    known = _KNOWN_CLOSES.get(code) if code is not None else None
+    if known is not None:
+        kind, default, retry = known
+        # The reason already says what happened ("UNAUTHENTICATED: 40003 ..."); the default only
+        # stands in for an empty one. The close code is said once, the API code once.
+        return kind(f"closed with {code}: {reason or default}", code=api_code or str(code)), retry
     what = "the connection was lost" if code is None else f"the server closed the stream ({code} {reason})"
-    return ConnectionLostError(what, code=code, reason=reason), True
+    return ConnectionLostError(what.replace(" )", ")"), code=code, reason=reason), True
+
+
+# Close codes with a meaning of their own: the error, what it says without a reason, retried or not.
+_KNOWN_CLOSES: dict[int, tuple[type[ApiError], str, bool]] = {
+    4016: (AuthenticationError, "token missing or invalid", False),
+    4007: (PermissionDeniedError, "permission denied", False),
+    4003: (ApiError, "invalid request", False),
+    4008: (RateLimitedError, "resource exhausted", True),
+    1009: (ApiError, "a frame was too large for the server; sending it again cannot help", False),
+}
 
 
 def classify_handshake(status: int, url: str) -> tuple[RxInvestError, bool]:

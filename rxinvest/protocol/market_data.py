@@ -348,7 +348,7 @@ def _with_frames(frames: list[str], outcomes: list[MarketDataOutcome]) -> list[M
 
 def _rejected(topic: Topic, status: m.SubscriptionStatus, tracking_id: str) -> Rejected:
     error = SubscriptionRejectedError(
-        f"{topic.kind} of {topic.instrument_id}: {status.name}",
+        f"{topic} refused",
         status=status,
         target=topic.instrument_id,
         tracking_id=tracking_id,

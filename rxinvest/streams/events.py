@@ -37,6 +37,9 @@ class ConnectionStatus:
     state: ConnectionState
     error: RxInvestError | None = None
 
+    def __str__(self) -> str:
+        return f"{self.stream} {self.state.value}" + (f": {self.error}" if self.error else "")
+
 
 @attrs.frozen
 class SubscriptionStatus:
@@ -48,3 +51,8 @@ class SubscriptionStatus:
     error: RxInvestError | None
     tracking_id: str
     instrument_uid: str = ""
+
+    def __str__(self) -> str:
+        """Compact: ``confirmed order_books SBER_TQBR depth=20``, or the refusal's error, which names
+        the target once (``last_prices NOPE refused (code SUBSCRIPTION_STATUS_...)``)."""
+        return f"confirmed {self.target}" if self.confirmed else str(self.error)

@@ -171,6 +171,12 @@ def test_a_refused_instrument_leaves_the_others_flowing(
     assert isinstance(strict.errors[0], SubscriptionRejectedError)
     refusals = [s for s in statuses if isinstance(s, SubscriptionStatus) and not s.confirmed]
     assert [str(s.target) for s in refusals] == ["last_prices NOPE"]
+    # printed compactly, each thing once
+    assert [str(s) for s in refusals] == [
+        "last_prices NOPE refused (code SUBSCRIPTION_STATUS_INSTRUMENT_NOT_FOUND)"
+    ]
+    confirmed = [str(s) for s in statuses if isinstance(s, SubscriptionStatus) and s.confirmed]
+    assert confirmed == ["confirmed last_prices SBER_TQBR"]  # three subscribers, one topic
 
 
 def test_a_source_whose_every_instrument_is_refused_fails(
