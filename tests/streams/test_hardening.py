@@ -286,6 +286,8 @@ def test_every_affected_source_gets_a_gap_after_each_drop(sim: Simulator) -> Non
         for name, source in sources.items():
             watch(source, collectors[name])
         collectors["books"].wait_for(m.OrderBook)
+        collectors["positions"].wait_for(m.PositionsResponse)  # granted: the account streams are live
+        sim.wait_for(lambda s: sum(bool(c.accounts) for c in s.connections()) == 2, timeout=WAIT)
         for connection in sim.connections():
             sim.set_connection_faults(connection.id, Faults(drop_at=0.0))
         for name, collector in collectors.items():
