@@ -3,24 +3,29 @@
 With the ``burst`` fault, a MarketDataStream connection that makes a subscription sends, instead of
 its normal market data, frames built in advance by :class:`BurstFrames`: the books and trades of what
 it subscribed, over some steps of a private copy of the market (same instruments and seed, so data of
-the same kind and shape, never a stale view of the live market). :func:`send_burst` cycles through
+the same kind and shape, never a stale view of the live market). A :class:`Burst` cycles through
 them; ``burst_frames`` caps how many go out, and ``burst_rate`` paces them instead, each re-encoded
 with the real time of its sending, so that a client can measure its delivery latency.
 
 Rules: frames are built once per (books, trades, dialect, steps) and kept for the server's life; a
 burst reads the connection's subscriptions and never changes them, the live market or the session.
+A subscription made while a burst runs joins it: the connection gives the burst the frames of all
+its subscriptions (:meth:`Burst.retarget`), and the count of frames sent goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import attrs
 from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
 
 from rxinvest import model as m
 from rxinvest.errors import ConfigurationError
@@ -30,7 +35,12 @@ from rxinvest.sim.market import Market
 from rxinvest.sim.subscriptions import SubscriptionBook
 from rxinvest.wire import Stream, decode, encode
 
-__all__ = ["BurstFrames", "burst_targets", "send_burst"]
+__all__ = ["Burst", "BurstFrames", "burst_targets"]
+
+# A send that the socket takes at once never yields to the event loop, so a burst to a fast reader
+# would keep the connection from reading its client's requests (a subscription made during the
+# burst, say) until it ends: it yields after this many frames.
+_YIELD_EVERY = 64
 
 
 class BurstFrames:
@@ -93,36 +103,85 @@ def burst_targets(subscriptions: SubscriptionBook) -> tuple[dict[str, int], list
     return books, trades
 
 
-async def send_burst(
-    ws: ServerConnection,
-    frames: list[str],
-    *,
-    limit: int | None,
-    rate: float | None,
-    dialect: str,
-    emit_defaults: bool,
-) -> None:
-    """Send ``frames`` round and round: ``limit`` of them (None: until the socket closes), as fast as
-    the socket takes them, or ``rate`` a second if given."""
-    if rate:
-        await _paced(ws, frames, rate, limit, dialect, emit_defaults)
-        return
-    for count, frame in enumerate(itertools.cycle(frames)):
-        if limit is not None and count >= limit:
-            break
-        await ws.send(frame)
+class Burst:
+    """One connection's burst: ``frames`` round and round on ``ws``, ``limit`` of them (None: until
+    the socket closes or :meth:`stop`), as fast as the socket takes them or ``rate`` a second.
 
+    :meth:`run` sends, and lets the loop run other tasks every few frames; :meth:`retarget` and
+    :meth:`stop` may be called while it runs (on the same loop), and take effect from the next
+    frame. ``frames`` is never empty (:class:`BurstFrames` sends a ping when there is nothing to
+    burst).
+    """
 
-async def _paced(
-    ws: ServerConnection, frames: list[str], rate: float, limit: int | None, dialect: str, emit_defaults: bool
-) -> None:
-    """``rate`` frames a second, each re-encoded with the real time of its sending."""
-    events = [decode(frame, stream=Stream.MARKET_DATA) for frame in frames]
-    started, sent = time.monotonic(), 0
-    while limit is None or sent < limit:
-        due = int((time.monotonic() - started) * rate) + 1
-        while sent < due and (limit is None or sent < limit):
-            event = attrs.evolve(events[sent % len(events)], time=datetime.now(UTC))
-            await ws.send(encode(event, dialect=dialect, include_defaults=emit_defaults))
-            sent += 1
-        await asyncio.sleep(0.0005)
+    def __init__(
+        self,
+        ws: ServerConnection,
+        frames: list[str],
+        *,
+        limit: int | None,
+        rate: float | None,
+        dialect: str,
+        emit_defaults: bool,
+    ) -> None:
+        self.running = True
+        self._ws = ws
+        self._frames = frames
+        self._limit = math.inf if limit is None else limit
+        self._rate = rate
+        self._dialect = dialect
+        self._emit_defaults = emit_defaults
+        self._changed = False  # frames replaced, or stopped: read once a frame in the fast loop
+        self._stopped = False
+
+    def retarget(self, frames: list[str]) -> None:
+        """Cycle through ``frames`` from the next frame on; the count of frames sent goes on."""
+        if frames is not self._frames:
+            self._frames = frames
+            self._changed = True
+
+    def stop(self) -> None:
+        """Send nothing more (once the frame being sent is out): not ``running`` from now."""
+        self._stopped = self._changed = True
+        self.running = False
+
+    async def run(self) -> None:
+        try:
+            if self._rate:
+                await self._paced(self._rate)
+            else:
+                await self._fast()
+        except ConnectionClosed:
+            pass
+        finally:
+            self.running = False
+
+    async def _fast(self) -> None:
+        limit, sent = self._limit, 0
+        while sent < limit and not self._stopped:
+            self._changed = False
+            send = self._ws.send
+            for frame in itertools.cycle(self._frames):
+                if sent >= limit or self._changed:
+                    break
+                await send(frame)
+                sent += 1
+                if not sent % _YIELD_EVERY:
+                    await asyncio.sleep(0)
+
+    async def _paced(self, rate: float) -> None:
+        """``rate`` frames a second, each re-encoded with the real time of its sending."""
+        limit, sent, started = self._limit, 0, time.monotonic()
+        frames: list[str] = []
+        events: list[Any] = []
+        while sent < limit and not self._stopped:
+            if self._frames is not frames:
+                frames = self._frames
+                events = [decode(frame, stream=Stream.MARKET_DATA) for frame in frames]
+            due = min(limit, int((time.monotonic() - started) * rate) + 1)
+            while sent < due and not self._stopped:
+                event = attrs.evolve(events[sent % len(events)], time=datetime.now(UTC))
+                await self._ws.send(
+                    encode(event, dialect=self._dialect, include_defaults=self._emit_defaults)
+                )
+                sent += 1
+            await asyncio.sleep(0.0005)

@@ -3,13 +3,17 @@
 A :class:`Connection` lives on the simulator's event loop. It reads the client's frames, decodes
 them and hands the requests to its session; it sends what the session returns, carries out the
 session's instructions (close, ping interval, burst) and applies the connection's faults on the way
-out, as :mod:`rxinvest.sim.fault_injection` decides. Its pings, its fault clocks and its burst are
+out, as :mod:`rxinvest.sim.fault_injection` decides. Its pings, its fault clock and its burst are
 tasks it owns; they end with the socket.
 
 Rules:
 
 * Every frame goes out through one queue, in order, and is counted for the faults; burst frames
-  alone go straight to the socket, and while a burst runs other frames are dropped.
+  alone go straight to the socket. While a burst runs the market's steps send nothing (the burst
+  stands in for them); answers to requests and pings still go out.
+* Faults may be replaced while the connection runs (:meth:`Connection.set_faults`): the new ones
+  count frames and time from then, the old ones' time faults that have not fired are cancelled, and
+  a burst is stopped and started again as the new faults say.
 * A client that lets more than ``_BACKLOG_LIMIT`` frames queue up is dropped (cut without a close).
 * A stalled connection reads and sends nothing, pings included; a closed one sends nothing.
 * A frame that does not decode as a request of the stream closes the stream with 4003.
@@ -33,7 +37,7 @@ from websockets.exceptions import ConnectionClosed
 
 from rxinvest.errors import DecodeError
 from rxinvest.sim.broker import Event as AccountEvent
-from rxinvest.sim.burst import burst_targets, send_burst
+from rxinvest.sim.burst import Burst, burst_targets
 from rxinvest.sim.fault_injection import FaultAction, FaultInjector, close_on_request, timetable
 from rxinvest.sim.faults import Faults
 from rxinvest.sim.market import StepEvents
@@ -107,13 +111,14 @@ class Connection:
         self.ping_delay = ping_delay
         self.requests: list[object] = []  # what the client sent, decoded (or the DecodeError)
         self.closed = False
-        self.bursting = False
         self._host = host
         self._injector = injector
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []  # cancelled when the socket closes
         self._background: set[asyncio.Task[None]] = set()  # closes, which must outlive the socket
         self._pinger: asyncio.Task[None] | None = None
+        self._fault_clock: asyncio.Task[None] | None = None  # the time faults in force
+        self._burst: Burst | None = None
 
     @property
     def stream(self) -> Stream:
@@ -123,14 +128,16 @@ class Connection:
     def faults(self) -> Faults:
         return self._injector.faults
 
+    @property
+    def bursting(self) -> bool:
+        return self._burst is not None and self._burst.running
+
     # --- life cycle ----------------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Serve the client until the socket closes."""
-        self._tasks = [
-            asyncio.create_task(self._send_loop()),
-            asyncio.create_task(self._fault_clock(self.faults)),
-        ]
+        self._tasks = [asyncio.create_task(self._send_loop())]
+        self._restart_fault_clock(since=self.opened)
         self._restart_pinger()
         try:
             async for message in self.ws:
@@ -139,7 +146,7 @@ class Connection:
             pass
         finally:
             self.closed = True
-            for task in [*self._tasks, self._pinger]:
+            for task in [*self._tasks, self._pinger, self._fault_clock]:
                 if task is not None:
                     task.cancel()
 
@@ -158,11 +165,20 @@ class Connection:
         )
 
     def set_faults(self, faults: Faults) -> None:
-        """Change the faults of this open connection; counts and times keep running from its start
-        (the time faults already scheduled stay scheduled)."""
-        self._injector.faults = faults
-        self.session.set_faults(faults)
-        self._tasks.append(asyncio.create_task(self._fault_clock(faults)))
+        """Put ``faults`` in force on this open connection as if it opened with them now: counts
+        and times from now, the old time faults cancelled, a stall lifted, a burst restarted (or
+        stopped); a close fault with neither count nor time closes it now, its first request being
+        past."""
+        self._injector.replace(faults)
+        self._restart_fault_clock(since=time.monotonic())
+        if self._burst is not None:
+            self._burst.stop()
+        for item in self.session.set_faults(faults):
+            if isinstance(item, StartBurst):
+                self._start_burst()
+        code = close_on_request(faults)
+        if code is not None:
+            self._spawn(self.close(code, "simulated fault"))
 
     def abort(self) -> None:
         """Cut the TCP connection without a close frame."""
@@ -179,7 +195,7 @@ class Connection:
 
     def on_step(self, events: StepEvents, now: float) -> None:
         """Send what a step of the market brings this stream (``now``: monotonic seconds)."""
-        if self.closed or self._injector.stalled:
+        if self.closed or self._injector.stalled or self.bursting:
             return
         for item in self.session.on_step(events, now=now):
             if isinstance(item, Close):  # the idle timeout: from a step, so close in a task of its own
@@ -197,7 +213,7 @@ class Connection:
         self.send_frame(self._host.frame(event, self.dialect))
 
     def send_frame(self, frame: str) -> None:
-        if self.closed or self.bursting:
+        if self.closed:
             return
         if self._queue.qsize() >= _BACKLOG_LIMIT:
             log.warning("connection %d does not read: dropping it", self.id)
@@ -219,10 +235,16 @@ class Connection:
             if action is not None:
                 await self._apply(action, self.faults)
 
-    async def _fault_clock(self, faults: Faults) -> None:
-        """The time faults of ``faults``, in seconds since the connection opened."""
+    def _restart_fault_clock(self, *, since: float) -> None:
+        """Run the time faults in force, counted from ``since`` (monotonic seconds), in place of
+        those of the faults before."""
+        if self._fault_clock is not None:
+            self._fault_clock.cancel()
+        self._fault_clock = asyncio.create_task(self._run_fault_clock(self.faults, since))
+
+    async def _run_fault_clock(self, faults: Faults, since: float) -> None:
         for at, action in timetable(faults):
-            await asyncio.sleep(max(0.0, self.opened + at - time.monotonic()))
+            await asyncio.sleep(max(0.0, since + at - time.monotonic()))
             await self._apply(action, faults)
 
     async def _apply(self, action: FaultAction, faults: Faults) -> None:
@@ -282,26 +304,24 @@ class Connection:
                 self.ping_delay = item.seconds
                 self._restart_pinger()
             elif isinstance(item, StartBurst):
-                if not self.bursting:
-                    self._tasks.append(asyncio.create_task(self._burst()))
+                self._start_burst()
             else:
                 self.send(item)
 
-    async def _burst(self) -> None:
-        """Send pre-built frames for the subscribed books and trades as fast as the socket takes them."""
-        self.bursting = True
+    def _start_burst(self) -> None:
+        """Burst pre-built frames of every subscribed book and trade: a new burst, or the one that
+        runs with the subscriptions made since it began."""
         books, trades = burst_targets(self.session.subscriptions)
         frames = self._host.burst_frames(books=books, trades=trades, dialect=self.dialect)
-        try:
-            await send_burst(
-                self.ws,
-                frames,
-                limit=self.faults.burst_frames,
-                rate=self.faults.burst_rate,
-                dialect=self.dialect,
-                emit_defaults=self._host.emit_defaults,
-            )
-        except ConnectionClosed:
-            pass
-        finally:
-            self.bursting = False
+        if self._burst is not None and self._burst.running:
+            self._burst.retarget(frames)
+            return
+        self._burst = Burst(
+            self.ws,
+            frames,
+            limit=self.faults.burst_frames,
+            rate=self.faults.burst_rate,
+            dialect=self.dialect,
+            emit_defaults=self._host.emit_defaults,
+        )
+        self._tasks.append(asyncio.create_task(self._burst.run()))

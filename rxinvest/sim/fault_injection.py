@@ -10,10 +10,11 @@ asks this module what a fault does and carries it out:
 * :func:`close_on_request` gives the code of a close fault that fires on the first request;
 * :func:`distort_book` crosses or thins a book, as ``crossed_books`` and ``inconsistent_books`` ask.
 
-Rules: counts are of real frames sent (an extra malformed frame is not counted); a stalled
-connection sends and counts nothing more; when several count faults are due at once, drop comes
-before stall and stall before close. Randomness comes only from the ``random.Random`` passed in,
-seeded per connection, so a seed replays the same faults.
+Rules: counts are of real frames sent (an extra malformed frame is not counted), from when the
+faults came into force (the connection's opening, or :meth:`FaultInjector.replace`); a stalled
+connection sends and counts nothing more, until new faults replace the old; when several count
+faults are due at once, drop comes before stall and stall before close. Randomness comes only from
+the ``random.Random`` passed in, seeded per connection, so a seed replays the same faults.
 """
 
 from __future__ import annotations
@@ -89,8 +90,9 @@ def distort_book(book: m.OrderBook, faults: Faults, rng: random.Random) -> m.Ord
 class FaultInjector:
     """The fault state of one connection. Not thread-safe: the connection's loop owns it.
 
-    ``faults`` may be replaced while the connection runs; the count goes on. ``stalled`` is set by
-    the shell when a stall fault fires (by count or by time).
+    ``frames_sent`` counts every frame of the connection; the faults count from when they came into
+    force (:meth:`replace`). ``stalled`` is set by the shell when a stall fault fires (by count or
+    by time).
     """
 
     def __init__(self, faults: Faults, rng: random.Random) -> None:
@@ -98,11 +100,18 @@ class FaultInjector:
         self.frames_sent = 0
         self.stalled = False
         self._rng = rng
+        self._frames_before = 0  # frames sent before the faults in force came into force
+
+    def replace(self, faults: Faults) -> None:
+        """Put ``faults`` in force from now on: their counts start at zero, and a stall ends."""
+        self.faults = faults
+        self._frames_before = self.frames_sent
+        self.stalled = False
 
     def malformed_before(self, frame: str) -> str | None:
         """The malformed frame to send before ``frame`` (built from it), if one is due."""
         every = self.faults.malformed_every
-        if not every or (self.frames_sent + 1) % every:
+        if not every or (self.frames_sent - self._frames_before + 1) % every:
             return None
         kind = self._rng.choice(self.faults.malformed_kinds)
         return malformed_frame(kind, frame, self._rng)
@@ -110,4 +119,4 @@ class FaultInjector:
     def sent(self) -> FaultAction | None:
         """Count one frame sent; returns the fault that is due now, if any."""
         self.frames_sent += 1
-        return after_frames(self.faults, self.frames_sent)
+        return after_frames(self.faults, self.frames_sent - self._frames_before)

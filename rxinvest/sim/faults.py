@@ -1,8 +1,10 @@
 """Misbehaviour on purpose: what the simulator can do wrong, per server or per connection.
 
 A :class:`Faults` value is plain data. Counts are of frames the connection has sent (data, responses
-and pings alike); times are seconds since the connection opened. From the command line each fault is
-one ``name=value`` (``--fault drop_after=100 --fault close_code=4008``), see :meth:`Faults.parse`.
+and pings alike), and times are seconds, since the connection opened, or, for faults put on an open
+connection (``Simulator.set_connection_faults``), since they were put on. From the command line
+each fault is one ``name=value`` (``--fault drop_after=100 --fault close_code=4008``), see
+:meth:`Faults.parse`.
 A bad value, from the command line or not, is a :class:`~rxinvest.errors.ConfigurationError` that
 names the fault. How a connection applies its faults is :mod:`rxinvest.sim.fault_injection`.
 """

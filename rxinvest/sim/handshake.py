@@ -6,7 +6,9 @@ Rules, as the proxy's (spec §1):
 * streams live at ``/ws/<service path>``; a query string is ignored; any other path is HTTP 404;
 * of the offered subprotocols, ``json-proto`` is chosen, else ``json``, else none (``json`` then);
 * the token comes in ``Authorization: Bearer <token>`` or as a ``Sec-WebSocket-Protocol`` value
-  besides the dialect; the first known one decides: full access, or read market data only;
+  besides the dialect; the first known one decides: full access, or read market data only. An
+  offered token that is not ASCII is unknown (the simulator's tokens are ASCII: see
+  :func:`checked_token`), never an error of the handler;
 * tokens never reach a log: :data:`LOG`, the logger to give websockets, hides them from its DEBUG
   lines (it logs every header).
 """
@@ -23,10 +25,11 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
+from rxinvest.errors import ConfigurationError
 from rxinvest.sim.session import Access
 from rxinvest.wire import Stream
 
-__all__ = ["LOG", "access", "refuse_unknown_paths", "select_subprotocol", "stream_at"]
+__all__ = ["LOG", "access", "checked_token", "refuse_unknown_paths", "select_subprotocol", "stream_at"]
 
 _STREAMS = {f"/ws/{stream.path}": stream for stream in Stream}
 _DIALECTS = ("json-proto", "json")  # in order of preference
@@ -61,11 +64,29 @@ def access(headers: Headers, *, full_token: str, readonly_token: str) -> Access 
     offered = [p.strip() for value in headers.get_all("Sec-WebSocket-Protocol") for p in value.split(",")]
     tokens += [p for p in offered if p and p not in _DIALECTS]
     for token in tokens:  # compared in constant time: the simulator's tokens are secrets too
+        if not token.isascii():  # compare_digest refuses non-ASCII text; it cannot match anyway
+            continue
         if secrets.compare_digest(token, full_token):
             return "full"
         if secrets.compare_digest(token, readonly_token):
             return "readonly"
     return None
+
+
+def checked_token(name: str, token: object) -> str:
+    """``token`` if it can be one of the simulator's tokens: a non-empty string of visible ASCII
+    characters (no spaces), as an ``Authorization`` header carries it; else a ConfigurationError
+    named ``name`` that never repeats the token."""
+    if not isinstance(token, str):
+        raise ConfigurationError(f"{name} must be a str, not {type(token).__name__}")
+    if not token:
+        raise ConfigurationError(f"{name} must not be empty")
+    bad = next((i for i, c in enumerate(token) if not (c.isascii() and c.isprintable()) or c == " "), None)
+    if bad is not None:
+        raise ConfigurationError(
+            f"{name} must hold visible ASCII characters only (no spaces): character {bad + 1} is not one"
+        )
+    return token
 
 
 class _RedactHeaders(logging.Filter):

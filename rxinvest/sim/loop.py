@@ -6,7 +6,8 @@ has a single owner; users call in from any thread through :meth:`LoopThread.call
 Rules:
 
 * :meth:`LoopThread.start` returns once the main coroutine has called :meth:`LoopThread.ready`; if
-  it fails first, or is not ready within the timeout, ``start`` raises ``RuntimeError``.
+  it fails first, ``start`` raises its error (so a ConfigurationError reaches the caller as one);
+  if it is not ready within the timeout, ``RuntimeError``.
 * The main coroutine runs until :attr:`LoopThread.stopping` is set (by :meth:`LoopThread.stop`),
   then cleans up and returns; ``stop`` waits for that, then for the thread.
 * :meth:`LoopThread.call` runs a plain function on the loop and waits for its result; it raises
@@ -52,8 +53,11 @@ class LoopThread:
     def start(self, timeout: float) -> None:
         self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
         self._thread.start()
-        if not self._ready.wait(timeout) or self._error is not None:
-            raise RuntimeError(f"the simulator did not start: {self._error!r}") from self._error
+        ready = self._ready.wait(timeout)
+        if self._error is not None:
+            raise self._error
+        if not ready:
+            raise RuntimeError(f"the simulator did not start within {timeout} s")
 
     def stop(self, timeout: float) -> None:
         loop = self._loop

@@ -7,8 +7,10 @@ endpoints at ``/ws/tinkoff.public.invest.api.contract.v1.<Service>/<Method>`` (a
 
 Protocol, as the proxy's (spec §1): the token comes in ``Authorization: Bearer <token>`` or as the
 second ``Sec-WebSocket-Protocol`` value; a missing or unknown token gets close code 4016 right after
-the handshake. The offered subprotocol ``json-proto`` (else ``json``) is chosen and decides the key
-style of every frame. A market-data-only token (``sim.readonly_token``) can read market data; on the
+the handshake. The tokens are drawn at random unless given (``token=``, ``readonly_token=``): a
+simulator restarted with the same tokens and port takes back the clients of the one before. The
+offered subprotocol ``json-proto`` (else ``json``) is chosen and decides the key style of every
+frame. A market-data-only token (``sim.readonly_token``) can read market data; on the
 account streams its accounts are refused one by one. Server pings come every 120 s unless a client
 asks otherwise (``pingSettings`` on MarketDataStream, the request field on the others). Frames carry
 fields at their default values too, as the proxy's current examples do (``emit_defaults=False``
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import secrets
 import time
@@ -48,7 +51,7 @@ from rxinvest.sim import handshake
 from rxinvest.sim.broker import AccountSeed, Broker, default_accounts
 from rxinvest.sim.broker import Event as AccountEvent
 from rxinvest.sim.burst import BurstFrames
-from rxinvest.sim.connection import ConnectionInfo
+from rxinvest.sim.connection import Connection, ConnectionInfo
 from rxinvest.sim.fanout import Fanout
 from rxinvest.sim.fault_injection import distort_book
 from rxinvest.sim.faults import Faults
@@ -64,15 +67,18 @@ __all__ = ["ConnectionInfo", "Simulator", "serve"]
 _T = TypeVar("_T")
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_MAX_PORT = 65535
 _NO_FAULTS = Faults()
 
 
 class Simulator:
     """A running simulator: its address, tokens, instruments, accounts, and controls.
 
-    Create it with :func:`serve`. Every public method is thread-safe: it runs on the simulator's
-    event loop and waits for it (``timeout`` seconds at most). An option that cannot work (an unknown
-    scenario, a host off loopback, a value of the wrong type ...) is a ConfigurationError.
+    Create it with :func:`serve`, which lists and explains the options (``Simulator`` takes the same,
+    for a simulator started and stopped by hand). Every public method is thread-safe: it runs on the
+    simulator's event loop and waits for it (``timeout`` seconds at most). An option that cannot work
+    (an unknown scenario, a host off loopback, a port in use, a value of the wrong type ...) is a
+    ConfigurationError.
     """
 
     def __init__(
@@ -81,6 +87,8 @@ class Simulator:
         seed: int = 1,
         host: str = "127.0.0.1",
         port: int = 0,
+        token: str | None = None,
+        readonly_token: str | None = None,
         scenario: str = "normal",
         speed: float = 1.0,
         step: float = 0.1,
@@ -101,6 +109,10 @@ class Simulator:
         if not isinstance(host, str) or host not in _LOOPBACK:
             raise ConfigurationError(
                 f"the simulator serves on loopback only ({', '.join(_LOOPBACK)}), not {host!r}"
+            )
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= _MAX_PORT:
+            raise ConfigurationError(
+                f"port must be an int from 0 (any free port) to {_MAX_PORT}, not {port!r}"
             )
         for name, value in (("speed", speed), ("step", step)):
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
@@ -124,8 +136,16 @@ class Simulator:
         self.broker = Broker(self.instruments, seeds, seed=seed)
         self.accounts: tuple[str, ...] = self.broker.accounts
         #: A token with full access, and one that may only read market data.
-        self.token = f"sim-full-{secrets.token_hex(12)}"
-        self.readonly_token = f"sim-readonly-{secrets.token_hex(12)}"
+        self.token = (
+            f"sim-full-{secrets.token_hex(12)}" if token is None else handshake.checked_token("token", token)
+        )
+        self.readonly_token = (
+            f"sim-readonly-{secrets.token_hex(12)}"
+            if readonly_token is None
+            else handshake.checked_token("readonly_token", readonly_token)
+        )
+        if self.token == self.readonly_token:  # else the read-only token would have full access
+            raise ConfigurationError("token and readonly_token must differ")
         settings = SessionSettings(max_subscriptions, max_requests_per_minute, min_ping_delay, idle_timeout)
         self._fanout = Fanout(
             self.market, self.broker, self.index, settings, seed=seed, emit_defaults=emit_defaults
@@ -160,6 +180,7 @@ class Simulator:
     # --- life cycle ----------------------------------------------------------------------------------
 
     def start(self) -> Simulator:
+        """Serve from now on; a ConfigurationError if the port cannot be had (in use, say)."""
         self._thread.start(self.timeout)
         return self
 
@@ -173,18 +194,24 @@ class Simulator:
         self.stop()
 
     async def _main(self, thread: LoopThread) -> None:
-        server = await ws_serve(
-            self._handle,
-            self.host,
-            self.port,
-            process_request=handshake.refuse_unknown_paths,
-            select_subprotocol=handshake.select_subprotocol,
-            compression=None,
-            ping_interval=None,  # the proxy's liveness signal is its JSON ping, not WS pings
-            max_size=2**20,
-            logger=handshake.LOG,
-            server_header=None,
-        )
+        try:
+            server = await ws_serve(
+                self._handle,
+                self.host,
+                self.port,
+                process_request=handshake.refuse_unknown_paths,
+                select_subprotocol=handshake.select_subprotocol,
+                compression=None,
+                ping_interval=None,  # the proxy's liveness signal is its JSON ping, not WS pings
+                max_size=2**20,
+                logger=handshake.LOG,
+                server_header=None,
+            )
+        except OSError as exc:  # the port is taken, most likely: the caller's choice, so a setting error
+            reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+            raise ConfigurationError(
+                f"cannot listen on {self.host}:{self.port}: {reason} (choose another port, or 0 for any)"
+            ) from exc
         self.port = server.sockets[0].getsockname()[1]
         self._clock_origin = time.monotonic()
         market = None if self.manual else asyncio.create_task(self._market_loop())
@@ -351,12 +378,30 @@ class Simulator:
         self._call(lambda: self._next_faults.extend([faults] * count))
 
     def set_connection_faults(self, connection_id: int, faults: Faults) -> None:
-        """Change the faults of one open connection (counts and times keep running)."""
-        self._call(lambda: self._fanout.connections[connection_id].set_faults(faults))
+        """Put ``faults`` in force on an open connection, as if it had opened with them now.
+
+        Every fault takes effect: counts and times count from this call (``drop_after=3``: three
+        more frames; ``close_at=0.5``: half a second from now), and the time faults of the old ones
+        that have not fired are cancelled. A stall in force ends; a close fault with neither count
+        nor time closes the connection at once (its first request has come and gone). Malformed
+        frames count from here; subscription faults apply to the next requests, book faults to the
+        next books. A burst in progress stops; with ``burst``, a new one starts over the
+        connection's subscriptions, its ``burst_frames`` counted from here.
+        An unknown ``connection_id`` (or a closed one) is a ConfigurationError.
+        """
+        if not isinstance(faults, Faults):
+            raise ConfigurationError(f"faults must be a Faults value, not {faults!r}")
+        self._call(lambda: self._connection(connection_id).set_faults(faults))
 
     def my_subscriptions(self, connection_id: int) -> list[Any]:
         """What ``getMySubscriptions`` would answer on an open MarketDataStream connection now."""
-        return self._call(lambda: self._fanout.connections[connection_id].session.my_subscriptions("inspect"))
+        return self._call(lambda: self._connection(connection_id).session.my_subscriptions("inspect"))
+
+    def _connection(self, connection_id: int) -> Connection:
+        connection = self._fanout.connections.get(connection_id)
+        if connection is None:
+            raise ConfigurationError(f"no open connection {connection_id!r}")
+        return connection
 
     def connections(self, *, include_closed: bool = False) -> tuple[ConnectionInfo, ...]:
         """Snapshots of the open connections (and of the closed ones, oldest first, if asked)."""
@@ -379,13 +424,56 @@ class Simulator:
 
 
 @contextlib.contextmanager
-def serve(**options: Any) -> Iterator[Simulator]:
-    """Run a simulator for the duration of a ``with`` block; see :class:`Simulator` for options.
+def serve(
+    *,
+    seed: int = 1,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    token: str | None = None,
+    readonly_token: str | None = None,
+    scenario: str = "normal",
+    speed: float = 1.0,
+    step: float = 0.1,
+    start: datetime | None = None,
+    manual: bool = False,
+    trader: bool = True,
+    ping_delay: float = 120.0,
+    min_ping_delay: float = 5.0,
+    idle_timeout: float | None = 120.0,
+    max_subscriptions: int = 300,
+    max_requests_per_minute: int = 100,
+    faults: Faults = _NO_FAULTS,
+    emit_defaults: bool = True,
+    instruments: Sequence[Instrument] = CATALOGUE,
+    accounts: Sequence[AccountSeed] | None = None,
+    timeout: float = 10.0,
+) -> Iterator[Simulator]:
+    """Run a :class:`Simulator` for the duration of a ``with`` block.
+
+    * ``seed``: the market, the accounts' traders and the faults' draws; a seed replays them.
+    * ``host``, ``port``: where to listen: loopback only; port 0 is any free port (``sim.port``).
+    * ``token``, ``readonly_token``: the full-access and the market-data-only token (visible ASCII,
+      no spaces, different); random when not given. Give them to restart a simulator under a client.
+    * ``scenario``: how the market moves (:data:`~rxinvest.sim.SCENARIOS`: normal, quiet ...).
+    * ``speed``, ``step``: simulated seconds per real second, and per market step.
+    * ``start``: the simulated time of the first step (an aware datetime; default: now).
+    * ``manual``: no market clock: the market moves only on :meth:`Simulator.advance`.
+    * ``trader``: each account's seeded automatic trader places and cancels orders.
+    * ``ping_delay``: seconds between server pings, until a client asks for another interval;
+      ``min_ping_delay`` the least interval a client may ask for (the proxy's floor is 5 s).
+    * ``idle_timeout``: seconds a MarketDataStream may stay without subscriptions (None: forever).
+    * ``max_subscriptions``, ``max_requests_per_minute``: the proxy's limits per stream.
+    * ``faults``: the :class:`~rxinvest.sim.Faults` of every connection (see also
+      :meth:`Simulator.fault_next` and :meth:`Simulator.set_connection_faults`).
+    * ``emit_defaults``: frames carry fields at their default values too.
+    * ``instruments``, ``accounts``: the catalogue, and the accounts' seeds (default: two accounts).
+    * ``timeout``: seconds any call into the simulator may wait for it.
 
     >>> with serve(seed=7, manual=True) as sim:      # doctest: +SKIP
     ...     sim.base_url, sim.instruments[0].ticker
     ('ws://127.0.0.1:54321/ws/', 'SBER')
     """
+    options = dict(locals())  # exactly the parameters above, and a test holds them equal to Simulator's
     simulator = Simulator(**options)
     simulator.start()
     try:

@@ -122,7 +122,8 @@ class SetPingDelay(Instruction):
 
 @attrs.frozen
 class StartBurst(Instruction):
-    """Start burst mode (the ``burst`` fault), unless it runs already."""
+    """Start burst mode (the ``burst`` fault) over the stream's subscriptions now; a burst that runs
+    already takes in the subscriptions made since it began."""
 
 
 #: A model message to send, or an :class:`Instruction`.
@@ -235,11 +236,13 @@ class Session:
         self._last_sent: dict[tuple[Kind, tuple[Any, ...]], datetime] = {}
         self._idle_since: float | None = opened if stream is Stream.MARKET_DATA else None
 
-    def set_faults(self, faults: Faults) -> None:
-        """The faults in force from now on (the subscription faults included)."""
+    def set_faults(self, faults: Faults) -> list[Output]:
+        """The faults in force from now on (the subscription faults included); returns a
+        :class:`StartBurst` if they ask for a burst and the stream has subscriptions to burst."""
         self.faults = faults
         self.subscriptions.refuse_all = faults.too_many_requests
         self.subscriptions.internal_errors = faults.internal_errors
+        return [StartBurst()] if faults.burst and len(self.subscriptions) else []
 
     def ping(self, clock: datetime) -> m.Ping:
         """The server's periodic ping."""

@@ -86,3 +86,79 @@ def test_argument_errors_of_the_broker() -> None:
 def test_configuration_errors_are_value_errors_for_old_callers() -> None:
     with pytest.raises(ValueError, match="unknown scenario"):
         Simulator(scenario="apocalypse")
+
+
+def test_serve_lists_exactly_the_options_of_simulator() -> None:
+    import inspect
+
+    from rxinvest.sim import serve
+
+    def options(function: object) -> list[tuple[str, object, object, object]]:
+        parameters = inspect.signature(function).parameters.values()  # type: ignore[arg-type]
+        return [(p.name, p.kind, p.default, p.annotation) for p in parameters]
+
+    assert options(serve) == options(Simulator)
+    assert {kind for _, kind, _, _ in options(serve)} == {inspect.Parameter.KEYWORD_ONLY}
+    documented = inspect.getdoc(serve) or ""
+    for name, *_ in options(serve):
+        assert f"``{name}``" in documented, name
+
+
+@pytest.mark.parametrize(
+    ("tokens", "message"),
+    [
+        ({"token": ""}, "token must not be empty"),
+        ({"readonly_token": ""}, "readonly_token must not be empty"),
+        ({"token": 12345}, "token must be a str, not int"),
+        ({"token": "t.секрет"}, r"token must hold visible ASCII characters only \(no spaces\): character 3"),
+        ({"token": "t.a b"}, "character 4 is not one"),
+        ({"token": "t.tab\t"}, "character 6 is not one"),
+        ({"token": "t.same", "readonly_token": "t.same"}, "token and readonly_token must differ"),
+    ],
+)
+def test_bad_tokens_are_refused_without_repeating_them(tokens: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        Simulator(**tokens)  # type: ignore[arg-type]
+    secret = str(next(iter(tokens.values())))
+    assert len(secret) < 3 or secret not in str(caught.value)
+
+
+def test_tokens_given_are_kept_and_tokens_not_given_are_drawn() -> None:
+    given = Simulator(token="t.full", readonly_token="t.read")
+    assert (given.token, given.readonly_token) == ("t.full", "t.read")
+    drawn, again = Simulator(), Simulator()
+    assert drawn.token != again.token
+    assert drawn.readonly_token != again.readonly_token
+    assert Simulator(token="t.full").token == "t.full"
+
+
+@pytest.mark.parametrize("port", [-1, 65536, True, "8765", 80.0])
+def test_bad_ports_are_refused(port: object) -> None:
+    with pytest.raises(ConfigurationError, match=r"port must be an int from 0 \(any free port\) to 65535"):
+        Simulator(port=port)  # type: ignore[arg-type]
+
+
+def test_a_port_in_use_is_a_configuration_error_when_starting() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        simulator = Simulator(port=port, timeout=5.0)
+        with pytest.raises(
+            ConfigurationError, match=f"cannot listen on 127.0.0.1:{port}: address already in use"
+        ):
+            simulator.start()
+
+
+def test_faults_of_a_connection_that_is_not_open_are_a_configuration_error() -> None:
+    from rxinvest.sim import serve
+
+    with serve(manual=True) as sim:
+        with pytest.raises(ConfigurationError, match="no open connection 7"):
+            sim.set_connection_faults(7, Faults())
+        with pytest.raises(ConfigurationError, match="no open connection 7"):
+            sim.my_subscriptions(7)
+        with pytest.raises(ConfigurationError, match="faults must be a Faults value"):
+            sim.set_connection_faults(1, {"drop_after": 1})  # type: ignore[arg-type]

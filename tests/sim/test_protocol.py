@@ -13,6 +13,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from rxinvest import model as m
+from rxinvest.model.kinds import Kind
 from rxinvest.sim import Simulator, serve
 from tests.sim.wsclient import closed_with, events, first, frames, open_stream, raw, send
 
@@ -69,6 +70,46 @@ def test_missing_or_unknown_tokens_are_closed_with_4016(sim: Simulator, token: s
         code, reason = closed_with(ws)
     assert code == 4016
     assert "40003" in reason
+
+
+def test_a_token_that_is_not_ascii_is_unknown_not_an_error_of_the_server(sim: Simulator) -> None:
+    with open_stream(sim, MD, token="t.café") as ws:  # the header travels as ISO-8859-1
+        code, reason = closed_with(ws)
+    assert (code, "40003" in reason) == (4016, True)  # not 1011, as when the handler crashed on it
+
+
+def test_a_simulator_restarted_with_the_same_token_and_port_takes_back_a_running_client() -> None:
+    import threading
+
+    import rxinvest
+
+    prices: list[m.LastPrice] = []
+    errors: list[Exception] = []
+    arrived = threading.Condition()
+
+    def take(price: m.LastPrice) -> None:
+        with arrived:
+            prices.append(price)
+            arrived.notify_all()
+
+    def wait_for(count: int) -> None:
+        with arrived:
+            assert arrived.wait_for(lambda: len(prices) >= count or bool(errors), timeout=15), len(prices)
+        assert not errors, errors
+
+    with serve(seed=3, speed=5.0, token="t.kept", readonly_token="t.kept-ro") as before:
+        port = before.port
+        client = rxinvest.connect("t.kept", target=before.base_url)
+        client.market_data.last_prices("SBER_TQBR").subscribe(take, errors.append)
+        wait_for(2)
+    try:
+        seen = len(prices)
+        with serve(seed=3, speed=5.0, port=port, token="t.kept", readonly_token="t.kept-ro") as after:
+            wait_for(seen + 2)  # the client came back: same address, same token, subscribed again
+            (connection,) = after.connections()
+            assert connection.subscriptions == ((Kind.LAST_PRICES, (prices[-1].instrument_uid,)),)
+    finally:
+        client.close()
 
 
 def test_json_proto_dialect_uses_proto_names(sim: Simulator) -> None:

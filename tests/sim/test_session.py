@@ -526,6 +526,15 @@ def test_new_faults_reach_the_subscriptions() -> None:
     assert s.faults == Faults(too_many_requests=True)
 
 
+def test_new_faults_start_a_burst_only_over_subscriptions() -> None:
+    s = session()
+    assert s.set_faults(Faults(burst=True)) == []  # nothing subscribed: nothing to burst
+    s.set_faults(NO_FAULTS)
+    receive(s, books(("SBER_TQBR", 1)))
+    assert s.set_faults(Faults(burst=True)) == [StartBurst()]
+    assert s.set_faults(NO_FAULTS) == []
+
+
 # --- account streams ----------------------------------------------------------------------------------
 
 OK = m.ResultSubscriptionStatus.RESULT_SUBSCRIPTION_STATUS_OK
