@@ -1,29 +1,80 @@
-"""The ``rxinvest`` command line."""
+"""The ``rxinvest`` command line: ``demo``, ``sim`` and ``decode``.
+
+Rules: an error the user can cause (a bad option or value, an unknown fault, a file that cannot be
+read, a port that is taken ...) is one line on stderr, ``rxinvest: <what is wrong>``, and exit
+status 2, never a traceback. ``decode`` exits 1 when some lines did not decode; ``demo`` when
+nothing at all arrived.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Iterable, Sequence
+from typing import NoReturn
 
 from rxinvest import __version__
-from rxinvest.errors import DecodeError, RxInvestError
+from rxinvest.errors import ConfigurationError, DecodeError, RxInvestError
 from rxinvest.wire import Stream, decode
+
+_USAGE_ERROR = 2
+_STREAMS = [s.value for s in Stream]
+_DECODE_HELP = f"""\
+Decode JSON frames into typed events: one line of output per frame, the event's repr, or the
+error (on stderr, with the line number).
+
+The input is JSON lines: one frame per line, a JSON object exactly as the stream's server sends
+it, such as {{"trade": {{"figi": "BBG004730N88", "quantity": "3"}}}}; blank lines are skipped.
+
+{textwrap.fill("STREAM is the stream the frames came from, one of: " + ", ".join(_STREAMS) + ".", 95)}
+
+Exit status: 0 if every frame decoded, 1 if some did not, 2 if the input could not be read."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in the command's one-line form (its subcommands' too)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"rxinvest: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(_USAGE_ERROR)
 
 
 def _decode(args: argparse.Namespace) -> int:
-    """Decode JSON frames, one per line, and print each typed event (or the error) on a line."""
+    """Decode the frames of ``args.file``, one per line, and print each typed event (or the error)."""
+    if args.file == "-":
+        return _decode_lines(sys.stdin, args.stream)
+    try:
+        with open(args.file, encoding="utf-8") as frames:
+            return _decode_lines(frames, args.stream)
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigurationError(f"cannot read {args.file}: {reason}") from exc
+
+
+def _decode_lines(lines: Iterable[str], stream: str) -> int:
     failures = 0
-    with open(args.file, encoding="utf-8") if args.file != "-" else sys.stdin as frames:
-        for number, line in enumerate(frames, 1):
-            if not line.strip():
-                continue
-            try:
-                print(repr(decode(line, stream=args.stream)))
-            except DecodeError as exc:
-                failures += 1
-                print(f"line {number}: {exc}", file=sys.stderr)
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            print(repr(decode(line, stream=stream)))
+        except DecodeError as exc:
+            failures += 1
+            print(f"line {number}: {_why_not(line, exc)}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _why_not(line: str, error: DecodeError) -> str:
+    """What is wrong with a line that did not decode: not a JSON object at all, or not a frame."""
+    try:
+        is_object = isinstance(json.loads(line), dict)
+    except ValueError:
+        is_object = False
+    if not is_object:
+        return f"not a JSON object (one frame per line expected): {error}"
+    return str(error)
 
 
 def _sim(args: argparse.Namespace) -> int:
@@ -40,19 +91,38 @@ def _sim(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     with serve(
-        port=args.port, seed=args.seed, scenario=args.scenario, speed=args.speed, faults=faults
+        port=args.port,
+        seed=args.seed,
+        scenario=args.scenario,
+        speed=args.speed,
+        faults=faults,
+        token=args.token,
+        readonly_token=args.readonly_token,
     ) as sim:
         if next_faults.any:
             sim.fault_next(next_faults)
-        print(f"rxinvest simulator listening on {sim.base_url}", flush=True)
-        print(f"token (full access): {sim.token}", flush=True)
-        print(f"token (market data only): {sim.readonly_token}", flush=True)
-        print(f"accounts: {', '.join(sim.accounts)}", flush=True)
-        print("press Ctrl-C to stop", flush=True)
+        lines = [
+            f"rxinvest simulator listening on {sim.base_url}",
+            # The simulator's own tokens, valid on this machine only: printing them is the point.
+            f"token (full access): {sim.token}",
+            f"token (market data only): {sim.readonly_token}",
+            f"accounts: {', '.join(sim.accounts)}",
+            "instruments (TICKER_CLASSCODE, uid):",
+            *_two_columns((i.instrument_id, i.uid) for i in sim.instruments),
+            "press Ctrl-C to stop",
+        ]
+        print("\n".join(lines), flush=True)
         while not stop.wait(0.5):
             pass
         print("stopping", flush=True)
     return 0
+
+
+def _two_columns(rows: Iterable[tuple[str, str]]) -> list[str]:
+    """Indented lines of two columns, the first padded to its widest entry."""
+    rows = list(rows)
+    width = max((len(first) for first, _ in rows), default=0)
+    return [f"  {first:<{width}}  {second}" for first, second in rows]
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -63,13 +133,24 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if sum(counts.values()) else 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rxinvest", description=__doc__)
+def _parser() -> _Parser:
+    parser = _Parser(
+        prog="rxinvest", description="rxinvest: a live demo, a local simulator, a frame decoder."
+    )
     parser.add_argument("--version", action="version", version=f"rxinvest {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    decoder = commands.add_parser("decode", help="decode JSON frames (one per line) into typed events")
-    decoder.add_argument("--stream", required=True, choices=[s.value for s in Stream])
-    decoder.add_argument("file", nargs="?", default="-", help="a file of frames, or - for stdin")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    decoder = commands.add_parser(
+        "decode",
+        help="decode JSON frames (one per line) into typed events",
+        description=_DECODE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    decoder.add_argument(
+        "--stream", required=True, choices=_STREAMS, metavar="STREAM", help="the stream the frames came from"
+    )
+    decoder.add_argument(
+        "file", nargs="?", default="-", help="a file of JSON lines, or - for stdin (default)"
+    )
     decoder.set_defaults(run=_decode)
 
     from rxinvest.sim.market import SCENARIOS
@@ -79,6 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sim.add_argument("--seed", type=int, default=1, help="seed of the simulated market and accounts")
     sim.add_argument("--scenario", default="normal", choices=sorted(SCENARIOS))
     sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
+    sim.add_argument(
+        "--token", help="the full-access token (default: a new random one), e.g. to restart under a client"
+    )
+    sim.add_argument("--readonly-token", help="the market-data-only token (default: a new random one)")
     sim.add_argument(
         "--fault", action="append", default=[], metavar="NAME=VALUE", help="a fault of every connection"
     )
@@ -100,12 +185,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     demo.add_argument("--account", action="append", default=[], help="account ids to show (real targets)")
     demo.set_defaults(run=_demo)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     try:
         return int(args.run(args))
     except RxInvestError as exc:
-        print(f"rxinvest: {exc}", file=sys.stderr)
-        return 2
+        one_line = " ".join(str(exc).splitlines())
+        print(f"rxinvest: {one_line}", file=sys.stderr)
+        return _USAGE_ERROR
+    except KeyboardInterrupt:  # Ctrl-C in the demo: the user's way to stop it, not an error
+        return 130
 
 
 if __name__ == "__main__":

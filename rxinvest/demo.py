@@ -2,10 +2,15 @@
 
 Against the embedded simulator by default; ``--target prod`` with a token (``INVEST_TOKEN``) shows
 the real market read-only (account panels need ``--account``). The view is drawn with ``rich``.
+
+Rule: the live view and the summary each fit a terminal of :data:`COLUMNS` x :data:`ROWS` (80x24),
+whatever arrives: every row of the view is one line (a cell that does not fit ends in an ellipsis),
+and the tables show a bounded number of rows (the first instruments, the latest orders).
 """
 
 from __future__ import annotations
 
+import enum
 import threading
 import time
 from collections import Counter
@@ -13,10 +18,11 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from rich.console import Console, Group
+from rich import box
+from rich.console import Console, Group, JustifyMethod, RenderableType
 from rich.live import Live
-from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 import rxinvest
 from rxinvest import model as m
@@ -25,6 +31,32 @@ from rxinvest.streams import ConnectionStatus
 __all__ = ["run"]
 
 INSTRUMENTS = ("SBER_TQBR", "GAZP_TQBR", "LKOH_TQBR", "VTBR_TQBR", "YDEX_TQBR", "TMOS_TQTF")
+COLUMNS, ROWS = 80, 24  # the terminal the demo is drawn for
+# Rows of each table, so that the view fits ROWS: a headline, the market (2 + 8 lines), a title, the
+# orders (2 + 5), the positions, the status line and the last error make 22.
+_MARKET_ROWS, _ORDER_ROWS = 8, 5
+# The summary: a blank line, a title, a header of 2 lines, the event types and the last errors make 22.
+_SUMMARY_ROWS, _SUMMARY_ERRORS = 15, 3
+# The tables' columns, (title, widest width): each table's widths, and 2 between columns (a padding
+# and a divider), add up to COLUMNS or less, so rich never narrows a column that holds something
+# short, such as the ticker.
+_MARKET_COLUMNS = (
+    ("ticker", 8),
+    ("status", 10),
+    ("last", 8),
+    ("bid", 8),
+    ("ask", 8),
+    ("1m candle O H L C", 27),
+)
+_ORDER_COLUMNS = (
+    ("order", 14),
+    ("ticker", 8),
+    ("side", 4),
+    ("status", 13),
+    ("done/asked", 15),
+    ("price", 12),
+)
+_SUMMARY_COLUMNS = (("event", 30), ("count", 12))
 
 
 class _View:
@@ -77,60 +109,93 @@ class _View:
 
         return record
 
-    def render(self, remaining: float, reconnects: int) -> Group:
+    def render(self, headline: str, remaining: float, reconnects: int) -> Group:
+        """The live view: market, orders, positions and the last error, under ``headline``."""
         with self.lock:
-            market = Table(title="Market", expand=True)
-            for column in ("instrument", "status", "last", "bid", "ask", "candle 1m (O H L C V)"):
-                market.add_column(column, justify="left" if column in ("instrument", "status") else "right")
-            for uid in sorted(self.prices.keys() | self.books.keys(), key=lambda u: self.tickers.get(u, u)):
+            lines: list[RenderableType] = [_line(headline, style="bold")]
+            market = _table(_MARKET_COLUMNS)
+            uids = sorted(self.prices.keys() | self.books.keys(), key=lambda u: self.tickers.get(u, u))
+            for uid in uids[:_MARKET_ROWS]:
                 price, book, candle = self.prices.get(uid), self.books.get(uid), self.candles.get(uid)
-                status = self.statuses.get(uid)
+                trading = self.statuses.get(uid)
                 market.add_row(
                     self.tickers.get(uid, uid[:8]),
-                    status.trading_status.name.removeprefix("SECURITY_TRADING_STATUS_") if status else "",
+                    _short(trading.trading_status, "SECURITY_TRADING_STATUS_").removesuffix(" trading")
+                    if trading
+                    else "",
                     _num(price.price if price else None),
                     _num(book.bids[0].price if book and book.bids else None),
                     _num(book.asks[0].price if book and book.asks else None),
-                    _ohlcv(candle),
+                    " ".join(_num(p) for p in (candle.open, candle.high, candle.low, candle.close))
+                    if candle
+                    else "",
                 )
-            orders = Table(title="Orders (latest state)", expand=True)
-            for column in ("order", "ticker", "side", "status", "done/asked", "price"):
-                orders.add_column(column)
-            for state in list(self.orders.values())[-8:]:
+            lines += [market, _line("Orders (latest states)", style="bold")]
+            orders = _table(_ORDER_COLUMNS)
+            for state in list(self.orders.values())[-_ORDER_ROWS:]:
                 orders.add_row(
                     state.order_id,
                     state.ticker,
-                    state.direction.name.removeprefix("ORDER_DIRECTION_"),
-                    state.execution_report_status.name.removeprefix("EXECUTION_REPORT_STATUS_"),
+                    _short(state.direction, "ORDER_DIRECTION_"),
+                    _short(state.execution_report_status, "EXECUTION_REPORT_STATUS_"),
                     f"{state.lots_executed}/{state.lots_requested}",
                     _num(state.order_price.amount if state.order_price else None),
                 )
-            positions = Table(title="Positions", expand=True)
-            positions.add_column("position")
-            positions.add_column("balance", justify="right")
-            for key, value in sorted(self.positions.items(), key=lambda kv: kv[0]):
-                if key.startswith("money:"):
-                    positions.add_row(value.currency.upper(), _num(value.amount))
-                else:
-                    positions.add_row(
-                        self.tickers.get(key, key[:8]), f"{value.balance} (+{value.blocked} blocked)"
-                    )
-            footer = (
-                f"{remaining:4.0f} s left · events: {sum(self.counts.values())} · reconnects: {reconnects}"
-            )
+            lines += [
+                orders,
+                _line("positions: " + " · ".join(self._positions())),
+                _line(
+                    f"{remaining:.0f} s left · {sum(self.counts.values())} events · reconnects: {reconnects}"
+                ),
+            ]
             if self.errors:
-                footer += f" · errors: {self.errors[-1]}"
-        return Group(market, orders, positions, Panel(footer))
+                lines.append(_line(f"errors: {len(self.errors)}, last: {self.errors[-1]}", style="red"))
+        return Group(*lines)
+
+    def _positions(self) -> list[str]:
+        shown = []
+        for key, value in sorted(self.positions.items(), key=lambda kv: kv[0]):
+            if key.startswith("money:"):
+                shown.append(f"{value.currency.upper()} {_num(value.amount)}")
+            else:
+                blocked = f" ({value.blocked} blocked)" if value.blocked else ""
+                ticker = value.ticker or self.tickers.get(key, key[:8])
+                shown.append(f"{ticker} {value.balance}{blocked}")
+        return shown
+
+    def summary(self, duration: float) -> Group:
+        """The most frequent event types with their counts, and the last errors."""
+        table = _table(_SUMMARY_COLUMNS, text_columns=1)
+        with self.lock:
+            for name, count in self.counts.most_common(_SUMMARY_ROWS):
+                table.add_row(name, str(count))
+            errors = [_line(f"error: {error}", style="red") for error in self.errors[-_SUMMARY_ERRORS:]]
+        return Group(_line(f"Received in {duration:.0f} s", style="bold"), table, *errors)
+
+
+def _table(columns: Sequence[tuple[str, int]], text_columns: int = 2) -> Table:
+    """A table without a frame, one line per row, of ``columns`` (title, widest width): the first
+    ``text_columns`` are text (to the left), the others numbers (to the right). A column takes the
+    width of its content up to its widest; a cell wider than that ends in an ellipsis."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+    for index, (title, width) in enumerate(columns):
+        justify: JustifyMethod = "left" if index < text_columns else "right"
+        table.add_column(title, justify=justify, no_wrap=True, overflow="ellipsis", max_width=width)
+    return table
+
+
+def _line(text: str, style: str = "") -> Text:
+    """``text`` on one line, cut with an ellipsis where the console ends."""
+    return Text(" ".join(text.split()), style=style, no_wrap=True, overflow="ellipsis")
+
+
+def _short(value: enum.Enum, prefix: str) -> str:
+    """An enum member's name without its prefix, in lower case: ``normal trading``."""
+    return value.name.removeprefix(prefix).lower().replace("_", " ")
 
 
 def _num(value: Decimal | None) -> str:
     return "" if value is None else f"{value:f}"
-
-
-def _ohlcv(candle: m.Candle | None) -> str:
-    if candle is None:
-        return ""
-    return " ".join(map(_num, (candle.open, candle.high, candle.low, candle.close))) + f" {candle.volume}"
 
 
 def run(
@@ -157,11 +222,9 @@ def run(
         client.statuses.subscribe(status)
         if client.sim is not None:
             accounts = accounts or client.sim.accounts[:1]
-            console.print(
-                f"[bold]rxinvest demo[/bold] against the embedded simulator at {client.sim.base_url}"
-            )
+            headline = f"rxinvest demo · simulator {client.sim.base_url}"
         else:
-            console.print(f"[bold]rxinvest demo[/bold] against {client.base_url} (read-only)")
+            headline = f"rxinvest demo · {client.base_url} (read-only)"
         md = client.market_data
         md.last_prices(instruments).subscribe(view.take, view.fail("last prices"))
         md.order_books(instruments, depth=10).subscribe(view.take, view.fail("books"))
@@ -173,17 +236,11 @@ def run(
             client.orders.order_states(accounts).subscribe(view.take, view.fail("orders"))
             client.operations.positions(accounts).subscribe(view.take, view.fail("positions"))
         deadline = time.monotonic() + duration
-        with Live(view.render(duration, 0), console=console, refresh_per_second=4, transient=False) as live:
+        first = view.render(headline, duration, 0)
+        with Live(first, console=console, refresh_per_second=4, transient=False) as live:
             while (left := deadline - time.monotonic()) > 0:
                 time.sleep(min(0.25, left))
-                live.update(view.render(left, reconnects))
-    console.print()
-    summary = Table(title=f"Received in {duration:.0f} s")
-    summary.add_column("event")
-    summary.add_column("count", justify="right")
-    for name, count in view.counts.most_common():
-        summary.add_row(name, str(count))
-    console.print(summary)
-    if view.errors:
-        console.print("[red]errors:[/red] " + "; ".join(view.errors))
+                live.update(view.render(headline, left, reconnects))
+    console.print()  # after the live view's last line
+    console.print(view.summary(duration))
     return view.counts
