@@ -8,6 +8,7 @@
 from rxinvest.sim.faults import Faults
 from rxinvest.sim.instruments import CATALOGUE, Instrument
 from rxinvest.sim.market import SCENARIOS
-from rxinvest.sim.server import ConnectionInfo, Simulator, serve
+from rxinvest.sim.server import ConnectionInfo, Simulator
+from rxinvest.sim.serving import serve
 
 __all__ = ["CATALOGUE", "SCENARIOS", "ConnectionInfo", "Faults", "Instrument", "Simulator", "serve"]

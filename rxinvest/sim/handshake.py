@@ -89,6 +89,33 @@ def checked_token(name: str, token: object) -> str:
     return token
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def check_address(host: object, port: object) -> None:
+    """Where the simulator may listen: loopback only, a port from 0 (any free one) to 65535."""
+    if not isinstance(host, str) or host not in LOOPBACK:
+        raise ConfigurationError(
+            f"the simulator serves on loopback only ({', '.join(LOOPBACK)}), not {host!r}"
+        )
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigurationError(f"port must be an int from 0 (any free port) to 65535, not {port!r}")
+
+
+def issue_tokens(token: str | None, readonly_token: str | None) -> tuple[str, str]:
+    """The simulator's full-access and market-data-only tokens: those given (checked), or random
+    ones. They must differ, else the read-only token would have full access."""
+    full = f"sim-full-{secrets.token_hex(12)}" if token is None else checked_token("token", token)
+    readonly = (
+        f"sim-readonly-{secrets.token_hex(12)}"
+        if readonly_token is None
+        else checked_token("readonly_token", readonly_token)
+    )
+    if full == readonly:
+        raise ConfigurationError("token and readonly_token must differ")
+    return full, readonly
+
+
 class _RedactHeaders(logging.Filter):
     """Keeps tokens out of websockets' DEBUG handshake logs (it logs every header)."""
 

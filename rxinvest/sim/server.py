@@ -2,31 +2,22 @@
 
 ``with rxinvest.sim.serve(seed=1) as sim:`` starts it on ``127.0.0.1`` (a free port by default) in a
 background thread with its own asyncio event loop, and stops it on exit. It serves the six stream
-endpoints at ``/ws/tinkoff.public.invest.api.contract.v1.<Service>/<Method>`` (any other path: HTTP
-404) and frames everything with :mod:`rxinvest.wire`.
-
-Protocol, as the proxy's (spec §1): the token comes in ``Authorization: Bearer <token>`` or as the
-second ``Sec-WebSocket-Protocol`` value; a missing or unknown token gets close code 4016 right after
-the handshake. The tokens are drawn at random unless given (``token=``, ``readonly_token=``): a
-simulator restarted with the same tokens and port takes back the clients of the one before. The
-offered subprotocol ``json-proto`` (else ``json``) is chosen and decides the key style of every
-frame. A market-data-only token (``sim.readonly_token``) can read market data; on the
-account streams its accounts are refused one by one. Server pings come every 120 s unless a client
-asks otherwise (``pingSettings`` on MarketDataStream, the request field on the others). Frames carry
-fields at their default values too, as the proxy's current examples do (``emit_defaults=False``
-leaves them out, as its 2023 frames did; clients must read both).
+endpoints at ``/ws/tinkoff.public.invest.api.contract.v1.<Service>/<Method>`` and frames everything
+with :mod:`rxinvest.wire`, in the dialect the client offers (``json-proto``, else ``json``), with
+fields at their default values too unless ``emit_defaults=False`` (clients must read both).
 
 The market (:mod:`rxinvest.sim.market`) and the accounts (:mod:`rxinvest.sim.broker`) move in fixed
 steps of simulated time; the loop paces the steps to real time times ``speed``, or not at all with
 ``manual=True`` (tests call :meth:`Simulator.advance`). Methods of :class:`Simulator` may be called
 from any thread; they run on the simulator's loop and wait for it.
 
-This module is the shell: the options, the websockets server and its handshake
-(:mod:`~rxinvest.sim.handshake` decides), the market's clock and the thread-safe controls, on the
-loop of a :mod:`~rxinvest.sim.loop` thread. What one stream does is :mod:`~rxinvest.sim.session`
-(sans-I/O), run for each client by a :mod:`~rxinvest.sim.connection` and reached by the
-:mod:`~rxinvest.sim.fanout`; faults are applied as :mod:`~rxinvest.sim.fault_injection` decides;
-burst mode is :mod:`~rxinvest.sim.burst`. Bad options are a :class:`~rxinvest.errors.ConfigurationError`.
+This module is the shell: the options, the websockets server, the market's clock and the
+thread-safe controls, on the loop of a :mod:`~rxinvest.sim.loop` thread. The protocol's rules live
+where they are decided: tokens, paths and subprotocols in :mod:`~rxinvest.sim.handshake`; what one
+stream does in :mod:`~rxinvest.sim.session` (sans-I/O), run for each client by a
+:mod:`~rxinvest.sim.connection` and reached by the :mod:`~rxinvest.sim.fanout`; faults as
+:mod:`~rxinvest.sim.fault_injection` decides; burst mode in :mod:`~rxinvest.sim.burst`. Bad options
+are a :class:`~rxinvest.errors.ConfigurationError`.
 """
 
 from __future__ import annotations
@@ -35,9 +26,8 @@ import asyncio
 import contextlib
 import os
 import random
-import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -62,21 +52,20 @@ from rxinvest.sim.quote import Quote
 from rxinvest.sim.session import SessionSettings
 from rxinvest.wire import Dialect, Stream
 
-__all__ = ["ConnectionInfo", "Simulator", "serve"]
+__all__ = ["ConnectionInfo", "Simulator"]
 
 _T = TypeVar("_T")
 
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
-_MAX_PORT = 65535
 _NO_FAULTS = Faults()
 
 
 class Simulator:
     """A running simulator: its address, tokens, instruments, accounts, and controls.
 
-    Create it with :func:`serve`, which lists and explains the options (``Simulator`` takes the same,
-    for a simulator started and stopped by hand). Every public method is thread-safe: it runs on the
-    simulator's event loop and waits for it (``timeout`` seconds at most). An option that cannot work
+    Create it with :func:`~rxinvest.sim.serve`, which lists and explains the options (``Simulator``
+    takes the same, for a simulator started and stopped by hand). Every public method is thread-safe:
+    it runs on the simulator's event loop and waits for it (``timeout`` seconds at most). An option
+    that cannot work
     (an unknown scenario, a host off loopback, a port in use, a value of the wrong type ...) is a
     ConfigurationError.
     """
@@ -106,14 +95,7 @@ class Simulator:
         accounts: Sequence[AccountSeed] | None = None,
         timeout: float = 10.0,
     ) -> None:
-        if not isinstance(host, str) or host not in _LOOPBACK:
-            raise ConfigurationError(
-                f"the simulator serves on loopback only ({', '.join(_LOOPBACK)}), not {host!r}"
-            )
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= _MAX_PORT:
-            raise ConfigurationError(
-                f"port must be an int from 0 (any free port) to {_MAX_PORT}, not {port!r}"
-            )
+        handshake.check_address(host, port)
         for name, value in (("speed", speed), ("step", step)):
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise ConfigurationError(f"{name} must be a positive number, not {value!r}")
@@ -136,16 +118,7 @@ class Simulator:
         self.broker = Broker(self.instruments, seeds, seed=seed)
         self.accounts: tuple[str, ...] = self.broker.accounts
         #: A token with full access, and one that may only read market data.
-        self.token = (
-            f"sim-full-{secrets.token_hex(12)}" if token is None else handshake.checked_token("token", token)
-        )
-        self.readonly_token = (
-            f"sim-readonly-{secrets.token_hex(12)}"
-            if readonly_token is None
-            else handshake.checked_token("readonly_token", readonly_token)
-        )
-        if self.token == self.readonly_token:  # else the read-only token would have full access
-            raise ConfigurationError("token and readonly_token must differ")
+        self.token, self.readonly_token = handshake.issue_tokens(token, readonly_token)
         settings = SessionSettings(max_subscriptions, max_requests_per_minute, min_ping_delay, idle_timeout)
         self._fanout = Fanout(
             self.market, self.broker, self.index, settings, seed=seed, emit_defaults=emit_defaults
@@ -421,62 +394,3 @@ class Simulator:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"simulator condition not met within {timeout} s")
             time.sleep(interval)
-
-
-@contextlib.contextmanager
-def serve(
-    *,
-    seed: int = 1,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    token: str | None = None,
-    readonly_token: str | None = None,
-    scenario: str = "normal",
-    speed: float = 1.0,
-    step: float = 0.1,
-    start: datetime | None = None,
-    manual: bool = False,
-    trader: bool = True,
-    ping_delay: float = 120.0,
-    min_ping_delay: float = 5.0,
-    idle_timeout: float | None = 120.0,
-    max_subscriptions: int = 300,
-    max_requests_per_minute: int = 100,
-    faults: Faults = _NO_FAULTS,
-    emit_defaults: bool = True,
-    instruments: Sequence[Instrument] = CATALOGUE,
-    accounts: Sequence[AccountSeed] | None = None,
-    timeout: float = 10.0,
-) -> Iterator[Simulator]:
-    """Run a :class:`Simulator` for the duration of a ``with`` block.
-
-    * ``seed``: the market, the accounts' traders and the faults' draws; a seed replays them.
-    * ``host``, ``port``: where to listen: loopback only; port 0 is any free port (``sim.port``).
-    * ``token``, ``readonly_token``: the full-access and the market-data-only token (visible ASCII,
-      no spaces, different); random when not given. Give them to restart a simulator under a client.
-    * ``scenario``: how the market moves (:data:`~rxinvest.sim.SCENARIOS`: normal, quiet ...).
-    * ``speed``, ``step``: simulated seconds per real second, and per market step.
-    * ``start``: the simulated time of the first step (an aware datetime; default: now).
-    * ``manual``: no market clock: the market moves only on :meth:`Simulator.advance`.
-    * ``trader``: each account's seeded automatic trader places and cancels orders.
-    * ``ping_delay``: seconds between server pings, until a client asks for another interval;
-      ``min_ping_delay`` the least interval a client may ask for (the proxy's floor is 5 s).
-    * ``idle_timeout``: seconds a MarketDataStream may stay without subscriptions (None: forever).
-    * ``max_subscriptions``, ``max_requests_per_minute``: the proxy's limits per stream.
-    * ``faults``: the :class:`~rxinvest.sim.Faults` of every connection (see also
-      :meth:`Simulator.fault_next` and :meth:`Simulator.set_connection_faults`).
-    * ``emit_defaults``: frames carry fields at their default values too.
-    * ``instruments``, ``accounts``: the catalogue, and the accounts' seeds (default: two accounts).
-    * ``timeout``: seconds any call into the simulator may wait for it.
-
-    >>> with serve(seed=7, manual=True) as sim:      # doctest: +SKIP
-    ...     sim.base_url, sim.instruments[0].ticker
-    ('ws://127.0.0.1:54321/ws/', 'SBER')
-    """
-    options = dict(locals())  # exactly the parameters above, and a test holds them equal to Simulator's
-    simulator = Simulator(**options)
-    simulator.start()
-    try:
-        yield simulator
-    finally:
-        simulator.stop()
