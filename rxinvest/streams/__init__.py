@@ -9,7 +9,7 @@ from rxinvest.streams.client import (
     Orders,
     Source,
 )
-from rxinvest.streams.delivery import DeliveryScheduler, Mailbox, Policy
+from rxinvest.streams.delivery import DeliveryScheduler, DeliveryStats, Mailbox, Policy
 from rxinvest.streams.events import ConnectionState, ConnectionStatus, SubscriptionStatus
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "ConnectionState",
     "ConnectionStatus",
     "DeliveryScheduler",
+    "DeliveryStats",
     "Mailbox",
     "MarketData",
     "Operations",

@@ -26,7 +26,7 @@ from rxinvest.model.kinds import Kind
 from rxinvest.protocol import AccountSession, MarketDataSession, Topic
 from rxinvest.protocol.topic import interval_of, member_of
 from rxinvest.streams.connection import AccountConnection, ListenerTransport, MarketDataConnection
-from rxinvest.streams.delivery import Broadcast, DeliveryScheduler, Mailbox, Policy
+from rxinvest.streams.delivery import Broadcast, DeliveryScheduler, DeliveryStats, Mailbox, Policy
 from rxinvest.streams.events import ConnectionStatus, SubscriptionStatus
 from rxinvest.transport import Listener, Transport, TransportFactory, WebSocketTransport
 from rxinvest.wire import Dialect, Stream
@@ -196,6 +196,17 @@ class Client:
         with self._lock:
             conns = [self._market_data, *self._accounts.values()]
         return sum(1 for c in conns if c.is_open)
+
+    @property
+    def deliveries(self) -> tuple[DeliveryStats, ...]:
+        """How each live subscription's delivery stands: backlog, delivered, dropped, conflated ...
+
+        A subscriber that lags shows here first: its ``backlog`` grows (and, past a market-data
+        source's ``backlog`` limit, its ``dropped`` count).
+        """
+        with self._lock:
+            conns = [self._market_data, *self._accounts.values()]
+        return tuple(box.stats() for connection in conns for box in connection.subscribers())
 
     def close(self) -> None:
         """Close every stream; subscribers complete. Idempotent."""

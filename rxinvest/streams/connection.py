@@ -92,6 +92,11 @@ class _Base:
     def _mailbox_list(self) -> list[Mailbox]:
         return list(self._subscribers)
 
+    def subscribers(self) -> list[Mailbox]:
+        """The mailboxes of the live subscriptions."""
+        with self.lock:
+            return self._mailbox_list()
+
     def _ensure_started(self) -> None:
         """Start a transport if none runs."""
         assert self.lock.locked(), "called under the lock"

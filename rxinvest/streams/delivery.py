@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+import attrs
 import reactivex
 from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable, SingleAssignmentDisposable
@@ -35,7 +36,7 @@ from reactivex.scheduler import ThreadPoolScheduler
 from rxinvest.derived import Gap, GapCause, Marker, Refused, Subscribed
 from rxinvest.errors import ConfigurationError
 
-__all__ = ["Broadcast", "DeliveryScheduler", "Mailbox", "Policy"]
+__all__ = ["Broadcast", "DeliveryScheduler", "DeliveryStats", "Mailbox", "Policy"]
 
 log = logging.getLogger("rxinvest.delivery")
 
@@ -164,6 +165,21 @@ class Mailbox:
     def backlog(self) -> int:
         """Events waiting for the observer now."""
         return len(self._queue) + len(self._carry)
+
+    def stats(self) -> DeliveryStats:
+        """The counters now (read without the lock: each figure is exact, together they are close)."""
+        return DeliveryStats(
+            name=self.name,
+            policy=self._policy,
+            limit=self._limit,
+            backlog=self.backlog,
+            max_backlog=max(self.max_backlog, self.backlog),
+            pushed=self.pushed,
+            delivered=self.delivered,
+            conflated=self.conflated,
+            dropped=self.dropped,
+            failed=self.failed,
+        )
 
     def put(self, event: Any) -> bool:
         """Queue one event without scheduling; True if the mailbox needs a :meth:`kick`.
@@ -331,6 +347,24 @@ class Mailbox:
                 self._observer.on_completed()
         except Exception:
             log.exception("%s: on_error/on_completed raised", self.name)
+
+
+@attrs.frozen
+class DeliveryStats:
+    """One subscription's delivery, as counted so far: what waits (``backlog``, and the most that
+    ever waited), what came in, what its observer got, what was conflated, dropped over the limit,
+    or skipped because ``on_next`` raised. ``limit`` is the backlog bound (None: never dropped)."""
+
+    name: str
+    policy: Policy
+    limit: int | None
+    backlog: int
+    max_backlog: int
+    pushed: int
+    delivered: int
+    conflated: int
+    dropped: int
+    failed: int
 
 
 class _MarkerKey:
