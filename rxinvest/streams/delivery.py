@@ -150,7 +150,8 @@ class Mailbox:
         self._carry: list[Any] = []  # taken by a drain that gave its thread back; delivered first
         self._hole: _Hole | None = None  # a run of dropped events not yet reported
         self._hole_at = 0  # how many queued items (markers only) stand before that run
-        self._warn_at = _WARN_BACKLOG  # unbounded mailboxes: the next backlog worth a warning
+        # The backlog past which put() must act: the limit (drop), or the next warning (unbounded).
+        self._threshold = limit if limit is not None else _WARN_BACKLOG - 1
         self._scheduled = False
         self._stopped = False  # a terminal item is queued or delivered: nothing more goes in
         self._disposed = False  # the subscriber left: nothing more comes out either
@@ -159,7 +160,7 @@ class Mailbox:
         self.conflated = 0  # events replaced by a newer one while they waited (LATEST)
         self.dropped = 0  # events discarded over the limit (ALL with a limit)
         self.failed = 0  # events whose on_next raised
-        self.max_backlog = 0  # the longest the queue has been
+        self.max_backlog = 0  # the longest the queue was when a drain took from it (see stats())
 
     @property
     def backlog(self) -> int:
@@ -202,8 +203,8 @@ class Mailbox:
                 queue.append(key)
             else:
                 queue.append(event)
-                if len(queue) > self.max_backlog:  # rare: only when the backlog reaches a new high
-                    self._grew(len(queue))
+                if len(queue) > self._threshold:
+                    self._over(len(queue))
             return not self._scheduled
 
     def mark(self, marker: Marker) -> bool:
@@ -220,15 +221,13 @@ class Mailbox:
                 self._queue.append(marker)
             return not self._scheduled
 
-    def _grew(self, backlog: int) -> None:
-        """The backlog reached a new high (under the lock): drop over the limit, or warn."""
-        if self._limit is not None and backlog > self._limit:
-            self._drop_oldest()  # back at the limit, which stays the high
+    def _over(self, backlog: int) -> None:
+        """The backlog passed the threshold (under the lock): drop over the limit, or warn."""
+        if self._limit is not None:
+            self._drop_oldest()  # back at the limit
             return
-        self.max_backlog = backlog
-        if self._limit is None and backlog >= self._warn_at:
-            log.warning("%s lags: %d events wait, none is dropped", self.name, backlog)
-            self._warn_at *= 10
+        log.warning("%s lags: %d events wait, none is dropped", self.name, backlog)
+        self._threshold = backlog * 10 - 1
 
     def _drop_oldest(self) -> None:
         queue = self._queue
@@ -284,6 +283,8 @@ class Mailbox:
         if not queue:
             self._scheduled = False
             return None
+        if len(queue) > self.max_backlog:  # the queue only grows between takes: this is its peak
+            self.max_backlog = len(queue)
         batch = [queue.popleft() for _ in range(min(len(queue), _BATCH))]
         if self._policy is Policy.LATEST:
             latest = self._latest
@@ -301,24 +302,30 @@ class Mailbox:
     def _drain(self) -> None:
         """Deliver batches until the queue is empty or the time slice is used up; then give the
         thread back (the rest is carried to a new drain at the back of the scheduler's queue), so
-        that no number of slow subscribers can hold every delivery thread."""
-        observer = self._observer
-        deadline = time.monotonic() + _SLICE
+        that no number of slow subscribers can hold every delivery thread.
+
+        This loop runs for every event: what it does per item is kept to locals and one clock read.
+        """
+        observer, clock, markers = self._observer, time.monotonic, self.markers
+        deadline = clock() + _SLICE
         while True:
             with self._lock:
                 batch = None if self._disposed else self._take()
             if batch is None:
                 return
-            for index, item in enumerate(batch):
+            items = iter(batch)
+            delivered = 0
+            for item in items:
                 if type(item) is _End:
+                    self.delivered += delivered
                     self._finish(item)
                     return
                 if self._disposed:
                     return
                 try:
                     observer.on_next(item)
-                    if type(item) not in _MARKER_TYPES:
-                        self.delivered += 1
+                    if not (markers and type(item) in _MARKER_TYPES):
+                        delivered += 1
                 except Exception:  # a bug in the subscriber's code must not kill delivery to others
                     self.failed += 1
                     log.exception("%s: on_next raised; the event is skipped", self.name)
@@ -326,13 +333,14 @@ class Mailbox:
                     log.critical("%s: on_next raised a BaseException; the subscription stops", self.name)
                     self.stop()
                     raise
-                if index + 1 < len(batch) and time.monotonic() > deadline:
-                    with self._lock:
-                        self._carry = [] if self._disposed else batch[index + 1 :]
-                    self._submit(self._drain)  # still scheduled: this is the same drain, later
-                    return
-            if time.monotonic() > deadline:
-                self._submit(self._drain)  # it ends there at once if nothing came meanwhile
+                if clock() > deadline:
+                    break
+            self.delivered += delivered
+            rest = list(items)  # what the slice left, if it ran out
+            if rest or clock() > deadline:
+                with self._lock:
+                    self._carry = [] if self._disposed else rest
+                self._submit(self._drain)  # still scheduled: the same drain, later (or it just ends)
                 return
 
     def _finish(self, end: _End) -> None:

@@ -131,7 +131,7 @@ def test_an_unbounded_mailbox_drops_nothing_and_warns(caplog: pytest.LogCaptureF
     with caplog.at_level(logging.WARNING, logger="rxinvest.delivery"):
         fill(box, [trade(i) for i in range(25_000)])
     assert box.backlog == 25_000
-    assert box.max_backlog == 25_000
+    assert box.stats().max_backlog == 25_000
     assert [r.getMessage() for r in caplog.records] == [
         "order states of A lags: 10000 events wait, none is dropped"
     ]
