@@ -14,7 +14,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from reactivex.scheduler import ImmediateScheduler
 
 import rxinvest
 from rxinvest import model as m
@@ -31,30 +30,12 @@ from rxinvest.sim import Faults, Simulator, serve
 from rxinvest.streams import Client, ConnectionState, ConnectionStatus, DeliveryScheduler, SubscriptionStatus
 from rxinvest.transport import MemoryTransport
 
+from .conftest import memory_client
 from .test_client import WAIT, Collector, client_for, watch
 
 SBER, GAZP = "e6123145-9665-43e0-8413-cd61b8aa9b13", "962e2a95-02a9-4171-abd7-aa198dbe643a"
 OK = m.SubscriptionStatus.SUBSCRIPTION_STATUS_SUCCESS
 NOT_FOUND = m.SubscriptionStatus.SUBSCRIPTION_STATUS_INSTRUMENT_NOT_FOUND
-
-
-@pytest.fixture
-def wired() -> Iterator[tuple[Client, dict[str, MemoryTransport]]]:
-    transports: dict[str, MemoryTransport] = {}
-
-    def factory(listener: Any, *, stream: wire.Stream, url: str) -> MemoryTransport:
-        transports[stream.value] = MemoryTransport(listener)
-        return transports[stream.value]
-
-    client = Client(
-        base_url="ws://memory/ws/",
-        token="t",
-        transport_factory=factory,
-        scheduler=ImmediateScheduler(),
-        ping_delay=None,
-    )
-    yield client, transports
-    client.close()
 
 
 def price_answer(*entries: tuple[str, m.SubscriptionStatus]) -> str:
@@ -200,13 +181,8 @@ def test_a_source_whose_every_instrument_is_refused_fails(
 def test_slow_subscribers_delay_neither_a_fast_one_nor_order_states() -> None:
     """8 subscribers sleeping 50 ms per event; a fast one on the same trades and an order-state
     subscriber get everything at once."""
-    transports: dict[str, MemoryTransport] = {}
-
-    def factory(listener: Any, *, stream: wire.Stream, url: str) -> MemoryTransport:
-        transports[stream.value] = MemoryTransport(listener)
-        return transports[stream.value]
-
-    with Client(base_url="ws://memory/ws/", token="t", transport_factory=factory, ping_delay=None) as client:
+    client, transports = memory_client()
+    with client:
         slow = [Collector(on_event=lambda _: time.sleep(0.05)) for _ in range(8)]
         fast, orders = Collector(), Collector()
         for collector in [*slow, fast]:
@@ -233,14 +209,9 @@ def test_slow_subscribers_delay_neither_a_fast_one_nor_order_states() -> None:
 
 
 def test_a_stuck_subscriber_holds_at_most_its_backlog() -> None:
-    transports: dict[str, MemoryTransport] = {}
-
-    def factory(listener: Any, *, stream: wire.Stream, url: str) -> MemoryTransport:
-        transports[stream.value] = MemoryTransport(listener)
-        return transports[stream.value]
-
     release = threading.Event()
-    with Client(base_url="ws://memory/ws/", token="t", transport_factory=factory, ping_delay=None) as client:
+    client, transports = memory_client()
+    with client:
         stuck = Collector(on_event=lambda _: release.wait(WAIT))
         watch(client.market_data.trades("SBER_TQBR", backlog=1_000).with_markers(), stuck)
         market = transports["MarketDataStream"]

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
-from reactivex.scheduler import ImmediateScheduler
 
 from rxinvest import model as m
 from rxinvest import wire
@@ -18,27 +14,6 @@ from rxinvest.transport import MemoryTransport
 
 UID = "e6123145-9665-43e0-8413-cd61b8aa9b13"
 OK = m.SubscriptionStatus.SUBSCRIPTION_STATUS_SUCCESS
-
-
-@pytest.fixture
-def wired() -> Iterator[tuple[Client, dict[str, MemoryTransport]]]:
-    transports: dict[str, MemoryTransport] = {}
-
-    def factory(listener: Any, *, stream: wire.Stream, url: str) -> MemoryTransport:
-        transports[stream.value] = MemoryTransport(listener)
-        return transports[stream.value]
-
-    # ImmediateScheduler: events reach the observer on the memory reader thread, in order.
-    # ping_delay=None: the requests are only the subscriptions, which the tests read.
-    client = Client(
-        base_url="ws://memory/ws/",
-        token="t",
-        transport_factory=factory,
-        scheduler=ImmediateScheduler(),
-        ping_delay=None,
-    )
-    yield client, transports
-    client.close()
 
 
 def book_answer(*statuses: m.SubscriptionStatus) -> str:
