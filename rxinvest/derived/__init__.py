@@ -13,6 +13,7 @@ Rules of this package:
   events, :mod:`rxinvest.ops` and :mod:`rxinvest.streams` deliver them.
 """
 
+from rxinvest.derived.bars import Bar, BarState, ClosedBy, LateTrade
 from rxinvest.derived.markers import Gap, GapCause, Marker, Refused, Subscribed
 
-__all__ = ["Gap", "GapCause", "Marker", "Refused", "Subscribed"]
+__all__ = ["Bar", "BarState", "ClosedBy", "Gap", "GapCause", "LateTrade", "Marker", "Refused", "Subscribed"]

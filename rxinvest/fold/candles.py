@@ -10,26 +10,11 @@ from datetime import UTC, datetime, timedelta
 
 from rxinvest.errors import ConfigurationError, DataIntegrityError
 from rxinvest.model import Candle, CandleSource, SubscriptionInterval, Trade, TradeDirection
+from rxinvest.model.kinds import INTERVAL_LENGTH
 
 __all__ = ["INTERVAL_LENGTH", "apply_trade", "interval_end", "interval_start"]
 
 _I = SubscriptionInterval
-
-#: Length of each fixed interval; weeks and months are handled by the calendar.
-INTERVAL_LENGTH: dict[SubscriptionInterval, timedelta] = {
-    _I.SUBSCRIPTION_INTERVAL_ONE_MINUTE: timedelta(minutes=1),
-    _I.SUBSCRIPTION_INTERVAL_2_MIN: timedelta(minutes=2),
-    _I.SUBSCRIPTION_INTERVAL_3_MIN: timedelta(minutes=3),
-    _I.SUBSCRIPTION_INTERVAL_FIVE_MINUTES: timedelta(minutes=5),
-    _I.SUBSCRIPTION_INTERVAL_10_MIN: timedelta(minutes=10),
-    _I.SUBSCRIPTION_INTERVAL_FIFTEEN_MINUTES: timedelta(minutes=15),
-    _I.SUBSCRIPTION_INTERVAL_30_MIN: timedelta(minutes=30),
-    _I.SUBSCRIPTION_INTERVAL_ONE_HOUR: timedelta(hours=1),
-    _I.SUBSCRIPTION_INTERVAL_2_HOUR: timedelta(hours=2),
-    _I.SUBSCRIPTION_INTERVAL_4_HOUR: timedelta(hours=4),
-    _I.SUBSCRIPTION_INTERVAL_ONE_DAY: timedelta(days=1),
-    _I.SUBSCRIPTION_INTERVAL_WEEK: timedelta(weeks=1),
-}
 
 
 def interval_start(time: datetime, interval: SubscriptionInterval) -> datetime:

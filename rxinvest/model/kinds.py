@@ -15,6 +15,7 @@ Rules of this module:
 from __future__ import annotations
 
 import enum
+from datetime import timedelta
 
 import attrs
 
@@ -26,6 +27,7 @@ __all__ = [
     "BOOK_DEPTHS",
     "CANDLE_INTERVALS",
     "EVENT_KINDS",
+    "INTERVAL_LENGTH",
     "REQUEST_KINDS",
     "RESPONSE_KINDS",
     "SPECS",
@@ -39,6 +41,22 @@ BOOK_DEPTHS: tuple[int, ...] = (1, 10, 20, 30, 40, 50)
 CANDLE_INTERVALS: tuple[SubscriptionInterval, ...] = tuple(
     i for i in SubscriptionInterval if i is not SubscriptionInterval.SUBSCRIPTION_INTERVAL_UNSPECIFIED
 )
+_I = SubscriptionInterval
+#: The length of each fixed candle interval; months (and weeks' alignment) follow the calendar.
+INTERVAL_LENGTH: dict[SubscriptionInterval, timedelta] = {
+    _I.SUBSCRIPTION_INTERVAL_ONE_MINUTE: timedelta(minutes=1),
+    _I.SUBSCRIPTION_INTERVAL_2_MIN: timedelta(minutes=2),
+    _I.SUBSCRIPTION_INTERVAL_3_MIN: timedelta(minutes=3),
+    _I.SUBSCRIPTION_INTERVAL_FIVE_MINUTES: timedelta(minutes=5),
+    _I.SUBSCRIPTION_INTERVAL_10_MIN: timedelta(minutes=10),
+    _I.SUBSCRIPTION_INTERVAL_FIFTEEN_MINUTES: timedelta(minutes=15),
+    _I.SUBSCRIPTION_INTERVAL_30_MIN: timedelta(minutes=30),
+    _I.SUBSCRIPTION_INTERVAL_ONE_HOUR: timedelta(hours=1),
+    _I.SUBSCRIPTION_INTERVAL_2_HOUR: timedelta(hours=2),
+    _I.SUBSCRIPTION_INTERVAL_4_HOUR: timedelta(hours=4),
+    _I.SUBSCRIPTION_INTERVAL_ONE_DAY: timedelta(days=1),
+    _I.SUBSCRIPTION_INTERVAL_WEEK: timedelta(weeks=1),
+}
 
 
 class Kind(enum.StrEnum):

@@ -51,8 +51,7 @@ import attrs
 
 from rxinvest import model as m
 from rxinvest.errors import ConfigurationError
-from rxinvest.fold.candles import INTERVAL_LENGTH
-from rxinvest.model.kinds import BOOK_DEPTHS, Kind
+from rxinvest.model.kinds import BOOK_DEPTHS, INTERVAL_LENGTH, Kind
 
 __all__ = [
     "TRANSITIONS",

@@ -1,0 +1,302 @@
+"""Time bars from trades, sans-I/O: the logic of ``ops.to_bars``, with every time passed in.
+
+Rules of this module:
+
+1. **Buckets.** A trade belongs to the bucket ``[start, end)`` holding its exchange time
+   (``Trade.time``), never its receipt time: a trade exactly at ``end`` opens the next bar. A
+   ``timedelta`` interval is aligned to the Unix epoch at 00:00 UTC plus ``origin`` (so every length
+   that divides a day starts at midnight UTC); a ``SubscriptionInterval`` follows the API's calendar
+   (weeks from Monday, months from the 1st).
+2. **Prices.** ``open`` is the price of the earliest trade by exchange time, ``close`` of the latest
+   (ties: the one that arrived first opens, the one that arrived last closes); high, low, volumes and
+   the trade count do not depend on the order of arrival.
+3. **Closing.** A bar closes at the first trade of a later bucket of its instrument (``NEXT_TRADE``)
+   or when the exchange clock passes ``end + grace`` (``TIMER``), whichever comes first; completion
+   flushes it (``COMPLETION``); a gap closes it as ``incomplete`` (``GAP``). No bar is made for an
+   interval without trades, so none is invented across a gap.
+4. **The exchange clock.** The fold is told local times (the scheduler's ``now``); it estimates the
+   exchange time as the time of the most recently received trade of any instrument plus the local
+   time elapsed since it was received, never going back. A simulator that runs faster or slower than
+   real time, or a replay under virtual time, keeps the estimate right as long as something trades;
+   with nothing trading at all it advances at the local clock's rate.
+5. **Late trades.** A trade for a bar that closed, arriving before the exchange clock passed that
+   bar's ``end + grace``, corrects it: the bar is emitted again as ``CORRECTED``. A later one changes
+   nothing and comes out as a :class:`~rxinvest.derived.LateTrade`. Nothing is dropped silently:
+   the volume of the bars plus the volume of the late trades is the volume of the trades.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import TypeAlias
+
+import attrs
+
+from rxinvest.derived import Bar, BarState, ClosedBy, LateTrade
+from rxinvest.errors import ConfigurationError, DataIntegrityError
+from rxinvest.fold.candles import interval_end, interval_start
+from rxinvest.model import SubscriptionInterval, Trade, TradeDirection
+
+__all__ = ["BarFold", "Interval", "bucket", "merge"]
+
+#: How long a bar is: a length, or one of the API's (calendar) intervals.
+Interval: TypeAlias = timedelta | SubscriptionInterval
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def bucket(time: datetime, interval: Interval, origin: timedelta = timedelta(0)) -> tuple[datetime, datetime]:
+    """``[start, end)`` of the bar holding ``time`` (rule 1). ConfigurationError for a length that is
+    not positive, or an interval without bars (UNSPECIFIED)."""
+    if isinstance(interval, SubscriptionInterval):
+        start = interval_start(time, interval)
+        return start, interval_end(start, interval)
+    if not isinstance(interval, timedelta) or interval <= timedelta(0):
+        raise ConfigurationError(
+            f"a bar interval must be a positive timedelta or an API interval, not {interval!r}"
+        )
+    anchor = _EPOCH + origin
+    start = anchor + ((time - anchor) // interval) * interval
+    return start, start + interval
+
+
+def merge(first: Bar, second: Bar) -> Bar:
+    """The bar of two adjacent bars of one instrument, ``first`` before ``second`` (the monoid that
+    resampling uses). ConfigurationError if they are not adjacent bars of one instrument."""
+    if first.instrument_uid != second.instrument_uid or first.end != second.start:
+        raise ConfigurationError(
+            f"only adjacent bars of one instrument merge: {first.instrument_uid} [{first.start}, {first.end})"
+            f" and {second.instrument_uid} [{second.start}, {second.end})"
+        )
+    counts = (
+        None
+        if first.trade_count is None or second.trade_count is None
+        else first.trade_count + second.trade_count
+    )
+    return attrs.evolve(
+        first,
+        interval=None,
+        end=second.end,
+        high=max(first.high, second.high),
+        low=min(first.low, second.low),
+        close=second.close,
+        volume=first.volume + second.volume,
+        volume_buy=first.volume_buy + second.volume_buy,
+        volume_sell=first.volume_sell + second.volume_sell,
+        trade_count=counts,
+        state=second.state,
+        closed_by=second.closed_by,
+        incomplete=first.incomplete or second.incomplete,
+    )
+
+
+@attrs.define
+class _Open:
+    """A bar being built (mutable; the fold emits frozen :class:`Bar` values of it)."""
+
+    template: Trade  # identity fields: uid, figi, ticker
+    start: datetime
+    end: datetime
+    open: Decimal
+    open_at: datetime
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    close_at: datetime
+    volume: int = 0
+    volume_buy: int = 0
+    volume_sell: int = 0
+    count: int = 0
+    incomplete: bool = False
+    closed_by: ClosedBy | None = None
+
+    def add(self, price: Decimal, trade: Trade, time: datetime) -> None:
+        if time < self.open_at:  # rule 2: earliest opens; a tie keeps the first arrival
+            self.open, self.open_at = price, time
+        if time >= self.close_at:  # latest closes; a tie goes to the last arrival
+            self.close, self.close_at = price, time
+        self.high, self.low = max(self.high, price), min(self.low, price)
+        self.volume += trade.quantity
+        if trade.direction is TradeDirection.TRADE_DIRECTION_BUY:
+            self.volume_buy += trade.quantity
+        elif trade.direction is TradeDirection.TRADE_DIRECTION_SELL:
+            self.volume_sell += trade.quantity
+        self.count += 1
+
+    def bar(self, interval: Interval, state: BarState, closed_by: ClosedBy | None) -> Bar:
+        t = self.template
+        return Bar(
+            instrument_uid=t.instrument_uid,
+            figi=t.figi,
+            ticker=t.ticker,
+            interval=interval,
+            start=self.start,
+            end=self.end,
+            open=self.open,
+            high=self.high,
+            low=self.low,
+            close=self.close,
+            volume=self.volume,
+            volume_buy=self.volume_buy,
+            volume_sell=self.volume_sell,
+            trade_count=self.count,
+            state=state,
+            closed_by=closed_by,
+            incomplete=self.incomplete,
+        )
+
+
+#: What the fold emits.
+BarEvent: TypeAlias = Bar | LateTrade
+
+
+class BarFold:
+    """Trades of any number of instruments in, bars out (the rules at the top of the module).
+
+    ``grace`` (a ``timedelta`` of at least 0) is how long after its end a bar waits for trades by
+    the exchange clock; ``updates`` emits a ``FORMING`` revision for every trade as well. Not
+    thread-safe: one per subscription.
+    """
+
+    def __init__(
+        self,
+        interval: Interval,
+        *,
+        grace: timedelta = timedelta(seconds=1),
+        origin: timedelta = timedelta(0),
+        updates: bool = False,
+    ) -> None:
+        bucket(_EPOCH, interval, origin)  # refuses a bad interval now
+        if not isinstance(grace, timedelta) or grace < timedelta(0):
+            raise ConfigurationError(f"grace must be a timedelta of at least 0, not {grace!r}")
+        self.interval, self.grace, self.origin, self.updates = interval, grace, origin, updates
+        self._open: dict[str, _Open] = {}  # instrument uid -> its bar being built
+        self._closed: dict[str, list[_Open]] = {}  # closed bars still within their grace
+        self._gap_until: dict[str, datetime] = {}  # a bar starting before this is incomplete
+        self._latest: dict[str, datetime] = {}  # the start of the latest bar of each instrument
+        self._clock: tuple[datetime, datetime] | None = None  # (exchange time, local time received)
+        self.late = 0  # trades reported as LateTrade
+
+    def exchange_now(self, now: datetime) -> datetime | None:
+        """The exchange time estimated at local time ``now`` (rule 4), or None before any trade."""
+        if self._clock is None:
+            return None
+        exchange, local = self._clock
+        return exchange + max(timedelta(0), now - local)
+
+    def trade(self, trade: Trade, now: datetime) -> list[BarEvent]:
+        """A trade received at local time ``now``. DataIntegrityError for a trade without time or price."""
+        if trade.time is None or trade.price is None:
+            raise DataIntegrityError(
+                "a trade without time or price makes no bar", instrument=trade.instrument_uid
+            )
+        estimate = self.exchange_now(now)
+        if estimate is None or trade.time >= estimate:
+            self._clock = (trade.time, now)
+            estimate = trade.time
+        # The trade first: at the very moment its bar's timer would fire, the trade is the evidence
+        # (it joins its bar, or closes it as NEXT_TRADE); then whatever the clock has passed.
+        return self._apply(trade, estimate) + self.advance(now)
+
+    def _apply(self, trade: Trade, estimate: datetime) -> list[BarEvent]:
+        assert trade.time is not None
+        assert trade.price is not None
+        out: list[BarEvent] = []
+        uid = trade.instrument_uid
+        start, end = bucket(trade.time, self.interval, self.origin)
+        current, latest = self._open.get(uid), self._latest.get(uid)
+        if current is not None and start == current.start:
+            current.add(trade.price, trade, trade.time)
+            if self.updates:
+                out.append(current.bar(self.interval, BarState.FORMING, None))
+            return out
+        if current is not None and start > current.start:
+            out.append(self._close(uid, ClosedBy.NEXT_TRADE))
+        elif latest is not None and start <= latest:  # a bucket that has had its bar: late
+            return out + self._late(trade, start, end, estimate)
+        opened = self._new(trade, start, end)
+        self._open[uid], self._latest[uid] = opened, start
+        if self.updates:
+            out.append(opened.bar(self.interval, BarState.FORMING, None))
+        return out
+
+    def advance(self, now: datetime) -> list[BarEvent]:
+        """The local clock says ``now``: close the bars whose ``end + grace`` the exchange clock has
+        passed, and forget the closed bars past their grace."""
+        estimate = self.exchange_now(now)
+        if estimate is None:
+            return []
+        out: list[BarEvent] = []
+        for uid, bar in list(self._open.items()):
+            if estimate >= bar.end + self.grace:
+                out.append(self._close(uid, ClosedBy.TIMER))
+        for uid, closed in list(self._closed.items()):
+            kept = [bar for bar in closed if estimate < bar.end + self.grace]
+            if kept:
+                self._closed[uid] = kept
+            else:
+                del self._closed[uid]
+        return out
+
+    def deadline(self, now: datetime) -> datetime | None:
+        """The local time at which :meth:`advance` has something to close, or None."""
+        estimate = self.exchange_now(now)
+        if estimate is None or not self._open:
+            return None
+        due = min(bar.end for bar in self._open.values()) + self.grace
+        return now + max(timedelta(0), due - estimate)
+
+    def gap(self, instrument_uids: Iterable[str], until: datetime) -> list[BarEvent]:
+        """Events of these instruments may be missing up to exchange time ``until``: their open bars
+        close as incomplete, and a bar starting before ``until`` will be incomplete too."""
+        out: list[BarEvent] = []
+        for uid in instrument_uids:
+            self._gap_until[uid] = max(until, self._gap_until.get(uid, until))
+            if uid in self._open:
+                self._open[uid].incomplete = True
+                out.append(self._close(uid, ClosedBy.GAP))
+        return out
+
+    def complete(self) -> list[BarEvent]:
+        """The source completed: every open bar closes now."""
+        return [self._close(uid, ClosedBy.COMPLETION) for uid in list(self._open)]
+
+    def _new(self, trade: Trade, start: datetime, end: datetime) -> _Open:
+        """A bar of one trade; incomplete if it starts before the end of a gap of its instrument."""
+        assert trade.time is not None
+        assert trade.price is not None
+        uid = trade.instrument_uid
+        made = _Open(
+            template=trade, start=start, end=end, open=trade.price, open_at=trade.time, high=trade.price,
+            low=trade.price, close=trade.price, close_at=trade.time,
+            incomplete=start < self._gap_until.get(uid, start),
+        )  # fmt: skip
+        made.add(trade.price, trade, trade.time)
+        return made
+
+    def _close(self, uid: str, why: ClosedBy) -> Bar:
+        bar = self._open.pop(uid)
+        bar.closed_by = why
+        self._closed.setdefault(uid, []).append(bar)
+        return bar.bar(self.interval, BarState.CLOSED, why)
+
+    def _late(self, trade: Trade, start: datetime, end: datetime, estimate: datetime) -> list[BarEvent]:
+        assert trade.time is not None
+        assert trade.price is not None
+        uid = trade.instrument_uid
+        if estimate < end + self.grace:
+            for bar in self._closed.get(uid, ()):
+                if bar.start == start:
+                    bar.add(trade.price, trade, trade.time)
+                    return [bar.bar(self.interval, BarState.CORRECTED, bar.closed_by)]
+            # Its bucket never had a bar (a later one came first): this trade makes it, closed at
+            # once since a later bar exists, and kept for corrections within grace.
+            made = self._new(trade, start, end)
+            made.closed_by = ClosedBy.NEXT_TRADE
+            self._closed.setdefault(uid, []).append(made)
+            return [made.bar(self.interval, BarState.CLOSED, ClosedBy.NEXT_TRADE)]
+        self.late += 1
+        return [
+            LateTrade(trade=trade, bar_start=start, lateness=max(timedelta(0), estimate - (end + self.grace)))
+        ]
