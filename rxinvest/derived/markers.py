@@ -48,7 +48,8 @@ class Gap:
     * ``OVERFLOW``: the subscriber lagged more than its backlog limit; ``dropped`` events were
       discarded, the oldest first, and ``since``/``until`` are the first and last of their times.
 
-    ``target`` is the instrument or account id concerned, or ``""`` for all of the source's.
+    ``target`` is the instrument or account id concerned as you gave it, and ``instrument_uid`` the
+    instrument's uid (events carry it), or both ``""`` for all of the source's.
     """
 
     cause: GapCause
@@ -56,6 +57,7 @@ class Gap:
     until: datetime
     dropped: int = 0
     target: str = ""
+    instrument_uid: str = ""
 
 
 @attrs.frozen(kw_only=True)

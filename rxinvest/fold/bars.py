@@ -258,6 +258,10 @@ class BarFold:
                 out.append(self._close(uid, ClosedBy.GAP))
         return out
 
+    def open_instruments(self) -> list[str]:
+        """The instruments with a bar being built."""
+        return list(self._open)
+
     def complete(self) -> list[BarEvent]:
         """The source completed: every open bar closes now."""
         return [self._close(uid, ClosedBy.COMPLETION) for uid in list(self._open)]

@@ -14,11 +14,15 @@ It may import :mod:`rxinvest.fold`, :mod:`rxinvest.derived`, :mod:`rxinvest.mode
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from datetime import timedelta
+from typing import Any, TypeVar
 
-from reactivex import Observable
+from reactivex import Observable, abc
 
-__all__ = ["require_markers"]
+from rxinvest.derived import Bar, LateTrade
+from rxinvest.fold.bars import Interval
+
+__all__ = ["require_markers", "to_bars"]
 
 _T = TypeVar("_T")
 
@@ -55,3 +59,57 @@ def require_markers(who: str) -> Callable[[Observable[_T]], Observable[_T]]:
     from rxinvest.ops._markers import require_markers_
 
     return require_markers_(who)
+
+
+def to_bars(
+    interval: Interval,
+    *,
+    grace: timedelta = timedelta(seconds=1),
+    emit: str = "closed",
+    origin: timedelta = timedelta(0),
+    markers: bool = True,
+    scheduler: abc.SchedulerBase | None = None,
+) -> Callable[[Observable[Any]], Observable[Bar | LateTrade]]:
+    """Trades to OHLCV bars of ``interval``, per instrument, closed at the right moment.
+
+    A trade joins the bar ``[start, end)`` holding its exchange time (a trade at ``end`` opens the
+    next bar); buckets are aligned to 00:00 UTC (plus ``origin``) for a ``timedelta``, to the calendar
+    for a ``SubscriptionInterval``. A bar closes at the first trade of a later bar of its instrument,
+    or when the exchange clock passes ``end + grace``, whichever comes first, so an idle instrument's
+    bar closes too. The exchange clock is the latest trade's time plus the scheduler's time elapsed
+    since (see :mod:`rxinvest.fold.bars`), right under virtual time and with a simulator faster than
+    real time. A trade that comes late but within ``grace`` emits its bar again as ``CORRECTED``; a
+    later one comes out as a :class:`~rxinvest.derived.LateTrade`: nothing is dropped silently. A
+    :class:`~rxinvest.derived.Gap` marker closes the bars it concerns as ``incomplete``; no bar is
+    made for an interval without trades. Completion flushes the open bars.
+
+    ::
+
+        trades:  --a(10:00:05)--b(10:00:40)---------c(10:01:07)-------------|
+        to_bars(timedelta(minutes=1), grace=timedelta(seconds=1))
+                 -------------------------------B1(a,b; NEXT_TRADE)--------B2(c)|
+                 (an idle instrument: B1 closes at 10:01:01 by the timer instead)
+
+    Args:
+        interval: a positive ``timedelta`` or a ``SubscriptionInterval`` (weeks from Monday, months
+            from the 1st).
+        grace: how long after its end a bar waits for late trades (exchange clock).
+        emit: ``"closed"`` (closed and corrected bars, LateTrades) or ``"updates"`` (every revision
+            of the forming bar as well, in state ``FORMING``).
+        origin: shifts the buckets of a ``timedelta`` interval.
+        markers: the source must have markers (``source.with_markers()``), so gaps are known: the
+            default. ``False`` takes any stream of trades (a list, a recording) and trusts it whole.
+        scheduler: the clock of the timer (else the subscribe-time scheduler, else a timer thread).
+
+    Returns:
+        An operator function. ``on_error`` gets ConfigurationError for a source without markers
+        (unless ``markers=False``), DataIntegrityError for a trade without time or price, and the
+        source's errors. Bad arguments raise ConfigurationError at the call.
+
+    Example:
+        >>> client.market_data.trades("SBER_TQBR").with_markers().pipe(   # doctest: +SKIP
+        ...     ops.to_bars(timedelta(minutes=1))).subscribe(print)
+    """
+    from rxinvest.ops._bars import to_bars_
+
+    return to_bars_(interval, grace=grace, emit=emit, origin=origin, markers=markers, scheduler=scheduler)

@@ -170,7 +170,9 @@ class _Base:
                 if outcome.gap is not None:
                     name = target.instrument_id if isinstance(target, Topic) else target
                     since, until = outcome.gap
-                    gap = Gap(cause=GapCause.RECONNECT, since=since, until=until, target=name)
+                    gap = Gap(
+                        cause=GapCause.RECONNECT, since=since, until=until, target=name, instrument_uid=uid
+                    )
                     self._mark(boxes, gap)
             elif isinstance(outcome, Rejected | AccountRejected):
                 self._refused(outcome, boxes, fails)
