@@ -22,7 +22,7 @@ from reactivex import Observable, abc
 from rxinvest.derived import Bar, LateTrade
 from rxinvest.fold.bars import Interval
 
-__all__ = ["require_markers", "to_bars"]
+__all__ = ["require_markers", "resample", "to_bars"]
 
 _T = TypeVar("_T")
 
@@ -113,3 +113,33 @@ def to_bars(
     from rxinvest.ops._bars import to_bars_
 
     return to_bars_(interval, grace=grace, emit=emit, origin=origin, markers=markers, scheduler=scheduler)
+
+
+def resample(interval: Interval) -> Callable[[Observable[Any]], Observable[Bar]]:
+    """Bars, or the server's candles, to bars of a larger ``interval`` that is a multiple of theirs.
+
+    Repeated updates of one bar or candle (same instrument and start) replace each other, never add
+    up; the larger bar is the merge of the latest version of its parts. It closes when a part of a
+    later bar of its instrument arrives, when its last part arrives closed, or at completion, and is
+    emitted once as ``CLOSED``; a later change of one of its parts emits it again as ``CORRECTED``.
+
+    ::
+
+        1-minute bars:  --m0--m1--m2--m3--m4(closed)--m5--|
+        resample(timedelta(minutes=5))
+                        ------------------B(m0..m4)-------B(m5)|
+
+    Args:
+        interval: a ``timedelta`` or ``SubscriptionInterval``, a whole multiple of the parts'.
+
+    Returns:
+        An operator function; ``on_error`` gets DataIntegrityError for a part that does not fit in
+        one bar of ``interval`` (not a multiple), and the source's errors. Markers and LateTrades
+        are ignored.
+
+    Example:
+        >>> candles.pipe(ops.resample(timedelta(minutes=5))).subscribe(print)  # doctest: +SKIP
+    """
+    from rxinvest.ops._bars import resample_
+
+    return resample_(interval)

@@ -1,4 +1,5 @@
-"""``to_bars``: trades to time bars, the adapter of :class:`rxinvest.fold.bars.BarFold`."""
+"""``to_bars`` and ``resample``: adapters of :class:`~rxinvest.fold.bars.BarFold` and
+:class:`~rxinvest.fold.resample.ResampleFold`."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, SerialDisposable, SingleAssignmentDisposable
 from reactivex.scheduler import TimeoutScheduler
 
-from rxinvest.derived import Bar, Gap, LateTrade
-from rxinvest.errors import ConfigurationError
+from rxinvest.derived import Bar, BarState, Gap, LateTrade
+from rxinvest.errors import ConfigurationError, RxInvestError
 from rxinvest.fold.bars import BarFold, Interval
-from rxinvest.model import Trade
+from rxinvest.fold.candles import interval_end
+from rxinvest.fold.resample import ResampleFold
+from rxinvest.model import Candle, Trade
 from rxinvest.ops._markers import require_markers_
 
 _EMITS = ("closed", "updates")
@@ -95,6 +98,47 @@ def to_bars_(
                 on_next, on_error, on_completed, scheduler=subscribe_scheduler
             )
             return CompositeDisposable(upstream, timer)
+
+        return reactivex.create(subscribe)
+
+    return operator
+
+
+def resample_(interval: Interval) -> Callable[[Observable[Any]], Observable[Bar]]:
+    ResampleFold(interval)  # refuses a bad interval at the call
+
+    def operator(source: Observable[Any]) -> Observable[Bar]:
+        def subscribe(
+            observer: abc.ObserverBase[Bar], scheduler: abc.SchedulerBase | None = None
+        ) -> abc.DisposableBase:
+            fold = ResampleFold(interval)  # per subscription
+
+            def on_next(item: Any) -> None:
+                if isinstance(item, Candle):
+                    if item.time is None:
+                        return
+                    item = Bar.from_candle(
+                        item,
+                        end=interval_end(item.time, item.interval),
+                        state=BarState.FORMING,
+                        closed_by=None,
+                    )
+                if not isinstance(item, Bar):
+                    return  # markers, late trades: nothing to merge
+                try:
+                    out = fold.bar(item)
+                except RxInvestError as error:
+                    observer.on_error(error)
+                    return
+                for bar in out:
+                    observer.on_next(bar)
+
+            def on_completed() -> None:
+                for bar in fold.complete():
+                    observer.on_next(bar)
+                observer.on_completed()
+
+            return source.subscribe(on_next, observer.on_error, on_completed, scheduler=scheduler)
 
         return reactivex.create(subscribe)
 

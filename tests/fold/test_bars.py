@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from rxinvest.derived import Bar, BarState, ClosedBy, LateTrade
 from rxinvest.errors import ConfigurationError, DataIntegrityError
 from rxinvest.fold.bars import BarFold, bucket, merge
+from rxinvest.fold.resample import ResampleFold
 from rxinvest.model import SubscriptionInterval, Trade, TradeDirection
 
 T0 = datetime(2025, 11, 21, 10, 0, tzinfo=UTC)
@@ -284,3 +285,41 @@ def test_bad_arguments_and_bad_trades_are_refused() -> None:
         BarFold(MINUTE, grace=timedelta(seconds=-1))
     with pytest.raises(DataIntegrityError):
         BarFold(MINUTE).trade(Trade(instrument_uid="A", quantity=1), T0)
+
+
+@settings(max_examples=300)
+@given(tape=tapes())
+def test_resampling_one_minute_bars_gives_the_five_minute_bars(tape: list[Trade]) -> None:
+    """resample(5m) of to_bars(1m) equals to_bars(5m) of the same tape (the issue's property)."""
+    resample = ResampleFold(timedelta(minutes=5))
+    resampled: list[Bar] = []
+    for event in run(BarFold(MINUTE, grace=timedelta(0)), tape):
+        if isinstance(event, Bar):
+            resampled += resample.bar(event)
+    resampled += resample.complete()
+    direct = final_bars(run(BarFold(timedelta(minutes=5), grace=timedelta(0)), tape))
+    assert {(b.instrument_uid, b.start): summary(b) for b in resampled} == {
+        k: summary(b) for k, b in direct.items()
+    }
+    assert all(b.state is BarState.CLOSED for b in resampled)  # one emission each, in time order
+
+
+@given(tape=tapes(max_size=30), data=st.data())
+def test_repeated_updates_replace_and_corrections_reemit(tape: list[Trade], data: st.DataObject) -> None:
+    """Every forming revision of the 1-minute bars fed in (as candles would repeat): the 5-minute bars
+    still equal the direct ones; feeding any update twice changes nothing."""
+    updates = [e for e in run(BarFold(MINUTE, grace=timedelta(0), updates=True), tape) if isinstance(e, Bar)]
+    doubled = [u for update in updates for u in (update, update)] if data.draw(st.booleans()) else updates
+    resample = ResampleFold(timedelta(minutes=5))
+    out = [b for update in doubled for b in resample.bar(update)] + resample.complete()
+    last = {(b.instrument_uid, b.start): summary(b) for b in out}
+    direct = final_bars(run(BarFold(timedelta(minutes=5), grace=timedelta(0)), tape))
+    assert last == {k: summary(b) for k, b in direct.items()}
+
+
+def test_resampling_to_a_non_multiple_is_refused() -> None:
+    bar = final_bars(
+        run(BarFold(timedelta(minutes=2), grace=timedelta(0)), [trade("A", 130, "1", 1)])
+    )  # 10:02-10:04
+    with pytest.raises(DataIntegrityError, match="multiple"):
+        ResampleFold(timedelta(minutes=3)).bar(next(iter(bar.values())))
