@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/decode.py
 	$(BIN)/python benchmarks/sim_burst.py
 	$(BIN)/python benchmarks/e2e.py
+	$(BIN)/python benchmarks/ops.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -44,6 +44,7 @@ __all__ = ["BarFold", "Interval", "bucket", "merge"]
 #: How long a bar is: a length, or one of the API's (calendar) intervals.
 Interval: TypeAlias = timedelta | SubscriptionInterval
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NEVER = datetime.max.replace(tzinfo=UTC)
 
 
 def bucket(time: datetime, interval: Interval, origin: timedelta = timedelta(0)) -> tuple[datetime, datetime]:
@@ -116,7 +117,10 @@ class _Open:
             self.open, self.open_at = price, time
         if time >= self.close_at:  # latest closes; a tie goes to the last arrival
             self.close, self.close_at = price, time
-        self.high, self.low = max(self.high, price), min(self.low, price)
+        if price > self.high:  # comparisons, not max()/min(): this runs for every trade
+            self.high = price
+        elif price < self.low:
+            self.low = price
         self.volume += trade.quantity
         if trade.direction is TradeDirection.TRADE_DIRECTION_BUY:
             self.volume_buy += trade.quantity
@@ -175,26 +179,34 @@ class BarFold:
         self._closed: dict[str, list[_Open]] = {}  # closed bars still within their grace
         self._gap_until: dict[str, datetime] = {}  # a bar starting before this is incomplete
         self._latest: dict[str, datetime] = {}  # the start of the latest bar of each instrument
-        self._clock: tuple[datetime, datetime] | None = None  # (exchange time, local time received)
+        # Exchange time minus local time, as of the latest trade that moved the exchange clock on.
+        self._skew: timedelta | None = None
+        #: The earliest end + grace (exchange time) of the bars held: advance has work from then.
+        self.next_due = _NEVER
         self.late = 0  # trades reported as LateTrade
 
     def exchange_now(self, now: datetime) -> datetime | None:
         """The exchange time estimated at local time ``now`` (rule 4), or None before any trade."""
-        if self._clock is None:
-            return None
-        exchange, local = self._clock
-        return exchange + max(timedelta(0), now - local)
+        return None if self._skew is None else now + self._skew
 
     def trade(self, trade: Trade, now: datetime) -> list[BarEvent]:
         """A trade received at local time ``now``. DataIntegrityError for a trade without time or price."""
-        if trade.time is None or trade.price is None:
+        time, price = trade.time, trade.price
+        if time is None or price is None:
             raise DataIntegrityError(
                 "a trade without time or price makes no bar", instrument=trade.instrument_uid
             )
-        estimate = self.exchange_now(now)
-        if estimate is None or trade.time >= estimate:
-            self._clock = (trade.time, now)
-            estimate = trade.time
+        skew = self._skew
+        if skew is None or time >= now + skew:
+            self._skew, estimate = time - now, time
+        else:
+            estimate = now + skew
+        # The fast path, most trades: one more trade of the bar being built, nothing due to close.
+        current = self._open.get(trade.instrument_uid)
+        if current is not None and current.start <= time < current.end:
+            current.add(price, trade, time)
+            out: list[BarEvent] = [current.bar(self.interval, BarState.FORMING, None)] if self.updates else []
+            return out + self.advance(now) if estimate >= self.next_due else out
         # The trade first: at the very moment its bar's timer would fire, the trade is the evidence
         # (it joins its bar, or closes it as NEXT_TRADE); then whatever the clock has passed.
         return self._apply(trade, estimate) + self.advance(now)
@@ -217,6 +229,7 @@ class BarFold:
             return out + self._late(trade, start, end, estimate)
         opened = self._new(trade, start, end)
         self._open[uid], self._latest[uid] = opened, start
+        self.next_due = min(self.next_due, end + self.grace)
         if self.updates:
             out.append(opened.bar(self.interval, BarState.FORMING, None))
         return out
@@ -225,7 +238,7 @@ class BarFold:
         """The local clock says ``now``: close the bars whose ``end + grace`` the exchange clock has
         passed, and forget the closed bars past their grace."""
         estimate = self.exchange_now(now)
-        if estimate is None:
+        if estimate is None or estimate < self.next_due:
             return []
         out: list[BarEvent] = []
         for uid, bar in list(self._open.items()):
@@ -237,7 +250,15 @@ class BarFold:
                 self._closed[uid] = kept
             else:
                 del self._closed[uid]
+        self._due()
         return out
+
+    def _due(self) -> None:
+        """When the next bar (open, or closed but still taking corrections) is due: advance does
+        nothing before then."""
+        ends = [bar.end for bar in self._open.values()]
+        ends += [bar.end for closed in self._closed.values() for bar in closed]
+        self.next_due = min(ends) + self.grace if ends else _NEVER
 
     def deadline(self, now: datetime) -> datetime | None:
         """The local time at which :meth:`advance` has something to close, or None."""
@@ -299,6 +320,7 @@ class BarFold:
             made = self._new(trade, start, end)
             made.closed_by = ClosedBy.NEXT_TRADE
             self._closed.setdefault(uid, []).append(made)
+            self.next_due = min(self.next_due, end + self.grace)
             return [made.bar(self.interval, BarState.CLOSED, ClosedBy.NEXT_TRADE)]
         self.late += 1
         return [

@@ -52,36 +52,42 @@ def to_bars_(
             lock = threading.RLock()  # the timer and the source may call at once: on_next is serial
             timer = SerialDisposable()
             upstream = SingleAssignmentDisposable()
-            due: list[Any] = [None]  # the local time the timer is set for
+            armed: list[Any] = [None]  # the fold's next due time the timer was set for
 
             def send(events: Iterable[Bar | LateTrade]) -> None:
                 for event in events:
                     observer.on_next(event)
 
             def arm() -> None:
-                """Set the timer for the next bar to close, if sooner than the one set (under the lock)."""
-                deadline = fold.deadline(clock.now)
-                if deadline is None or (due[0] is not None and due[0] <= deadline):
+                """Set the timer for the next bar to close (under the lock); a no-op while the
+                fold's next due time is the one the timer is set for, which is most trades."""
+                if fold.next_due == armed[0]:
                     return
-                due[0] = deadline
-                timer.disposable = clock.schedule_absolute(deadline, fire)
+                armed[0] = fold.next_due
+                deadline = fold.deadline(clock.now)
+                if deadline is not None:
+                    timer.disposable = clock.schedule_absolute(deadline, fire)
 
             def fire(_: abc.SchedulerBase, __: Any = None) -> None:
                 with lock:
-                    due[0] = None
+                    armed[0] = None
                     send(fold.advance(clock.now))
                     arm()
 
             def on_next(item: Any) -> None:
-                with lock:
-                    if isinstance(item, Trade):
-                        send(fold.trade(item, clock.now))
-                    elif isinstance(item, Gap):
+                if type(item) is Trade:  # the usual item first
+                    with lock:
+                        for event in fold.trade(item, clock.now):
+                            observer.on_next(event)
+                        if fold.next_due != armed[0]:
+                            arm()
+                    return
+                if isinstance(item, Gap):
+                    with lock:
                         uids = [item.instrument_uid] if item.instrument_uid else fold.open_instruments()
                         send(fold.gap(uids, until=item.until))
-                    else:
-                        return  # other markers and events (open interest): nothing to fold
-                    arm()
+                        arm()
+                # other markers and events (open interest): nothing to fold
 
             def on_error(error: Exception) -> None:
                 with lock:
