@@ -69,6 +69,9 @@ class Bar:
     state: BarState = BarState.FORMING
     closed_by: ClosedBy | None = None
     incomplete: bool = False
+    #: The server's source of the candle this bar stands for (``from_candle``): one instrument's
+    #: exchange and weekend candles are different series. None for bars built from trades.
+    candle_source_type: CandleSource | None = None
 
     @classmethod
     def from_candle(
@@ -102,6 +105,7 @@ class Bar:
             volume_sell=candle.volume_sell,
             state=state,
             closed_by=closed_by,
+            candle_source_type=candle.candle_source_type,
         )
 
     def to_candle(self, last_trade_ts: datetime | None = None) -> Candle:
@@ -126,7 +130,7 @@ class Bar:
             ticker=self.ticker,
             volume_buy=self.volume_buy,
             volume_sell=self.volume_sell,
-            candle_source_type=CandleSource.CANDLE_SOURCE_EXCHANGE,
+            candle_source_type=self.candle_source_type or CandleSource.CANDLE_SOURCE_EXCHANGE,
         )
 
 
