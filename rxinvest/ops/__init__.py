@@ -22,7 +22,7 @@ from reactivex import Observable, abc
 from rxinvest.derived import Bar, LateTrade
 from rxinvest.fold.bars import Interval
 
-__all__ = ["require_markers", "resample", "to_bars"]
+__all__ = ["closed_candles", "require_markers", "resample", "tick_bars", "to_bars", "volume_bars"]
 
 _T = TypeVar("_T")
 
@@ -143,3 +143,73 @@ def resample(interval: Interval) -> Callable[[Observable[Any]], Observable[Bar]]
     from rxinvest.ops._bars import resample_
 
     return resample_(interval)
+
+
+def closed_candles(
+    *, grace: timedelta = timedelta(seconds=3), scheduler: abc.SchedulerBase | None = None
+) -> Callable[[Observable[Any]], Observable[Bar]]:
+    """The server's candle stream (``waiting_close=False``) as each candle once, when it closes.
+
+    Repeated updates of the forming candle replace each other; a candle closes, and is emitted once as
+    a ``CLOSED`` :class:`~rxinvest.derived.Bar`, when the next candle of its series arrives or when
+    the exchange clock passes its end + ``grace`` (see :mod:`rxinvest.fold.server_candles`); a later
+    candle of a closed key whose values differ comes out as ``CORRECTED``. The exchange clock is
+    estimated from the candles' ``last_trade_ts``.
+
+    ::
+
+        candles:  --c0--c0'--c0''--c1--c1'------------|
+        closed_candles()
+                  -------------------C0(c0'')----------C1(c1')|   (C1 by the timer, or at completion)
+
+    Args:
+        grace: how long after its interval's end a candle waits for updates.
+        scheduler: the clock of the timer (else the subscribe-time scheduler, else a timer thread).
+
+    Returns:
+        An operator function; ``on_error`` gets DataIntegrityError for a candle without time or
+        prices, and the source's errors.
+
+    Example:
+        >>> client.market_data.candles("SBER_TQBR", "1m").pipe(ops.closed_candles())  # doctest: +SKIP
+    """
+    from rxinvest.ops._bars import closed_candles_
+
+    return closed_candles_(grace, scheduler)
+
+
+def tick_bars(n: int) -> Callable[[Observable[Any]], Observable[Bar]]:
+    """Trades to bars of exactly ``n`` trades each, per instrument (the last one flushed at completion).
+
+    ::
+
+        trades:  --a--b--c--d--e--|
+        tick_bars(2)
+                 -----B(ab)-B(cd)--B(e)|
+
+    Returns:
+        An operator function; ``on_error`` gets DataIntegrityError for a trade without time or price.
+    """
+    from rxinvest.fold.sized import TickBarFold
+    from rxinvest.ops._bars import sized_
+
+    return sized_(lambda: TickBarFold(n))
+
+
+def volume_bars(lots: int, *, split: bool = True) -> Callable[[Observable[Any]], Observable[Bar]]:
+    """Trades to bars of exactly ``lots`` lots each, per instrument: a trade that crosses a bar's
+    threshold is split across bars (``split=False``: the bar overshoots instead).
+
+    ::
+
+        trades (lots):  --3--4--5--|
+        volume_bars(5)
+                        -----B(3+2)-B(2+3)-B(2)|
+
+    Returns:
+        An operator function; ``on_error`` gets DataIntegrityError for a trade without time or price.
+    """
+    from rxinvest.fold.sized import VolumeBarFold
+    from rxinvest.ops._bars import sized_
+
+    return sized_(lambda: VolumeBarFold(lots, split=split))

@@ -11,7 +11,7 @@ from reactivex.testing import ReactiveTest, TestScheduler
 from rxinvest import ops
 from rxinvest.derived import Bar, BarState, ClosedBy, Gap, GapCause, LateTrade, Subscribed
 from rxinvest.errors import ConfigurationError
-from rxinvest.model import Trade, TradeDirection
+from rxinvest.model import Candle, SubscriptionInterval, Trade, TradeDirection
 
 on_next, on_completed = ReactiveTest.on_next, ReactiveTest.on_completed
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -147,3 +147,78 @@ def test_bad_arguments_are_refused_at_the_call() -> None:
         ops.to_bars(MINUTE, emit="sometimes")
     with pytest.raises(ConfigurationError):
         ops.to_bars(MINUTE, grace=timedelta(seconds=-1))
+
+
+def candle(minute: int, close: int, volume: int, *, at: int) -> Candle:
+    """A 1-minute candle of A starting at ``minute`` (virtual minutes), its last trade at ``at`` s."""
+    return Candle(
+        instrument_uid="A",
+        interval=SubscriptionInterval.SUBSCRIPTION_INTERVAL_ONE_MINUTE,
+        time=EPOCH + timedelta(minutes=minute),
+        open=Decimal(10),
+        high=Decimal(max(10, close)),
+        low=Decimal(min(10, close)),
+        close=Decimal(close),
+        volume=volume,
+        last_trade_ts=EPOCH + timedelta(seconds=at),
+    )
+
+
+def test_closed_candles_emit_each_minute_once_with_its_last_values() -> None:
+    scheduler = TestScheduler()
+    source = scheduler.create_hot_observable(
+        on_next(205, candle(3, 11, 1, at=205)), on_next(215, candle(3, 12, 2, at=215)),
+        on_next(215, candle(3, 12, 2, at=215)),  # a repeat: nothing
+        on_next(245, candle(4, 9, 1, at=245)),  # the next minute: minute 3 closes
+        on_next(250, candle(3, 13, 3, at=239)),  # a correction of minute 3
+    )  # fmt: skip
+    result = scheduler.start(
+        lambda: source.pipe(ops.closed_candles(grace=timedelta(seconds=5), scheduler=scheduler))
+    )
+    emitted = [
+        (at, bar.start.minute, bar.state, bar.close, bar.closed_by) for at, bar in bars(result.messages)
+    ]
+    assert emitted == [
+        (245, 3, BarState.CLOSED, 12, ClosedBy.SERVER),
+        (250, 3, BarState.CORRECTED, 13, ClosedBy.SERVER),
+        (305, 4, BarState.CLOSED, 9, ClosedBy.TIMER),  # idle: 5:00 + 5 s by the candles' clock
+    ]
+
+
+def test_tick_and_volume_bars() -> None:
+    scheduler = TestScheduler()
+    source = scheduler.create_hot_observable(
+        on_next(210, trade(210, 10, 3)), on_next(220, trade(220, 11, 4)), on_next(230, trade(230, 12, 5)),
+        on_completed(240),
+    )  # fmt: skip
+    volumes = scheduler.start(lambda: source.pipe(ops.volume_bars(5)))
+    assert [(at, b.volume) for at, b in bars(volumes.messages)] == [(220, 5), (230, 5), (240, 2)]
+    ticks = TestScheduler()
+    tape = ticks.create_hot_observable(
+        on_next(210, trade(210, 10)),
+        on_next(220, trade(220, 11)),
+        on_next(230, trade(230, 12)),
+        on_completed(240),
+    )
+    counted = ticks.start(lambda: tape.pipe(ops.tick_bars(2)))
+    assert [(at, b.trade_count, b.close) for at, b in bars(counted.messages)] == [(220, 2, 11), (240, 1, 12)]
+    with pytest.raises(ConfigurationError):
+        ops.volume_bars(0)
+
+
+def test_resample_takes_candles_as_replacing_revisions() -> None:
+    scheduler = TestScheduler()
+    source = scheduler.create_hot_observable(
+        *(
+            on_next(200 + minute * 10 + k, candle(minute, 10 + k, 1 + k, at=60 * minute))
+            for minute in range(5)
+            for k in range(3)
+        ),
+        on_next(260, candle(5, 20, 4, at=300)),
+        on_completed(270),
+    )  # fmt: skip
+    result = scheduler.start(lambda: source.pipe(ops.resample(timedelta(minutes=5))))
+    (first_at, first), (_, second) = bars(result.messages)
+    assert first_at == 260 and first.volume == 5 * 3  # the last revision of each minute: 3 lots
+    assert (first.start, first.end, first.close) == (EPOCH, EPOCH + timedelta(minutes=5), 12)
+    assert second.start == EPOCH + timedelta(minutes=5) and second.volume == 4

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import rxinvest
 from rxinvest import ops
 from rxinvest.derived import Bar, BarState
-from rxinvest.model import Trade
+from rxinvest.model import Candle, Trade
 from rxinvest.sim import serve
 
 WAIT = 60.0
@@ -71,3 +71,37 @@ def test_an_hour_of_simulated_trades_makes_the_oracle_bars() -> None:
     assert {
         key: (b.open, b.high, b.low, b.close, b.volume, b.trade_count) for key, b in got.items()
     } == expected
+
+
+def test_closed_candles_of_an_hour_give_each_minute_once() -> None:
+    """The simulator's 1-minute candles (forming updates, closes, corrective ones) through
+    ops.closed_candles: every (instrument, minute) that had a candle comes out CLOSED exactly once,
+    with the last values the stream sent for it before it closed, or CORRECTED later."""
+    with serve(seed=4, manual=True, step=1.0, start=datetime(2025, 11, 21, 7, 0, tzinfo=UTC)) as sim:
+        ids = [f"{i.ticker}_{i.class_code}" for i in sim.instruments[:10]]
+        with rxinvest.connect(sim.token, target=sim.base_url) as client:
+            raw: list[Candle] = []
+            closed: list[Bar] = []
+            done = threading.Event()
+            candles = client.market_data.candles(ids, "1m", backlog=None)
+            candles.subscribe(raw.append)
+            errors: list[Exception] = []
+            candles.pipe(ops.closed_candles(grace=timedelta(hours=2))).subscribe(
+                closed.append, errors.append, on_completed=done.set
+            )
+            sim.wait_for(lambda s: any(c.subscriptions for c in s.connections()), timeout=WAIT)
+            for _ in range(36):
+                sim.advance(100)
+            last = sim.market.now - timedelta(minutes=1)
+            sim.wait_for(lambda _: any(c.time is not None and c.time >= last for c in raw), timeout=WAIT)
+        assert done.wait(WAIT), errors
+    firsts = [b for b in closed if b.state is BarState.CLOSED]
+    keys = [(b.instrument_uid, b.start) for b in firsts]
+    assert len(keys) == len(set(keys))  # each minute once
+    assert set(keys) == {(c.instrument_uid, c.time) for c in raw}
+    assert len(set(keys)) > 300
+    final: dict[tuple[str, datetime], Bar] = {}
+    for bar in closed:
+        final[(bar.instrument_uid, bar.start)] = bar
+    latest = {(c.instrument_uid, c.time): (c.close, c.volume) for c in raw}  # the stream's last word per key
+    assert {key: (b.close, b.volume) for key, b in final.items()} == latest
