@@ -40,6 +40,7 @@ class ClosedBy(enum.Enum):
     GAP = "gap"  # events may be missing from here on (a reconnect): closed, incomplete
     THRESHOLD = "threshold"  # a tick or volume bar reached its size
     SERVER = "server"  # the server's candle stream moved on (closed_candles)
+    SESSION = "session"  # the instrument stopped trading (a break, the close): see ops.to_bars(sessions=)
 
 
 @attrs.frozen(kw_only=True)

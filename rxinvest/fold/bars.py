@@ -23,6 +23,11 @@ Rules of this module:
    bar's ``end + grace``, corrects it: the bar is emitted again as ``CORRECTED``. A later one changes
    nothing and comes out as a :class:`~rxinvest.derived.LateTrade`. Nothing is dropped silently:
    the volume of the bars plus the volume of the late trades is the volume of the trades.
+6. **Sessions.** Told the instrument's trading statuses (:meth:`BarFold.status`), the fold closes
+   its open bar as soon as a status says it stopped trading (a break, the close; ``SESSION``),
+   instead of at ``end + grace``. No bar is ever made for an interval without trades, so none is
+   made for a time it did not trade; trades that do come while a status says otherwise (a late
+   print) still count, as they happened.
 """
 
 from __future__ import annotations
@@ -37,14 +42,25 @@ import attrs
 from rxinvest.derived import Bar, BarState, ClosedBy, LateTrade
 from rxinvest.errors import ConfigurationError, DataIntegrityError
 from rxinvest.fold.candles import interval_end, interval_start
-from rxinvest.model import SubscriptionInterval, Trade, TradeDirection
+from rxinvest.model import SecurityTradingStatus, SubscriptionInterval, Trade, TradeDirection, TradingStatus
 
-__all__ = ["BarFold", "Interval", "bucket", "merge"]
+__all__ = ["NOT_TRADING", "BarFold", "Interval", "bucket", "merge"]
 
 #: How long a bar is: a length, or one of the API's (calendar) intervals.
 Interval: TypeAlias = timedelta | SubscriptionInterval
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NEVER = datetime.max.replace(tzinfo=UTC)
+_S = SecurityTradingStatus
+#: The statuses in which an instrument does not trade (auctions and closing periods do trade).
+NOT_TRADING = frozenset(
+    {
+        _S.SECURITY_TRADING_STATUS_NOT_AVAILABLE_FOR_TRADING,
+        _S.SECURITY_TRADING_STATUS_BREAK_IN_TRADING,
+        _S.SECURITY_TRADING_STATUS_SESSION_CLOSE,
+        _S.SECURITY_TRADING_STATUS_DEALER_BREAK_IN_TRADING,
+        _S.SECURITY_TRADING_STATUS_DEALER_NOT_AVAILABLE_FOR_TRADING,
+    }
+)
 
 
 def bucket(time: datetime, interval: Interval, origin: timedelta = timedelta(0)) -> tuple[datetime, datetime]:
@@ -278,6 +294,16 @@ class BarFold:
                 self._open[uid].incomplete = True
                 out.append(self._close(uid, ClosedBy.GAP))
         return out
+
+    def status(self, status: TradingStatus) -> list[BarEvent]:
+        """A trading status of an instrument: one that says it stopped trading closes its bar now
+        (rule 6)."""
+        uid = status.instrument_uid
+        if status.trading_status in NOT_TRADING and uid in self._open:
+            out: list[BarEvent] = [self._close(uid, ClosedBy.SESSION)]
+            self._due()
+            return out
+        return []
 
     def open_instruments(self) -> list[str]:
         """The instruments with a bar being built."""

@@ -81,7 +81,9 @@ def to_bars(
     real time. A trade that comes late but within ``grace`` emits its bar again as ``CORRECTED``; a
     later one comes out as a :class:`~rxinvest.derived.LateTrade`: nothing is dropped silently. A
     :class:`~rxinvest.derived.Gap` marker closes the bars it concerns as ``incomplete``; no bar is
-    made for an interval without trades. Completion flushes the open bars.
+    made for an interval without trades. Completion flushes the open bars. Merge the instruments'
+    trading statuses into the source (``trades.pipe(rx.merge(statuses))``) and a status that says an
+    instrument stopped trading (a break, the close) closes its bar at once (``ClosedBy.SESSION``).
 
     ::
 

@@ -20,7 +20,7 @@ from rxinvest.fold.candles import interval_end
 from rxinvest.fold.resample import ResampleFold
 from rxinvest.fold.server_candles import ClosedCandles
 from rxinvest.fold.sized import TickBarFold, VolumeBarFold
-from rxinvest.model import Candle, Trade
+from rxinvest.model import Candle, Trade, TradingStatus
 from rxinvest.ops._markers import require_markers_
 
 _EMITS = ("closed", "updates")
@@ -88,6 +88,10 @@ def to_bars_(
                     with lock:
                         uids = [item.instrument_uid] if item.instrument_uid else fold.open_instruments()
                         send(fold.gap(uids, until=item.until))
+                        arm()
+                elif isinstance(item, TradingStatus):  # merged in by the caller: sessions (rule 6)
+                    with lock:
+                        send(fold.status(item))
                         arm()
                 # other markers and events (open interest): nothing to fold
 

@@ -323,3 +323,21 @@ def test_resampling_to_a_non_multiple_is_refused() -> None:
     )  # 10:02-10:04
     with pytest.raises(DataIntegrityError, match="multiple"):
         ResampleFold(timedelta(minutes=3)).bar(next(iter(bar.values())))
+
+
+def test_a_status_that_stops_trading_closes_the_bar_at_once() -> None:
+    from rxinvest.model import SecurityTradingStatus, TradingStatus
+
+    fold = BarFold(MINUTE, grace=timedelta(minutes=5))
+    fold.trade(trade("A", 10, "100", 1), T0 + timedelta(seconds=10))
+    fold.trade(trade("B", 11, "50", 1), T0 + timedelta(seconds=11))
+    trading = TradingStatus(
+        instrument_uid="A", trading_status=SecurityTradingStatus.SECURITY_TRADING_STATUS_NORMAL_TRADING
+    )
+    assert fold.status(trading) == []
+    pause = TradingStatus(
+        instrument_uid="A", trading_status=SecurityTradingStatus.SECURITY_TRADING_STATUS_BREAK_IN_TRADING
+    )
+    (closed,) = fold.status(pause)
+    assert (closed.instrument_uid, closed.closed_by, closed.volume) == ("A", ClosedBy.SESSION, 1)
+    assert fold.open_instruments() == ["B"]  # B trades on

@@ -11,7 +11,14 @@ from reactivex.testing import ReactiveTest, TestScheduler
 from rxinvest import ops
 from rxinvest.derived import Bar, BarState, ClosedBy, Gap, GapCause, LateTrade, Subscribed
 from rxinvest.errors import ConfigurationError
-from rxinvest.model import Candle, SubscriptionInterval, Trade, TradeDirection
+from rxinvest.model import (
+    Candle,
+    SecurityTradingStatus,
+    SubscriptionInterval,
+    Trade,
+    TradeDirection,
+    TradingStatus,
+)
 
 on_next, on_completed = ReactiveTest.on_next, ReactiveTest.on_completed
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -222,3 +229,12 @@ def test_resample_takes_candles_as_replacing_revisions() -> None:
     assert first_at == 260 and first.volume == 5 * 3  # the last revision of each minute: 3 lots
     assert (first.start, first.end, first.close) == (EPOCH, EPOCH + timedelta(minutes=5), 12)
     assert second.start == EPOCH + timedelta(minutes=5) and second.volume == 4
+
+
+def test_a_break_in_trading_merged_in_closes_the_bar_at_once() -> None:
+    brk = TradingStatus(
+        instrument_uid="A", trading_status=SecurityTradingStatus.SECURITY_TRADING_STATUS_BREAK_IN_TRADING
+    )
+    emitted, _ = run(on_next(230, trade(230, 10)), on_next(233, brk), grace=timedelta(minutes=5))
+    ((at, bar),) = emitted
+    assert at == 233 and bar.closed_by is ClosedBy.SESSION
