@@ -66,7 +66,7 @@ def to_bars(
     *,
     grace: timedelta = timedelta(seconds=1),
     emit: str = "closed",
-    origin: timedelta = timedelta(0),
+    origin: timedelta | None = None,
     markers: bool = True,
     scheduler: abc.SchedulerBase | None = None,
 ) -> Callable[[Observable[Any]], Observable[Bar | LateTrade]]:
@@ -98,7 +98,7 @@ def to_bars(
         grace: how long after its end a bar waits for late trades (exchange clock).
         emit: ``"closed"`` (closed and corrected bars, LateTrades) or ``"updates"`` (every revision
             of the forming bar as well, in state ``FORMING``).
-        origin: shifts the buckets of a ``timedelta`` interval.
+        origin: shifts the buckets of a ``timedelta`` interval (None: aligned to 00:00 UTC).
         markers: the source must have markers (``source.with_markers()``), so gaps are known: the
             default. ``False`` takes any stream of trades (a list, a recording) and trusts it whole.
         scheduler: the clock of the timer (else the subscribe-time scheduler, else a timer thread).
@@ -114,7 +114,9 @@ def to_bars(
     """
     from rxinvest.ops._bars import to_bars_
 
-    return to_bars_(interval, grace=grace, emit=emit, origin=origin, markers=markers, scheduler=scheduler)
+    return to_bars_(
+        interval, grace=grace, emit=emit, origin=origin or timedelta(0), markers=markers, scheduler=scheduler
+    )
 
 
 def resample(interval: Interval) -> Callable[[Observable[Any]], Observable[Bar]]:
