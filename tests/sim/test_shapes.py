@@ -8,6 +8,8 @@ simulator's frame of the same kind, with a JSON value of the same type.
 from __future__ import annotations
 
 import json
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +53,8 @@ def captured() -> dict[str, dict[str, str]]:
         obj = json.loads(frame)
         seen.setdefault(next(iter(obj)), {}).update(shape(obj))
 
-    with serve(seed=4, manual=True, min_ping_delay=0.05) as sim:
+    start = datetime(2025, 11, 21, 8, 0, tzinfo=UTC)  # fixed: a run must not depend on the wall clock
+    with serve(seed=4, manual=True, min_ping_delay=0.05, start=start) as sim:
         market_data(sim, keep)
         accounts(sim, keep)
     return seen
@@ -109,9 +112,21 @@ def accounts(sim: Simulator, keep: Any) -> None:
             keep(ws.recv(timeout=5))
         sim.place_order(account, ETF, m.OrderDirection.ORDER_DIRECTION_BUY, 5)
         sim.advance(30)
-        for ws in sockets.values():
-            for frame in frames(ws, timeout=0.5):
-                keep(frame)
+        # Read until the fill has shown on each stream (bounded), not for a fixed half second: on a
+        # loaded machine the frames of the fill can take longer than that to arrive.
+        filled = {
+            "OrderStateStream": lambda frame: '"trades":[{' in frame.replace(" ", ""),
+            "TradesStream": lambda frame: frame.startswith('{"orderTrades"'),
+        }
+        for stream, ws in sockets.items():
+            done = filled.get(stream)
+            deadline = time.monotonic() + (10.0 if done else 0.5)
+            while time.monotonic() < deadline:
+                got = list(frames(ws, timeout=min(0.5, deadline - time.monotonic())))
+                for frame in got:
+                    keep(frame)
+                if done is None or any(done(frame) for frame in got):
+                    break
     finally:
         for cm in connections.values():
             cm.__exit__(None, None, None)
