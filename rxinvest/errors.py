@@ -137,7 +137,18 @@ class PermissionDeniedError(ApiError):
 
 
 class RateLimitedError(ApiError):
-    """Too many open streams or requests for this token (close 4008, API codes 80001/80002)."""
+    """Too many open streams or requests for this token (close 4008, API codes 80001/80002).
+
+    ``retry_after`` is how many seconds a new attempt must wait to stand a chance (0: no reason to
+    wait longer than the usual backoff): the API counts open streams every 2 minutes and requests
+    per minute.
+    """
+
+    def __init__(
+        self, message: str, *, code: str = "", tracking_id: str = "", retry_after: float = 0.0
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, code=code, tracking_id=tracking_id)
 
 
 class SubscriptionRejectedError(ApiError):

@@ -17,7 +17,13 @@ from rxinvest.errors import (
     RxInvestError,
 )
 
-__all__ = ["Backoff", "classify_close", "classify_handshake"]
+__all__ = ["RETRY_AFTER", "Backoff", "classify_close", "classify_handshake"]
+
+#: Seconds before a new attempt can succeed, by API code: the API recounts a token's open streams
+#: every 2 minutes (80001: too many streams; a stream closed just now still counts until then) and
+#: its requests every minute (80002). Other codes of 4008 (80004: no subscriptions, 80005: lifetime
+#: exceeded) may retry at once.
+RETRY_AFTER: dict[str, float] = {"80001": 120.0, "80002": 60.0}
 
 
 def classify_close(code: int | None, reason: str) -> tuple[RxInvestError, bool]:
@@ -37,7 +43,12 @@ def classify_close(code: int | None, reason: str) -> tuple[RxInvestError, bool]:
         kind, default, retry = known
         # The reason already says what happened ("UNAUTHENTICATED: 40003 ..."); the default only
         # stands in for an empty one. The close code is said once, the API code once.
-        return kind(f"closed with {code}: {reason or default}", code=api_code or str(code)), retry
+        message, error_code = f"closed with {code}: {reason or default}", api_code or str(code)
+        if kind is RateLimitedError:
+            return RateLimitedError(
+                message, code=error_code, retry_after=RETRY_AFTER.get(api_code, 0.0)
+            ), retry
+        return kind(message, code=error_code), retry
     what = "the connection was lost" if code is None else f"the server closed the stream ({code} {reason})"
     return ConnectionLostError(what.replace(" )", ")"), code=code, reason=reason), True
 

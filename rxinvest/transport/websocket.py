@@ -158,7 +158,9 @@ class WebSocketTransport:
                     error = failure
                     break
                 self._listener.lost(failure, True)
-                if self._closing.wait(self._backoff.next()):
+                # A stream-count or request limit lifts only when the API recounts: no attempt before.
+                pause = max(self._backoff.next(), getattr(failure, "retry_after", 0.0))
+                if self._closing.wait(pause):
                     break
         finally:
             self._ws = None
