@@ -44,11 +44,12 @@ from rxinvest.errors import ConfigurationError, DataIntegrityError
 from rxinvest.fold.candles import interval_end, interval_start
 from rxinvest.model import SecurityTradingStatus, SubscriptionInterval, Trade, TradeDirection, TradingStatus
 
-__all__ = ["NOT_TRADING", "BarFold", "Interval", "bucket", "merge"]
+__all__ = ["NOT_TRADING", "Accumulator", "BarFold", "Interval", "bucket", "merge"]
 
 #: How long a bar is: a length, or one of the API's (calendar) intervals.
 Interval: TypeAlias = timedelta | SubscriptionInterval
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_BUY, _SELL = TradeDirection.TRADE_DIRECTION_BUY, TradeDirection.TRADE_DIRECTION_SELL
 _NEVER = datetime.max.replace(tzinfo=UTC)
 _S = SecurityTradingStatus
 #: The statuses in which an instrument does not trade (auctions and closing periods do trade).
@@ -108,27 +109,21 @@ def merge(first: Bar, second: Bar) -> Bar:
     )
 
 
-@attrs.define
-class _Open:
-    """A bar being built (mutable; the fold emits frozen :class:`Bar` values of it)."""
+class Accumulator:
+    """The OHLCV of the trades of one bar so far (mutable), with rule 2: what time bars and the
+    sized bars of :mod:`rxinvest.fold.sized` both sum, frozen into a :class:`Bar` when emitted."""
 
-    template: Trade  # identity fields: uid, figi, ticker
-    start: datetime
-    end: datetime
-    open: Decimal
-    open_at: datetime
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    close_at: datetime
-    volume: int = 0
-    volume_buy: int = 0
-    volume_sell: int = 0
-    count: int = 0
-    incomplete: bool = False
-    closed_by: ClosedBy | None = None
+    __slots__ = ("close", "close_at", "count", "high", "low", "open", "open_at", "template", "volume",
+                 "volume_buy", "volume_sell")  # fmt: skip
 
-    def add(self, price: Decimal, trade: Trade, time: datetime) -> None:
+    def __init__(self, template: Trade, price: Decimal, time: datetime) -> None:
+        self.template = template  # identity fields: uid, figi, ticker
+        self.open = self.high = self.low = self.close = price
+        self.open_at = self.close_at = time
+        self.volume = self.volume_buy = self.volume_sell = self.count = 0
+
+    def add(self, price: Decimal, time: datetime, quantity: int, direction: TradeDirection) -> None:
+        """One trade (or the part of a split trade that falls in this bar)."""
         if time < self.open_at:  # rule 2: earliest opens; a tie keeps the first arrival
             self.open, self.open_at = price, time
         if time >= self.close_at:  # latest closes; a tie goes to the last arrival
@@ -137,30 +132,48 @@ class _Open:
             self.high = price
         elif price < self.low:
             self.low = price
-        self.volume += trade.quantity
-        if trade.direction is TradeDirection.TRADE_DIRECTION_BUY:
-            self.volume_buy += trade.quantity
-        elif trade.direction is TradeDirection.TRADE_DIRECTION_SELL:
-            self.volume_sell += trade.quantity
+        self.volume += quantity
+        if direction is _BUY:
+            self.volume_buy += quantity
+        elif direction is _SELL:
+            self.volume_sell += quantity
         self.count += 1
 
-    def bar(self, interval: Interval, state: BarState, closed_by: ClosedBy | None) -> Bar:
+    def to_bar(
+        self,
+        *,
+        interval: Interval | None,
+        start: datetime,
+        end: datetime,
+        state: BarState,
+        closed_by: ClosedBy | None,
+        incomplete: bool = False,
+    ) -> Bar:
         t = self.template
         return Bar(
-            instrument_uid=t.instrument_uid,
-            figi=t.figi,
-            ticker=t.ticker,
+            instrument_uid=t.instrument_uid, figi=t.figi, ticker=t.ticker, interval=interval,
+            start=start, end=end, open=self.open, high=self.high, low=self.low, close=self.close,
+            volume=self.volume, volume_buy=self.volume_buy, volume_sell=self.volume_sell,
+            trade_count=self.count, state=state, closed_by=closed_by, incomplete=incomplete,
+        )  # fmt: skip
+
+
+class _Open(Accumulator):
+    """A time bar being built: its bucket, whether a gap fell in it, and why it closed."""
+
+    __slots__ = ("closed_by", "end", "incomplete", "start")
+
+    def __init__(self, trade: Trade, price: Decimal, time: datetime, start: datetime, end: datetime) -> None:
+        super().__init__(trade, price, time)
+        self.start, self.end = start, end
+        self.incomplete = False
+        self.closed_by: ClosedBy | None = None
+
+    def bar(self, interval: Interval, state: BarState, closed_by: ClosedBy | None) -> Bar:
+        return self.to_bar(
             interval=interval,
             start=self.start,
             end=self.end,
-            open=self.open,
-            high=self.high,
-            low=self.low,
-            close=self.close,
-            volume=self.volume,
-            volume_buy=self.volume_buy,
-            volume_sell=self.volume_sell,
-            trade_count=self.count,
             state=state,
             closed_by=closed_by,
             incomplete=self.incomplete,
@@ -220,7 +233,7 @@ class BarFold:
         # The fast path, most trades: one more trade of the bar being built, nothing due to close.
         current = self._open.get(trade.instrument_uid)
         if current is not None and current.start <= time < current.end:
-            current.add(price, trade, time)
+            current.add(price, time, trade.quantity, trade.direction)
             out: list[BarEvent] = [current.bar(self.interval, BarState.FORMING, None)] if self.updates else []
             return out + self.advance(now) if estimate >= self.next_due else out
         # The trade first: at the very moment its bar's timer would fire, the trade is the evidence
@@ -234,11 +247,7 @@ class BarFold:
         uid = trade.instrument_uid
         start, end = bucket(trade.time, self.interval, self.origin)
         current, latest = self._open.get(uid), self._latest.get(uid)
-        if current is not None and start == current.start:
-            current.add(trade.price, trade, trade.time)
-            if self.updates:
-                out.append(current.bar(self.interval, BarState.FORMING, None))
-            return out
+        # (a trade of the open bar's own bucket took the fast path in trade())
         if current is not None and start > current.start:
             out.append(self._close(uid, ClosedBy.NEXT_TRADE))
         elif latest is not None and start <= latest:  # a bucket that has had its bar: late
@@ -277,12 +286,12 @@ class BarFold:
         self.next_due = min(ends) + self.grace if ends else _NEVER
 
     def deadline(self, now: datetime) -> datetime | None:
-        """The local time at which :meth:`advance` has something to close, or None."""
+        """The local time at which :meth:`advance` has work (a bar to close, or one past its
+        grace to forget), or None."""
         estimate = self.exchange_now(now)
-        if estimate is None or not self._open:
+        if estimate is None or self.next_due == _NEVER:
             return None
-        due = min(bar.end for bar in self._open.values()) + self.grace
-        return now + max(timedelta(0), due - estimate)
+        return now + max(timedelta(0), self.next_due - estimate)
 
     def gap(self, instrument_uids: Iterable[str], until: datetime) -> list[BarEvent]:
         """Events of these instruments may be missing up to exchange time ``until``: their open bars
@@ -317,13 +326,9 @@ class BarFold:
         """A bar of one trade; incomplete if it starts before the end of a gap of its instrument."""
         assert trade.time is not None
         assert trade.price is not None
-        uid = trade.instrument_uid
-        made = _Open(
-            template=trade, start=start, end=end, open=trade.price, open_at=trade.time, high=trade.price,
-            low=trade.price, close=trade.price, close_at=trade.time,
-            incomplete=start < self._gap_until.get(uid, start),
-        )  # fmt: skip
-        made.add(trade.price, trade, trade.time)
+        made = _Open(trade, trade.price, trade.time, start, end)
+        made.incomplete = start < self._gap_until.get(trade.instrument_uid, start)
+        made.add(trade.price, trade.time, trade.quantity, trade.direction)
         return made
 
     def _close(self, uid: str, why: ClosedBy) -> Bar:
@@ -339,7 +344,7 @@ class BarFold:
         if estimate < end + self.grace:
             for bar in self._closed.get(uid, ()):
                 if bar.start == start:
-                    bar.add(trade.price, trade, trade.time)
+                    bar.add(trade.price, trade.time, trade.quantity, trade.direction)
                     return [bar.bar(self.interval, BarState.CORRECTED, bar.closed_by)]
             # Its bucket never had a bar (a later one came first): this trade makes it, closed at
             # once since a later bar exists, and kept for corrections within grace.

@@ -32,50 +32,17 @@ from decimal import Decimal
 
 from rxinvest.derived import Bar, BarState, ClosedBy
 from rxinvest.errors import ConfigurationError, DataIntegrityError
-from rxinvest.model import Trade, TradeDirection
+from rxinvest.fold.bars import Accumulator
+from rxinvest.model import Trade
 
 __all__ = ["TickBarFold", "VolumeBarFold"]
 
-_BUY, _SELL = TradeDirection.TRADE_DIRECTION_BUY, TradeDirection.TRADE_DIRECTION_SELL
 
-
-class _Run:
-    """A sized bar being built (mutable; frozen into a :class:`Bar` once, when it closes)."""
-
-    __slots__ = ("close", "close_at", "count", "high", "low", "open", "open_at", "template", "volume",
-                 "volume_buy", "volume_sell")  # fmt: skip
-
-    def __init__(self, template: Trade, price: Decimal, time: datetime) -> None:
-        self.template = template  # identity fields: uid, figi, ticker
-        self.open = self.high = self.low = self.close = price
-        self.open_at = self.close_at = time
-        self.volume = self.volume_buy = self.volume_sell = self.count = 0
-
-    def add(self, price: Decimal, time: datetime, quantity: int, direction: TradeDirection) -> None:
-        """One trade, or the part of a split trade that falls in this bar (rule 4)."""
-        if time < self.open_at:  # rule 2: the earliest opens; a tie keeps the first arrival
-            self.open, self.open_at = price, time
-        if time >= self.close_at:  # the latest closes; a tie goes to the last arrival
-            self.close, self.close_at = price, time
-        if price > self.high:
-            self.high = price
-        elif price < self.low:
-            self.low = price
-        self.volume += quantity
-        if direction is _BUY:
-            self.volume_buy += quantity
-        elif direction is _SELL:
-            self.volume_sell += quantity
-        self.count += 1
-
-    def bar(self, why: ClosedBy) -> Bar:
-        t = self.template
-        return Bar(
-            instrument_uid=t.instrument_uid, figi=t.figi, ticker=t.ticker, interval=None,
-            start=self.open_at, end=self.close_at, open=self.open, high=self.high, low=self.low,
-            close=self.close, volume=self.volume, volume_buy=self.volume_buy,
-            volume_sell=self.volume_sell, trade_count=self.count, state=BarState.CLOSED, closed_by=why,
-        )  # fmt: skip
+def _bar(run: Accumulator, why: ClosedBy) -> Bar:
+    """A sized bar spans the exchange times of its earliest and latest trade, both included."""
+    return run.to_bar(
+        interval=None, start=run.open_at, end=run.close_at, state=BarState.CLOSED, closed_by=why
+    )
 
 
 def _size(value: object, what: str) -> int:
@@ -89,7 +56,7 @@ class _SizedFold:
     """What tick and volume bars share: one open bar per instrument, and the flush."""
 
     def __init__(self) -> None:
-        self._open: dict[str, _Run] = {}  # instrument uid -> its bar being built
+        self._open: dict[str, Accumulator] = {}  # instrument uid -> its bar being built
 
     @staticmethod
     def _checked(trade: Trade) -> tuple[Decimal, datetime]:
@@ -103,16 +70,16 @@ class _SizedFold:
             )
         return trade.price, trade.time
 
-    def _run(self, trade: Trade, price: Decimal, time: datetime) -> _Run:
+    def _run(self, trade: Trade, price: Decimal, time: datetime) -> Accumulator:
         """The instrument's open bar, opened by this trade if none is."""
         run = self._open.get(trade.instrument_uid)
         if run is None:
-            run = self._open[trade.instrument_uid] = _Run(trade, price, time)
+            run = self._open[trade.instrument_uid] = Accumulator(trade, price, time)
         return run
 
     def complete(self) -> list[Bar]:
         """The source completed: every partial bar closes now (``COMPLETION``), and the fold is empty."""
-        out = [run.bar(ClosedBy.COMPLETION) for run in self._open.values()]
+        out = [_bar(run, ClosedBy.COMPLETION) for run in self._open.values()]
         self._open.clear()
         return out
 
@@ -134,7 +101,7 @@ class TickBarFold(_SizedFold):
         if run.count < self.n:
             return []
         del self._open[trade.instrument_uid]
-        return [run.bar(ClosedBy.THRESHOLD)]
+        return [_bar(run, ClosedBy.THRESHOLD)]
 
 
 class VolumeBarFold(_SizedFold):
@@ -165,7 +132,7 @@ class VolumeBarFold(_SizedFold):
             part = rest if not self.split else room
             run.add(price, time, part, direction)
             del self._open[uid]
-            out.append(run.bar(ClosedBy.THRESHOLD))
+            out.append(_bar(run, ClosedBy.THRESHOLD))
             rest -= part
             if rest == 0:
                 return out
