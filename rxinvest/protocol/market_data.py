@@ -116,20 +116,18 @@ class MarketDataSession(Liveness):
         The API keeps one ``waiting_close`` per instrument and interval on a stream: candles cannot be
         wanted both ways at once.
         """
-        topics = list(topics)
-        for topic in topics:
+        # One pass over the wanted topics, then the new ones: the first setting of each instrument
+        # and interval is held, and a later different one is the conflict.
+        held: dict[tuple[str, m.SubscriptionInterval], bool] = {}
+        for topic in (*self.topics, *topics):
             if topic.kind is not Kind.CANDLES:
                 continue
-            for other in (*self.topics, *topics):
-                if (
-                    other.kind is Kind.CANDLES
-                    and (other.instrument_id, other.interval) == (topic.instrument_id, topic.interval)
-                    and other.waiting_close != topic.waiting_close
-                ):
-                    raise ConfigurationError(
-                        f"{topic.instrument_id} {topic.interval.name} candles are already subscribed "
-                        f"with waiting_close={other.waiting_close}; the API keeps one setting per stream"
-                    )
+            setting = held.setdefault((topic.instrument_id, topic.interval), topic.waiting_close)
+            if setting != topic.waiting_close:
+                raise ConfigurationError(
+                    f"{topic.instrument_id} {topic.interval.name} candles are already subscribed "
+                    f"with waiting_close={setting}; the API keeps one setting per stream"
+                )
 
     def subscribe(self, topics: Iterable[Topic]) -> list[MarketDataOutcome]:
         """Count one more subscriber of each topic; a :class:`Send` of requests for the topics the
