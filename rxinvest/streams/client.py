@@ -25,9 +25,11 @@ from rxinvest.errors import ClientClosedError, ConfigurationError, RxInvestError
 from rxinvest.model.kinds import Kind
 from rxinvest.protocol import AccountSession, MarketDataSession, Topic
 from rxinvest.protocol.topic import interval_of, member_of
-from rxinvest.streams.connection import AccountConnection, ListenerTransport, MarketDataConnection
+from rxinvest.streams.accounts import AccountConnection
+from rxinvest.streams.connection import ListenerTransport
 from rxinvest.streams.delivery import Broadcast, DeliveryScheduler, DeliveryStats, Mailbox, Policy
 from rxinvest.streams.events import ConnectionStatus, SubscriptionStatus
+from rxinvest.streams.market_data import MarketDataConnection
 from rxinvest.transport import Listener, Transport, TransportFactory, WebSocketTransport
 from rxinvest.wire import Dialect, Stream
 

@@ -7,8 +7,8 @@ Rules:
   :class:`~rxinvest.transport.Listener` methods: it feeds the session and sends what the session says
   under the lock, then hands events to mailboxes outside it. User threads subscribe and dispose under
   the same lock, so the order of requests on the wire is the order of changes to the session.
-* Every call into the session returns outcomes, and all of them go through :meth:`_Base._route`
-  (under the lock: frames are sent, mailboxes looked up) and :meth:`_Base._deliver` (outside it).
+* Every call into the session returns outcomes, and all of them go through :meth:`StreamConnection._route`
+  (under the lock: frames are sent, mailboxes looked up) and :meth:`StreamConnection._deliver` (outside it).
 * A refusal fails a subscriber only if it asked for that (``strict``) or nothing it asked for is
   left; otherwise the subscriber gets a :class:`~rxinvest.derived.Refused` marker and goes on.
 * After a reconnect, every subscriber of a subscription that was live gets a
@@ -45,7 +45,7 @@ from rxinvest.streams.delivery import Mailbox
 from rxinvest.streams.events import ConnectionState, ConnectionStatus, SubscriptionStatus
 from rxinvest.transport import Listener, Transport
 
-__all__ = ["AccountConnection", "MarketDataConnection"]
+__all__ = ["Emit", "ListenerTransport", "StreamConnection"]
 
 log = logging.getLogger("rxinvest.streams")
 
@@ -71,7 +71,7 @@ class _Subscriber:
 _Routed = tuple[Outcome, list[Mailbox], list[bool]]
 
 
-class _Base:
+class StreamConnection:
     """What both kinds of connection share: the transport's life, the status feed, and routing."""
 
     stream: str
@@ -266,119 +266,3 @@ class _Base:
             log.warning(
                 "%s: in-band stream error %s %s", self.stream, output.status.code, output.status.message
             )
-
-
-class MarketDataConnection(_Base):
-    """The client's one MarketDataStream connection, shared by every market-data source."""
-
-    stream = "MarketDataStream"
-    session: MarketDataSession
-
-    def __init__(self, transport_factory: ListenerTransport, emit: Emit, session: MarketDataSession) -> None:
-        super().__init__(transport_factory, emit)
-        self.session = session
-        self._mailboxes: dict[Topic, list[Mailbox]] = {}
-
-    def check(self, topics: Iterable[Topic]) -> None:
-        """Raise ConfigurationError now if the session would refuse ``topics`` (see its ``check``)."""
-        with self.lock:
-            self.session.check(topics)
-
-    def add(self, topics: Sequence[Topic], mailbox: Mailbox, *, strict: bool = False) -> None:
-        """Subscribe ``mailbox`` to ``topics``. Raises ConfigurationError (nothing changed) or
-        ClientClosedError."""
-        with self.lock:
-            self._ensure_started()
-            outcomes = self.session.subscribe(topics)  # raises before changing anything
-            for topic in topics:
-                self._mailboxes.setdefault(topic, []).append(mailbox)
-            self._attach(mailbox, [topic.instrument_id for topic in topics], strict)
-            routed = self._route(outcomes)
-        mailbox.kick()
-        self._deliver(routed)
-
-    def remove(self, topics: Iterable[Topic], mailbox: Mailbox) -> None:
-        mailbox.stop()
-        with self.lock:
-            self._subscribers.pop(mailbox, None)
-            mine = []
-            for topic in topics:
-                boxes = self._mailboxes.get(topic)
-                if boxes and mailbox in boxes:
-                    boxes.remove(mailbox)
-                    mine.append(topic)
-                    if not boxes:
-                        del self._mailboxes[topic]
-            routed = [] if self.shut else self._route(self.session.unsubscribe(mine))
-        self._deliver(routed)
-
-    def _boxes(self, outcome: Outcome) -> list[Mailbox]:
-        if isinstance(outcome, Delivered):
-            return [box for topic in outcome.topics for box in self._mailboxes.get(topic, ())]
-        if isinstance(outcome, Rejected):  # the topic is gone from the session: its mailboxes too
-            return self._mailboxes.pop(outcome.topic, [])
-        if isinstance(outcome, Confirmed):
-            return list(self._mailboxes.get(outcome.topic, ()))
-        return []
-
-    # --- Listener ------------------------------------------------------------------------------------
-
-    def frame(self, data: bytes, now: datetime) -> None:
-        if self._announced:
-            with self.lock:
-                outputs = self.session.receive(data, now)
-                if len(outputs) == 1 and type(outputs[0]) is Delivered:  # the usual frame: one event
-                    topics, event = outputs[0]
-                    mailboxes = self._mailboxes
-                    for box in [box for topic in topics for box in mailboxes.get(topic, ())]:
-                        if box.put(event):
-                            self._waiting.add(box)
-                    return
-                routed = self._route(outputs)
-            self._deliver(routed)
-        else:
-            super().frame(data, now)
-
-    def wanted(self) -> bool:
-        with self.lock:
-            return bool(self.session.topics) and not self.shut
-
-
-class AccountConnection(_Base):
-    """One account-stream connection (one stream, one set of accounts), shared by its subscribers."""
-
-    session: AccountSession
-
-    def __init__(
-        self,
-        transport_factory: ListenerTransport,
-        emit: Emit,
-        session: AccountSession,
-        on_idle: Callable[[AccountConnection], None],
-    ) -> None:
-        super().__init__(transport_factory, emit)
-        self.session = session
-        self.stream = session.stream.value
-        self._on_idle = on_idle
-
-    def add(self, mailbox: Mailbox, *, strict: bool = False) -> None:
-        with self.lock:
-            self._attach(mailbox, self.session.accounts, strict)
-            self._ensure_started()
-        mailbox.kick()
-
-    def remove(self, mailbox: Mailbox) -> None:
-        mailbox.stop()
-        with self.lock:
-            self._subscribers.pop(mailbox, None)
-            idle = not self._subscribers
-        if idle:
-            self._on_idle(self)
-            self.close()
-
-    def _boxes(self, outcome: Outcome) -> list[Mailbox]:
-        return list(self._subscribers)  # every subscriber takes every account of the connection
-
-    def wanted(self) -> bool:
-        with self.lock:
-            return bool(self._subscribers) and not self.shut
