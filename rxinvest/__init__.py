@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from rxinvest.protocol.pacing import Limits
+
 if TYPE_CHECKING:
     from rxinvest.client import connect
     from rxinvest.streams import Client
 
-__all__ = ["Client", "__version__", "connect"]
+__all__ = ["Client", "Limits", "__version__", "connect"]
 __version__ = "0.1.0"
 
 

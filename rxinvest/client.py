@@ -10,6 +10,7 @@ from typing import Any
 from reactivex import abc
 
 from rxinvest.errors import ConfigurationError
+from rxinvest.protocol.pacing import Limits
 from rxinvest.streams import DEFAULT_PING_DELAY, Client
 from rxinvest.wire import resolve_base_url
 
@@ -26,6 +27,7 @@ def connect(
     scheduler: abc.SchedulerBase | None = None,
     open_timeout: float = 10.0,
     sim_options: Mapping[str, Any] | None = None,
+    limits: Limits = Limits(),  # noqa: B008 (frozen: one shared default is safe)
 ) -> Client:
     """Connect to the T-Invest streams; returns a :class:`~rxinvest.streams.Client` (a context manager).
 
@@ -45,6 +47,8 @@ def connect(
       subscribers then get :class:`~rxinvest.errors.ConnectionFailedError` with the cause. Once a
       connection has opened, a lost one is retried for as long as it is wanted.
     * ``sim_options``: options of the embedded simulator (``seed``, ``scenario``, ``speed`` ...).
+    * ``limits``: the API limits to keep to (:class:`~rxinvest.Limits`): subscription requests a
+      minute (90), MarketDataStream connections (15) and subscriptions per connection (300).
 
     Raises :class:`~rxinvest.errors.ConfigurationError` for a bad target or dialect, a real target
     without a token, or a simulator option it does not take or whose value is bad. Nothing connects
@@ -82,6 +86,7 @@ def connect(
         scheduler=scheduler,
         open_timeout=open_timeout,
         on_close=hooks,
+        limits=limits,
     )
     if target == "sim":
         client.sim = sim

@@ -3,6 +3,7 @@
 * :mod:`~rxinvest.protocol.topic`: a market-data :class:`Topic` and its lifecycle state machine;
 * :mod:`~rxinvest.protocol.events`: what a session reports (:data:`Outcome`), errors ready-made;
 * :mod:`~rxinvest.protocol.market_data` and :mod:`~rxinvest.protocol.accounts`: the sessions;
+* :mod:`~rxinvest.protocol.pacing`: the request budget, the throttle and the sharding plan;
 * :mod:`~rxinvest.protocol.closing`: what a close code or handshake status means, and the backoff;
 * :mod:`~rxinvest.protocol.liveness`: when a silent stream counts as dead.
 """
@@ -13,6 +14,7 @@ from rxinvest.protocol.events import (
     AccountAccepted,
     AccountOutcome,
     AccountRejected,
+    Checked,
     Confirmed,
     Delivered,
     Malformed,
@@ -24,6 +26,7 @@ from rxinvest.protocol.events import (
     StreamFailed,
 )
 from rxinvest.protocol.market_data import MarketDataSession
+from rxinvest.protocol.pacing import RequestBudget, ShardPlan
 from rxinvest.protocol.topic import Topic, TopicState
 
 __all__ = [
@@ -33,6 +36,7 @@ __all__ = [
     "AccountRejected",
     "AccountSession",
     "Backoff",
+    "Checked",
     "Confirmed",
     "Delivered",
     "Malformed",
@@ -40,7 +44,9 @@ __all__ = [
     "MarketDataSession",
     "Outcome",
     "Rejected",
+    "RequestBudget",
     "Send",
+    "ShardPlan",
     "StreamEvent",
     "StreamFailed",
     "Topic",

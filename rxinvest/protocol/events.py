@@ -23,6 +23,7 @@ __all__ = [
     "AccountOutcome",
     "AccountRejected",
     "AccountStatus",
+    "Checked",
     "Confirmed",
     "Delivered",
     "Malformed",
@@ -108,6 +109,22 @@ class Send:
 
 
 @attrs.frozen
+class Checked:
+    """A getMySubscriptions check of one connection ended, begun at ``since``.
+
+    ``complete`` is False when the server's listing did not end within the check's timeout: then
+    nothing was repaired. Otherwise ``missing`` are the confirmed topics the server no longer held
+    (subscribed again: their next :class:`Confirmed` carries a gap) and ``extra`` the server's
+    subscriptions nobody wants, named by instrument uid (released).
+    """
+
+    since: datetime
+    complete: bool
+    missing: tuple[Topic, ...] = ()
+    extra: tuple[Topic, ...] = ()
+
+
+@attrs.frozen
 class AccountAccepted:
     """The API streams ``account_id``'s events from now on. ``gap`` is (since, until) when the
     account was streamed on a connection that was lost: its events between may be missing."""
@@ -133,7 +150,7 @@ class AccountRejected:
 
 
 #: What a MarketDataStream session reports.
-MarketDataOutcome: TypeAlias = Delivered | Confirmed | Rejected | StreamFailed | Malformed | Send
+MarketDataOutcome: TypeAlias = Delivered | Confirmed | Rejected | Checked | StreamFailed | Malformed | Send
 #: What an account-stream session reports.
 AccountOutcome: TypeAlias = Delivered | AccountAccepted | AccountRejected | StreamFailed | Malformed | Send
 #: Anything a session reports.

@@ -37,6 +37,8 @@ others are forgotten, since the server kept nothing.
                               └─REFUSE──┘
 
     RECONNECT: UNSENT, REQUESTED, CONFIRMED -> UNSENT; ABANDONED, RELEASING -> FORGOTTEN.
+    THROTTLE (the answer says TOO_MANY_REQUESTS): REQUESTED -> UNSENT, ABANDONED -> FORGOTTEN.
+    MISSING (getMySubscriptions does not list it): CONFIRMED -> UNSENT.
 """
 
 from __future__ import annotations
@@ -167,6 +169,8 @@ class TopicEvent(enum.Enum):
     ACCEPT = "accept"  # remote: its answer entry says SUCCESS
     REFUSE = "refuse"  # remote: its answer entry names another status
     LET_GO = "let_go"  # no pending answer can share it: release it now
+    THROTTLE = "throttle"  # remote: its answer entry says TOO_MANY_REQUESTS: ask again later
+    MISSING = "missing"  # remote: getMySubscriptions does not list it: ask again
     RECONNECT = "reconnect"  # a new connection opened
 
 
@@ -178,14 +182,16 @@ TRANSITIONS: dict[TopicState, dict[TopicEvent, TopicState]] = {
     _S.REQUESTED: {
         _E.ACCEPT: _S.CONFIRMED,
         _E.REFUSE: _S.REJECTED,
+        _E.THROTTLE: _S.UNSENT,
         _E.UNWANT: _S.ABANDONED,
         _E.RECONNECT: _S.UNSENT,
     },
-    _S.CONFIRMED: {_E.UNWANT: _S.RELEASING, _E.RECONNECT: _S.UNSENT},
+    _S.CONFIRMED: {_E.UNWANT: _S.RELEASING, _E.MISSING: _S.UNSENT, _E.RECONNECT: _S.UNSENT},
     _S.ABANDONED: {
         _E.WANT: _S.REQUESTED,
         _E.ACCEPT: _S.RELEASING,
         _E.REFUSE: _S.REJECTED,
+        _E.THROTTLE: _S.FORGOTTEN,
         _E.RECONNECT: _S.FORGOTTEN,
     },
     _S.RELEASING: {_E.WANT: _S.CONFIRMED, _E.LET_GO: _S.FORGOTTEN, _E.RECONNECT: _S.FORGOTTEN},
@@ -195,7 +201,7 @@ TRANSITIONS: dict[TopicState, dict[TopicEvent, TopicState]] = {
 
 #: The states in which a topic has subscribers (rule 2).
 WANTED = frozenset({_S.UNSENT, _S.REQUESTED, _S.CONFIRMED})
-_REMOTE = frozenset({_E.ACCEPT, _E.REFUSE})
+_REMOTE = frozenset({_E.ACCEPT, _E.REFUSE, _E.THROTTLE, _E.MISSING})
 
 
 def next_state(state: TopicState, event: TopicEvent) -> TopicState | None:

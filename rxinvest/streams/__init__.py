@@ -10,7 +10,7 @@ from rxinvest.streams.client import (
     Source,
 )
 from rxinvest.streams.delivery import DeliveryScheduler, DeliveryStats, Mailbox, Policy
-from rxinvest.streams.events import ConnectionState, ConnectionStatus, SubscriptionStatus
+from rxinvest.streams.events import ConnectionState, ConnectionStatus, SubscriptionCheck, SubscriptionStatus
 
 __all__ = [
     "DEFAULT_BACKLOG",
@@ -26,5 +26,6 @@ __all__ = [
     "Orders",
     "Policy",
     "Source",
+    "SubscriptionCheck",
     "SubscriptionStatus",
 ]

@@ -24,12 +24,13 @@ from rxinvest.derived import Marker
 from rxinvest.errors import ClientClosedError, ConfigurationError, RxInvestError
 from rxinvest.model.kinds import Kind
 from rxinvest.protocol import AccountSession, MarketDataSession, Topic
+from rxinvest.protocol.pacing import Limits
 from rxinvest.protocol.topic import interval_of, member_of
 from rxinvest.streams.accounts import AccountConnection
 from rxinvest.streams.connection import ListenerTransport
 from rxinvest.streams.delivery import Broadcast, DeliveryScheduler, DeliveryStats, Mailbox, Policy
-from rxinvest.streams.events import ConnectionStatus, SubscriptionStatus
-from rxinvest.streams.market_data import MarketDataConnection
+from rxinvest.streams.events import ConnectionStatus, SubscriptionCheck, SubscriptionStatus
+from rxinvest.streams.market_data import MarketDataConnection, MarketDataPool, SharedBudget
 from rxinvest.transport import Listener, Transport, TransportFactory, WebSocketTransport
 from rxinvest.wire import Dialect, Stream
 
@@ -139,6 +140,7 @@ class Client:
         open_timeout: float = 10.0,
         transport_factory: TransportFactory | None = None,
         on_close: Sequence[Callable[[], None]] = (),
+        limits: Limits = Limits(),  # noqa: B008 (frozen: one shared default is safe)
     ) -> None:
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self.dialect = Dialect.parse(dialect).value
@@ -163,11 +165,19 @@ class Client:
         self._statuses = Broadcast(self.scheduler)
         self._lock = threading.Lock()
         self._closed = False
-        self._market_data = MarketDataConnection(
-            self._factory(Stream.MARKET_DATA),
-            self._statuses.emit,
-            MarketDataSession(dialect=self.dialect, ping_delay=ping_delay),
-        )
+        if not isinstance(limits, Limits):
+            raise ConfigurationError(f"limits must be a rxinvest.Limits, not {limits!r}")
+        self.limits = limits
+        budget = None if limits.requests is None else SharedBudget(limits.requests, limits.window)
+        market_data = self._factory(Stream.MARKET_DATA)
+
+        def shard(index: int, wake: Callable[[], None]) -> MarketDataConnection:
+            session = MarketDataSession(
+                dialect=self.dialect, ping_delay=ping_delay, budget=budget, linger=limits.linger
+            )
+            return MarketDataConnection(market_data, self._statuses.emit, session, shard=index, on_work=wake)
+
+        self._market_data = MarketDataPool(shard, limits.plan, budget)
         self._accounts: dict[tuple[Any, ...], AccountConnection] = {}
         self._ping_delay = ping_delay
         self.market_data = MarketData(self)
@@ -195,9 +205,37 @@ class Client:
     @property
     def connections(self) -> int:
         """How many stream connections are open now."""
+        return sum(1 for c in self._connections() if c.is_open)
+
+    def _connections(self) -> list[MarketDataConnection | AccountConnection]:
         with self._lock:
-            conns = [self._market_data, *self._accounts.values()]
-        return sum(1 for c in conns if c.is_open)
+            accounts = list(self._accounts.values())
+        return [*self._market_data.connections(), *accounts]
+
+    def check(self, timeout: float = 10.0) -> SubscriptionCheck:
+        """Ask the server which subscriptions it holds (getMySubscriptions, on every open
+        market-data connection) and repair the difference: what it lost is subscribed again (its
+        subscribers get a ``Gap`` marker when it is back), what nobody wants is released.
+
+        Blocks the calling thread up to ``timeout`` seconds; the result's ``complete`` is False if a
+        connection did not answer in time (then nothing was repaired there). The client also does
+        this by itself after every reconnect.
+        """
+        shards = [shard for shard in self._market_data.connections() if shard.is_open]
+        began = [(shard, shard.list_subscriptions()) for shard in shards]
+        deadline = threading.Event()
+        timer = threading.Timer(timeout, deadline.set)
+        timer.start()
+        try:
+            results = [_wait_check(shard, since, deadline) for shard, since in began]
+        finally:
+            timer.cancel()
+        return SubscriptionCheck(
+            connections=len(shards),
+            complete=all(r is not None and r.complete for r in results),
+            missing=tuple(t for r in results if r is not None for t in r.missing),
+            released=tuple(t for r in results if r is not None for t in r.extra),
+        )
 
     @property
     def deliveries(self) -> tuple[DeliveryStats, ...]:
@@ -206,9 +244,8 @@ class Client:
         A subscriber that lags shows here first: its ``backlog`` grows (and, past a market-data
         source's ``backlog`` limit, its ``dropped`` count).
         """
-        with self._lock:
-            conns = [self._market_data, *self._accounts.values()]
-        return tuple(box.stats() for connection in conns for box in connection.subscribers())
+        boxes = {box: None for connection in self._connections() for box in connection.subscribers()}
+        return tuple(box.stats() for box in boxes)
 
     def close(self) -> None:
         """Close every stream; subscribers complete. Idempotent."""
@@ -216,8 +253,9 @@ class Client:
             if self._closed:
                 return
             self._closed = True
-            conns = [self._market_data, *self._accounts.values()]
-        for connection in conns:
+            accounts = list(self._accounts.values())
+        self._market_data.close()
+        for connection in accounts:
             connection.close()
         self._statuses.complete()
         if self._own_scheduler:
@@ -294,11 +332,11 @@ class Client:
         strict = _flag(strict, "strict")
         limit = _backlog(backlog)
         conflated = _flag(conflate, "conflate") and key is not None
-        connection = self._market_data
+        pool = self._market_data
 
         def attach(mailbox: Mailbox) -> Callable[[], None]:
-            connection.add(topics, mailbox, strict=strict)
-            return lambda: connection.remove(topics, mailbox)
+            pool.add(topics, mailbox, strict=strict)
+            return lambda: pool.remove(topics, mailbox)
 
         name = f"{topics[0].kind.value} of {', '.join(t.instrument_id for t in topics[:3])}" + (
             " ..." if len(topics) > 3 else ""
@@ -516,6 +554,17 @@ class Operations:
     ) -> Source[m.PortfolioResponse]:
         """Full portfolio snapshots, one account per event, when something changes."""
         return self._client._account_source(Stream.PORTFOLIO, accounts, strict=strict)
+
+
+def _wait_check(shard: MarketDataConnection, since: Any, deadline: threading.Event) -> Any:
+    """The check of ``shard`` begun at ``since``, or None if ``deadline`` passes first."""
+    with shard.checked:
+        while not deadline.is_set():
+            done = next((c for c in shard.checks if c.since >= since), None)
+            if done is not None:
+                return done
+            shard.checked.wait(timeout=0.05)
+    return None
 
 
 def _book_key(book: m.OrderBook) -> tuple[str, int]:

@@ -45,7 +45,7 @@ from rxinvest.streams.delivery import Mailbox
 from rxinvest.streams.events import ConnectionState, ConnectionStatus, SubscriptionStatus
 from rxinvest.transport import Listener, Transport
 
-__all__ = ["Emit", "ListenerTransport", "StreamConnection"]
+__all__ = ["Emit", "ListenerTransport", "StreamConnection", "Subscriber"]
 
 log = logging.getLogger("rxinvest.streams")
 
@@ -55,7 +55,7 @@ ListenerTransport = Callable[[Listener], Transport]
 Emit = Callable[[ConnectionStatus | SubscriptionStatus], None]
 
 
-class _Subscriber:
+class Subscriber:
     """What the connection knows of one subscription: its targets not refused yet, and whether
     one refusal is to end it."""
 
@@ -76,6 +76,7 @@ class StreamConnection:
 
     stream: str
     session: MarketDataSession | AccountSession
+    shard = 0  # which of the stream's connections (market data may have several)
 
     def __init__(self, transport_factory: ListenerTransport, emit: Emit) -> None:
         self._factory = transport_factory
@@ -87,7 +88,7 @@ class StreamConnection:
         self.malformed = 0  # frames that could not be decoded (skipped)
         self.shut = False  # closed by the client: for good, whatever the state says
         self._waiting: set[Mailbox] = set()  # mailboxes given events since the last flush (reader thread)
-        self._subscribers: dict[Mailbox, _Subscriber] = {}
+        self._subscribers: dict[Mailbox, Subscriber] = {}
 
     def _mailbox_list(self) -> list[Mailbox]:
         return list(self._subscribers)
@@ -114,11 +115,11 @@ class StreamConnection:
             self._transport.send(list(frames))
 
     def _status(self, state: ConnectionState, error: RxInvestError | None = None) -> None:
-        self._emit(ConnectionStatus(self.stream, state, error))
+        self._emit(ConnectionStatus(self.stream, state, error, self.shard))
 
     def _attach(self, mailbox: Mailbox, targets: Sequence[str], strict: bool) -> None:
         """Register a subscriber (under the lock); its first marker says it is live."""
-        self._subscribers[mailbox] = _Subscriber(targets, strict)
+        self._subscribers[mailbox] = Subscriber(targets, strict)
         mailbox.mark(Subscribed(stream=self.stream, targets=tuple(targets)))
 
     @property

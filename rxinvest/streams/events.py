@@ -9,7 +9,7 @@ import attrs
 from rxinvest.errors import RxInvestError
 from rxinvest.protocol import Topic
 
-__all__ = ["ConnectionState", "ConnectionStatus", "SubscriptionStatus"]
+__all__ = ["ConnectionState", "ConnectionStatus", "SubscriptionCheck", "SubscriptionStatus"]
 
 
 class ConnectionState(enum.StrEnum):
@@ -31,14 +31,17 @@ class ConnectionState(enum.StrEnum):
 class ConnectionStatus:
     """A stream connection reached ``state``: ``CONNECTED``, ``RECONNECTING`` (``error`` says why; a
     new connection follows and every subscription is made again), ``DISCONNECTED`` (not needed any
-    more) or ``CLOSED`` (``error`` is None when the client was closed)."""
+    more) or ``CLOSED`` (``error`` is None when the client was closed). ``shard`` tells the
+    connections of one stream apart: market data spreads over several past 300 subscriptions."""
 
     stream: str
     state: ConnectionState
     error: RxInvestError | None = None
+    shard: int = 0
 
     def __str__(self) -> str:
-        return f"{self.stream} {self.state.value}" + (f": {self.error}" if self.error else "")
+        name = f"{self.stream}#{self.shard}" if self.shard else self.stream
+        return f"{name} {self.state.value}" + (f": {self.error}" if self.error else "")
 
 
 @attrs.frozen
@@ -56,3 +59,23 @@ class SubscriptionStatus:
         """Compact: ``confirmed order_books SBER_TQBR depth=20``, or the refusal's error, which names
         the target once (``last_prices NOPE refused (code SUBSCRIPTION_STATUS_...)``)."""
         return f"confirmed {self.target}" if self.confirmed else str(self.error)
+
+
+@attrs.frozen
+class SubscriptionCheck:
+    """What :meth:`Client.check <rxinvest.streams.Client.check>` found on ``connections`` open
+    market-data connections: subscriptions the server had lost (``missing``: subscribed again) and
+    subscriptions it held that nobody wants (``released``, named by instrument uid). ``complete``
+    is False when a connection did not answer in time."""
+
+    connections: int
+    complete: bool
+    missing: tuple[Topic, ...] = ()
+    released: tuple[Topic, ...] = ()
+
+    def __str__(self) -> str:
+        state = "" if self.complete else " (incomplete)"
+        return (
+            f"{self.connections} connections checked{state}: {len(self.missing)} missing, "
+            f"{len(self.released)} released"
+        )

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from reactivex.scheduler import ImmediateScheduler
 
-from rxinvest import wire
+from rxinvest import Limits, wire
 from rxinvest.streams import Client
 from rxinvest.transport import MemoryTransport
 
@@ -16,7 +16,8 @@ from rxinvest.transport import MemoryTransport
 def memory_client(**options: Any) -> tuple[Client, dict[str, MemoryTransport]]:
     """A client whose every stream is a :class:`MemoryTransport`, found by stream name once opened.
 
-    ``ping_delay=None`` unless given: the requests are then only what the tests read.
+    ``ping_delay=None`` unless given: the requests are then only what the tests read; and no
+    linger unless given: each call's request leaves at once, as the tests read them.
     """
     transports: dict[str, MemoryTransport] = {}
 
@@ -25,6 +26,7 @@ def memory_client(**options: Any) -> tuple[Client, dict[str, MemoryTransport]]:
         return transports[stream.value]
 
     options.setdefault("ping_delay", None)
+    options.setdefault("limits", Limits(linger=0.0))
     return Client(base_url="ws://memory/ws/", token="t", transport_factory=factory, **options), transports
 
 

@@ -205,7 +205,12 @@ def test_the_token_never_appears_in_logs_reprs_or_errors(
     with client_for(sim) as client:
         prices, _ = watch(client.market_data.last_prices("SBER_TQBR"))
         prices.wait_for(m.LastPrice)
-        texts = [repr(client), str(client), repr(client._token), repr(client._market_data._transport)]
+        texts = [
+            repr(client),
+            str(client),
+            repr(client._token),
+            repr(client._market_data.shards[0]._transport),
+        ]
     with rxinvest.connect(secret + "x", target=sim.base_url) as bad_client:
         refused, _ = watch(bad_client.market_data.last_prices("SBER_TQBR"))
         refused.wait(lambda c: bool(c.errors))
@@ -243,7 +248,7 @@ def test_malformed_frames_are_skipped_and_the_stream_goes_on() -> None:
     ):
         trades, _ = watch(client.market_data.trades(["SBER_TQBR", "GAZP_TQBR", "VTBR_TQBR"]))
         trades.wait(lambda c: len(c.events) >= 30)
-        assert client._market_data.malformed >= 5
+        assert client._market_data.shards[0].malformed >= 5
     assert not trades.errors
 
 
@@ -320,7 +325,7 @@ def test_a_conflict_found_at_subscribe_time_fails_that_subscriber_only(sim: Simu
         second, _ = watch(closed)
         second.wait(lambda c: bool(c.errors))
         assert isinstance(second.errors[0], ConfigurationError)
-        assert [t.waiting_close for t in client._market_data.session.topics] == [False]
+        assert [t.waiting_close for t in client._market_data.shards[0].session.topics] == [False]
         first.wait_for(m.Candle)
 
 
