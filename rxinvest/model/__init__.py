@@ -1,4 +1,4 @@
-"""Typed, immutable values of the T-Invest stream contracts.
+"""Typed, immutable values of the T-Invest stream contracts and of the unary methods rxinvest calls.
 
 Every class is a frozen, slotted attrs class that compares and hashes by value. Attribute names are
 the proto field names; ``Quotation`` fields are exact ``Decimal``, ``MoneyValue`` fields are
@@ -19,6 +19,8 @@ from rxinvest.model.operations import *  # noqa: F403
 from rxinvest.model.operations import __all__ as _operations
 from rxinvest.model.orders import *  # noqa: F403
 from rxinvest.model.orders import __all__ as _orders
+from rxinvest.model.unary import *  # noqa: F403
+from rxinvest.model.unary import __all__ as _unary
 
 __all__ = [
     *_common,
@@ -26,6 +28,7 @@ __all__ = [
     *_market_data,
     *_orders,
     *_operations,
+    *_unary,
     "BOOK_DEPTHS",
     "CANDLE_INTERVALS",
     "Kind",

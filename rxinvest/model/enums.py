@@ -1,8 +1,8 @@
-"""Enumerations of the T-Invest stream contracts.
+"""Enumerations of the T-Invest stream contracts and of the unary methods rxinvest calls.
 
 Member names are the proto value names and member values the proto numbers, so the official
 documentation reads directly. The wire codec maps an enum name (or number) it does not know to the
-enum's zero member (``*_UNSPECIFIED``, or ``MARKER_UNKNOWN``): a new value added by a later API
+enum's zero member (``*_UNSPECIFIED``, ``MARKER_UNKNOWN`` or ``RUB``): a new value added by a later API
 release never breaks decoding.
 """
 
@@ -13,14 +13,20 @@ import enum
 __all__ = [
     "CandleSource",
     "CandleSourceFilter",
+    "CurrencyRequest",
+    "InstrumentType",
     "LastPriceType",
     "MarkerType",
+    "OperationState",
+    "OperationType",
     "OrderBookType",
     "OrderDirection",
     "OrderExecutionReportStatus",
+    "OrderIdType",
     "OrderType",
     "PortfolioSubscriptionStatus",
     "PositionsAccountSubscriptionStatus",
+    "PriceType",
     "ResultSubscriptionStatus",
     "SecurityTradingStatus",
     "StatusCauseInfo",
@@ -216,3 +222,121 @@ class PositionsAccountSubscriptionStatus(enum.Enum):
     POSITIONS_SUBSCRIPTION_STATUS_SUCCESS = 1
     POSITIONS_SUBSCRIPTION_STATUS_ACCOUNT_NOT_FOUND = 2
     POSITIONS_SUBSCRIPTION_STATUS_INTERNAL_ERROR = 3
+
+
+# --- unary methods (OrdersService, OperationsService) ------------------------------------------------
+
+
+class OrderIdType(enum.Enum):
+    """Which id of an order a request names: the exchange's ``order_id`` or the client's request id."""
+
+    ORDER_ID_TYPE_UNSPECIFIED = 0
+    ORDER_ID_TYPE_EXCHANGE = 1
+    ORDER_ID_TYPE_REQUEST = 2
+
+
+class PriceType(enum.Enum):
+    """How prices are expressed: points (futures and bonds only) or the settlement currency."""
+
+    PRICE_TYPE_UNSPECIFIED = 0
+    PRICE_TYPE_POINT = 1
+    PRICE_TYPE_CURRENCY = 2
+
+
+class CurrencyRequest(enum.Enum):
+    """The currency a portfolio is valued in (proto ``PortfolioRequest.CurrencyRequest``; zero is RUB)."""
+
+    RUB = 0
+    USD = 1
+    EUR = 2
+
+
+class InstrumentType(enum.Enum):
+    INSTRUMENT_TYPE_UNSPECIFIED = 0
+    INSTRUMENT_TYPE_BOND = 1
+    INSTRUMENT_TYPE_SHARE = 2
+    INSTRUMENT_TYPE_CURRENCY = 3
+    INSTRUMENT_TYPE_ETF = 4
+    INSTRUMENT_TYPE_FUTURES = 5
+    INSTRUMENT_TYPE_SP = 6
+    INSTRUMENT_TYPE_OPTION = 7
+    INSTRUMENT_TYPE_CLEARING_CERTIFICATE = 8
+    INSTRUMENT_TYPE_INDEX = 9
+    INSTRUMENT_TYPE_COMMODITY = 10
+
+
+class OperationState(enum.Enum):
+    """State of an account operation (EXECUTED also covers a partly executed one)."""
+
+    OPERATION_STATE_UNSPECIFIED = 0
+    OPERATION_STATE_EXECUTED = 1
+    OPERATION_STATE_CANCELED = 2
+    OPERATION_STATE_PROGRESS = 3
+
+
+class OperationType(enum.Enum):
+    """Type of an account operation. The numbers skip 48, 49 and 52, as the proto does."""
+
+    OPERATION_TYPE_UNSPECIFIED = 0
+    OPERATION_TYPE_INPUT = 1
+    OPERATION_TYPE_BOND_TAX = 2
+    OPERATION_TYPE_OUTPUT_SECURITIES = 3
+    OPERATION_TYPE_OVERNIGHT = 4
+    OPERATION_TYPE_TAX = 5
+    OPERATION_TYPE_BOND_REPAYMENT_FULL = 6
+    OPERATION_TYPE_SELL_CARD = 7
+    OPERATION_TYPE_DIVIDEND_TAX = 8
+    OPERATION_TYPE_OUTPUT = 9
+    OPERATION_TYPE_BOND_REPAYMENT = 10
+    OPERATION_TYPE_TAX_CORRECTION = 11
+    OPERATION_TYPE_SERVICE_FEE = 12
+    OPERATION_TYPE_BENEFIT_TAX = 13
+    OPERATION_TYPE_MARGIN_FEE = 14
+    OPERATION_TYPE_BUY = 15
+    OPERATION_TYPE_BUY_CARD = 16
+    OPERATION_TYPE_INPUT_SECURITIES = 17
+    OPERATION_TYPE_SELL_MARGIN = 18
+    OPERATION_TYPE_BROKER_FEE = 19
+    OPERATION_TYPE_BUY_MARGIN = 20
+    OPERATION_TYPE_DIVIDEND = 21
+    OPERATION_TYPE_SELL = 22
+    OPERATION_TYPE_COUPON = 23
+    OPERATION_TYPE_SUCCESS_FEE = 24
+    OPERATION_TYPE_DIVIDEND_TRANSFER = 25
+    OPERATION_TYPE_ACCRUING_VARMARGIN = 26
+    OPERATION_TYPE_WRITING_OFF_VARMARGIN = 27
+    OPERATION_TYPE_DELIVERY_BUY = 28
+    OPERATION_TYPE_DELIVERY_SELL = 29
+    OPERATION_TYPE_TRACK_MFEE = 30
+    OPERATION_TYPE_TRACK_PFEE = 31
+    OPERATION_TYPE_TAX_PROGRESSIVE = 32
+    OPERATION_TYPE_BOND_TAX_PROGRESSIVE = 33
+    OPERATION_TYPE_DIVIDEND_TAX_PROGRESSIVE = 34
+    OPERATION_TYPE_BENEFIT_TAX_PROGRESSIVE = 35
+    OPERATION_TYPE_TAX_CORRECTION_PROGRESSIVE = 36
+    OPERATION_TYPE_TAX_REPO_PROGRESSIVE = 37
+    OPERATION_TYPE_TAX_REPO = 38
+    OPERATION_TYPE_TAX_REPO_HOLD = 39
+    OPERATION_TYPE_TAX_REPO_REFUND = 40
+    OPERATION_TYPE_TAX_REPO_HOLD_PROGRESSIVE = 41
+    OPERATION_TYPE_TAX_REPO_REFUND_PROGRESSIVE = 42
+    OPERATION_TYPE_DIV_EXT = 43
+    OPERATION_TYPE_TAX_CORRECTION_COUPON = 44
+    OPERATION_TYPE_CASH_FEE = 45
+    OPERATION_TYPE_OUT_FEE = 46
+    OPERATION_TYPE_OUT_STAMP_DUTY = 47
+    OPERATION_TYPE_OUTPUT_SWIFT = 50
+    OPERATION_TYPE_INPUT_SWIFT = 51
+    OPERATION_TYPE_OUTPUT_ACQUIRING = 53
+    OPERATION_TYPE_INPUT_ACQUIRING = 54
+    OPERATION_TYPE_OUTPUT_PENALTY = 55
+    OPERATION_TYPE_ADVICE_FEE = 56
+    OPERATION_TYPE_TRANS_IIS_BS = 57
+    OPERATION_TYPE_TRANS_BS_BS = 58
+    OPERATION_TYPE_OUT_MULTI = 59
+    OPERATION_TYPE_INP_MULTI = 60
+    OPERATION_TYPE_OVER_PLACEMENT = 61
+    OPERATION_TYPE_OVER_COM = 62
+    OPERATION_TYPE_OVER_INCOME = 63
+    OPERATION_TYPE_OPTION_EXPIRATION = 64
+    OPERATION_TYPE_FUTURE_EXPIRATION = 65

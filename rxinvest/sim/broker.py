@@ -714,6 +714,10 @@ class Broker:
         """Latest state of an order of the account (rejected ones included), ``None`` if unknown."""
         return self._accounts[account_id].states.get(order_id)
 
+    def orders(self, account_id: str) -> tuple[OrderState, ...]:
+        """Latest state of every order of the account (rejected ones included), oldest first."""
+        return tuple(self._accounts[account_id].states.values())
+
     def active_orders(self, account_id: str) -> tuple[OrderState, ...]:
         """The account's orders that can still fill (NEW or PARTIALLYFILL), oldest first."""
         self._accounts[account_id]  # KeyError for an unknown account, like every query

@@ -49,6 +49,7 @@ from rxinvest.sim.instruments import CATALOGUE, Instrument, InstrumentIndex
 from rxinvest.sim.loop import LoopThread
 from rxinvest.sim.market import Market
 from rxinvest.sim.quote import Quote
+from rxinvest.sim.rest import RestControls, RestService
 from rxinvest.sim.session import SessionSettings
 from rxinvest.wire import Dialect, Stream
 
@@ -59,15 +60,14 @@ _T = TypeVar("_T")
 _NO_FAULTS = Faults()
 
 
-class Simulator:
+class Simulator(RestControls):
     """A running simulator: its address, tokens, instruments, accounts, and controls.
 
     Create it with :func:`~rxinvest.sim.serve`, which lists and explains the options (``Simulator``
     takes the same, for a simulator started and stopped by hand). Every public method is thread-safe:
     it runs on the simulator's event loop and waits for it (``timeout`` seconds at most). An option
-    that cannot work
-    (an unknown scenario, a host off loopback, a port in use, a value of the wrong type ...) is a
-    ConfigurationError.
+    that cannot work (an unknown scenario, a host off loopback, a port in use, a value of the wrong
+    type ...) is a ConfigurationError. The unary methods are served over REST at :attr:`rest_url`.
     """
 
     def __init__(
@@ -129,6 +129,7 @@ class Simulator:
         self._faults = faults
         self._next_faults: list[Faults] = []
         self._thread = LoopThread(self._main, name="rxinvest-sim")
+        self._rest = RestService(self, host, self._call)  # the unary methods over HTTP: sim/rest.py
         self._clock_origin = time.monotonic()
 
     # --- properties ----------------------------------------------------------------------------------
@@ -186,10 +187,12 @@ class Simulator:
                 f"cannot listen on {self.host}:{self.port}: {reason} (choose another port, or 0 for any)"
             ) from exc
         self.port = server.sockets[0].getsockname()[1]
+        self._rest.start()
         self._clock_origin = time.monotonic()
         market = None if self.manual else asyncio.create_task(self._market_loop())
         thread.ready()
         await thread.stopping.wait()
+        await asyncio.to_thread(self._rest.stop, self.timeout)  # off the loop: handlers wait for it
         if market is not None:
             market.cancel()
         for connection in list(self._fanout.connections.values()):

@@ -21,21 +21,39 @@ values are interned in bounded caches.
 from __future__ import annotations
 
 import enum
+import keyword
 import linecache
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Context, Decimal
-from typing import Any, Final
+from types import MappingProxyType
+from typing import Any, Final, Literal, NamedTuple, overload
 
 import attrs
 import msgspec
 
 from rxinvest import model as m
-from rxinvest.errors import ConfigurationError, DecodeError, EncodeError
-from rxinvest.wire.endpoints import Dialect, Stream
+from rxinvest.errors import RAW_LIMIT, ConfigurationError, DecodeError, EncodeError
+from rxinvest.wire.endpoints import Dialect, Stream, Unary
 from rxinvest.wire.schema import FieldSpec, WireType, fields_of, json_name
 
-__all__ = ["CACHE_LIMIT", "clear_caches", "decode", "decode_request", "decoder", "dump", "encode", "load"]
+__all__ = [
+    "CACHE_LIMIT",
+    "UNARY_TYPES",
+    "UnaryTypes",
+    "clear_caches",
+    "decode",
+    "decode_request",
+    "decode_unary",
+    "decode_unary_error",
+    "decode_unary_request",
+    "decoder",
+    "dump",
+    "encode",
+    "encode_unary",
+    "encode_unary_error",
+    "load",
+]
 
 Message = Any  # any model instance
 
@@ -90,9 +108,23 @@ _SCALAR_WIRE_TYPES: dict[WireType, Any] = {
 }
 
 
+def _proto_name(spec: FieldSpec) -> str:
+    """The proto name of a field: its attribute name, but for a proto name that is a Python keyword
+    (``from``, ``yield``), which the model spells with a trailing underscore (``from_``)."""
+    name = spec.name
+    return name[:-1] if name.endswith("_") and keyword.iskeyword(name[:-1]) else name
+
+
 def _keys(spec: FieldSpec) -> tuple[str, ...]:
     """The wire keys of a field: camelCase first, then the proto name when it differs."""
-    return (spec.json_name,) if spec.json_name == spec.name else (spec.json_name, spec.name)
+    proto = _proto_name(spec)
+    return (spec.json_name,) if spec.json_name == proto else (spec.json_name, proto)
+
+
+def _slot(key: str) -> str:
+    """The wire struct's attribute for ``key``: generated code reads ``s.<key>``, and ``s.from`` is
+    no Python, so a keyword key is stored under ``<key>_`` and renamed back for msgspec."""
+    return key + "_" if keyword.iskeyword(key) else key
 
 
 # --- scalar helpers (slow paths that validate fully and explain) ----------------------------------------
@@ -386,11 +418,16 @@ class _Generated:
             first, *other = _keys(spec)
             camel.append((first, wire | None, None))
             snake.extend((key, wire | None, None) for key in other)
+        rename = {_slot(key): key for key, _, _ in camel + snake if _slot(key) != key}
+        camel = [(_slot(key), wire, default) for key, wire, default in camel]
+        snake = [(_slot(key), wire, default) for key, wire, default in snake]
         # msgspec looks a key up fastest when it is the field after the previous one, so the order is
         # the proto's, camelCase keys first: the ``json`` dialect (the default) hits every time.
         fields = camel + snake
         # gc=False: wire structs live for one decode and hold no cycles, so untracked allocation is safe.
-        struct = msgspec.defstruct(f"{cls.__name__}Wire", fields, kw_only=True, gc=False)
+        struct = msgspec.defstruct(
+            f"{cls.__name__}Wire", fields, kw_only=True, gc=False, rename=rename or None
+        )
         self.structs[cls] = struct
         self.namespace[f"_C_{cls.__name__}"] = cls
         return struct
@@ -399,7 +436,7 @@ class _Generated:
         name = cls.__name__
         lines = [f"def _c_{name}(s):"]
         for i, spec in enumerate(fields_of(cls)):
-            camel, *snake = _keys(spec)
+            camel, *snake = map(_slot, _keys(spec))
             lines.append(f"    v = s.{camel}")
             if snake:
                 lines.append(f"    if v is None: v = s.{snake[0]}")
@@ -472,7 +509,7 @@ class _Generated:
         fn = f"_e_{name}_{'camel' if camel else 'snake'}"
         lines = [f"def {fn}(o, full):", "    d = {}"]
         for i, spec in enumerate(fields_of(cls)):
-            key = spec.json_name if camel else spec.name
+            key = spec.json_name if camel else _proto_name(spec)
             where = f"{name}.{spec.name}"
             lines.append(f"    v = o.{spec.name}")
             fmt: dict[str, Any] = {"where": where + ("[]" if spec.repeated else "")}
@@ -570,12 +607,31 @@ _PLAIN_REQUESTS: dict[Stream, type] = {
 }
 
 
+class UnaryTypes(NamedTuple):
+    """The request and the response class of a unary method."""
+
+    request: type
+    response: type
+
+
+#: Each unary method's request and response classes: the one table the codec and the simulator read.
+UNARY_TYPES: Mapping[Unary, UnaryTypes] = MappingProxyType({
+    Unary.GET_ORDERS: UnaryTypes(m.GetOrdersRequest, m.GetOrdersResponse),
+    Unary.GET_ORDER_STATE: UnaryTypes(m.GetOrderStateRequest, m.OrderSnapshot),
+    Unary.GET_OPERATIONS_BY_CURSOR: UnaryTypes(
+        m.GetOperationsByCursorRequest, m.GetOperationsByCursorResponse
+    ),
+    Unary.GET_POSITIONS: UnaryTypes(m.GetPositionsRequest, m.PositionsResponse),
+    Unary.GET_PORTFOLIO: UnaryTypes(m.PortfolioRequest, m.PortfolioResponse),
+})  # fmt: skip
+
 # The generated code covers exactly what these tables reach: the top-level messages and, through their
 # fields, every message nested in them. A class elsewhere in the model (or a derived event in
 # rxinvest.derived) is never read, so nothing outside the contract can break this import.
 _CODE = _Generated(
     (*dict.fromkeys(c for classes in _RESPONSES.values() for c in classes), *_MARKET_DATA_REQUESTS,
-     *_PLAIN_REQUESTS.values(), m.RpcStatus)  # RpcStatus: the in-band error of every stream
+     *_PLAIN_REQUESTS.values(), m.RpcStatus,  # RpcStatus: the in-band error of every stream
+     *dict.fromkeys(c for types in UNARY_TYPES.values() for c in types))
 )  # fmt: skip
 
 
@@ -779,3 +835,135 @@ def encode(value: Message, *, dialect: str = "json", include_defaults: bool = Fa
     body = dump(value, dialect=dialect, include_defaults=include_defaults)
     key = _wrapper_key(type(value), dialect)
     return msgspec.json.encode(body if key is None else {key: body}).decode()
+
+
+# --- unary methods over REST ----------------------------------------------------------------------------
+#
+# The REST gateway takes and gives plain message objects (no oneof wrapping), in the proto3 JSON
+# mapping: requests are written with lowerCamelCase keys, which it accepts, and without default values;
+# answers are read in either key style, by the same generated code as the streams.
+
+Body = str | bytes | bytearray | memoryview
+
+_UNARY_CLASSES: frozenset[type] = frozenset(c for types in UNARY_TYPES.values() for c in types)
+_UNARY_REQUESTS: dict[Unary, _Plain] = {
+    method: _Plain(types.request) for method, types in UNARY_TYPES.items()
+}
+_UNARY_RESPONSES: dict[Unary, _Plain] = {
+    method: _Plain(types.response) for method, types in UNARY_TYPES.items()
+}
+
+
+def _unary(method: str) -> Unary:
+    try:
+        return Unary(method)
+    except ValueError:
+        valid = ", ".join(u.value for u in Unary)
+        raise ConfigurationError(f"unknown unary method {method!r}; expected one of: {valid}") from None
+
+
+def encode_unary(message: Message, *, include_defaults: bool = False) -> bytes:
+    """The JSON body of a unary request (or, for the simulator, of a response): a plain object with
+    lowerCamelCase keys, proto3 defaults left out unless ``include_defaults``. A keyword-named field
+    keeps its proto name on the wire (``from_`` is written ``"from"``).
+
+    Raises :class:`~rxinvest.errors.EncodeError` for a class that is no unary request or response, and
+    for values with no wire form (naive datetimes, more than 9 decimal places, out-of-range ints).
+    """
+    if type(message) not in _UNARY_CLASSES:
+        raise EncodeError(f"{type(message).__name__} is not a request or response of a unary method")
+    return msgspec.json.encode(dump(message, include_defaults=include_defaults))
+
+
+@overload
+def decode_unary(method: Literal[Unary.GET_ORDERS], body: Body) -> m.GetOrdersResponse: ...
+@overload
+def decode_unary(method: Literal[Unary.GET_ORDER_STATE], body: Body) -> m.OrderSnapshot: ...
+@overload
+def decode_unary(
+    method: Literal[Unary.GET_OPERATIONS_BY_CURSOR], body: Body
+) -> m.GetOperationsByCursorResponse: ...
+@overload
+def decode_unary(method: Literal[Unary.GET_POSITIONS], body: Body) -> m.PositionsResponse: ...
+@overload
+def decode_unary(method: Literal[Unary.GET_PORTFOLIO], body: Body) -> m.PortfolioResponse: ...
+@overload
+def decode_unary(method: Unary | str, body: Body) -> Message: ...
+def decode_unary(method: Unary | str, body: Body) -> Message:
+    """The answer of ``method`` from a successful (HTTP 200) response body: its response class of
+    :data:`UNARY_TYPES` (``GetOrderState``: an :class:`~rxinvest.model.OrderSnapshot`).
+
+    Either key style is read; unknown keys are ignored, so check the HTTP status first (an error body
+    decodes as an empty answer: read it with :func:`decode_unary_error`). Raises
+    :class:`~rxinvest.errors.DecodeError` (quoting the body) for anything malformed, a body that is no
+    JSON object included, and :class:`~rxinvest.errors.ConfigurationError` for an unknown method.
+    Thread-safe.
+    """
+    method = _unary(method)
+    return _run(_UNARY_RESPONSES[method].decode, body, f"{method.value} response")
+
+
+def decode_unary_request(method: Unary | str, body: Body) -> Message:
+    """The request of ``method`` from a request body (what a server receives): the inverse of
+    :func:`encode_unary`. Raises like :func:`decode_unary`; a missing field is its default, so a
+    required field's presence is the server's to check."""
+    method = _unary(method)
+    return _run(_UNARY_REQUESTS[method].decode, body, f"{method.value} request")
+
+
+#: The gRPC status code an error body without one is given: UNKNOWN.
+_UNKNOWN = 2
+
+
+def decode_unary_error(body: Body) -> m.RpcStatus:
+    """The error of a failed REST call, from its body; never raises.
+
+    The gateway answers ``{"code": <gRPC code>, "message": "<API error code>", "description":
+    "<text>"}`` (grpc-gateway's ``google.rpc.Status`` shape, ``details`` possibly too):
+    ``RpcStatus.code`` is the gRPC code and ``message`` the API code ("40003"); the description, if
+    any, becomes the first of ``details``, as the compact JSON object ``{"description": ...}``, and
+    the body's own ``details`` follow. A body that is no such object (an HTML page from a proxy, an
+    empty body) gives ``code`` 2 (UNKNOWN) and its text, at most ``RAW_LIMIT`` characters, as
+    ``message``: the HTTP status, which the caller has, says the rest.
+    """
+    try:
+        data = msgspec.json.decode(bytes(body.encode() if isinstance(body, str) else body))
+    except (msgspec.DecodeError, TypeError, ValueError):
+        data = None
+    if isinstance(data, dict) and ("code" in data or "grpcCode" in data or "message" in data):
+        code = _status_code(data.get("code", data.get("grpcCode")))
+        message = data.get("message")
+        description = data.get("description")
+        details = [{"description": description}] if isinstance(description, str) and description else []
+        if isinstance(data.get("details"), list):
+            details += data["details"]
+        return m.RpcStatus(
+            code=code,
+            message=message if isinstance(message, str) else "" if message is None else _compact(message),
+            details=tuple(_compact(d) for d in details),
+        )
+    text = _text(body).strip()
+    return m.RpcStatus(code=_UNKNOWN, message=text[:RAW_LIMIT])
+
+
+def _status_code(value: object) -> int:
+    """A gRPC code from the wire (a number, or its digits as text); UNKNOWN for anything else."""
+    if type(value) is str and value.isascii() and value.isdigit():
+        value = int(value)
+    return value if type(value) is int and 0 <= value <= _I32_MAX else _UNKNOWN
+
+
+def _compact(value: object) -> str:
+    return msgspec.json.encode(value, order="sorted").decode()
+
+
+def _text(body: Body) -> str:
+    if isinstance(body, str):
+        return body
+    return bytes(body).decode("utf-8", errors="replace")
+
+
+def encode_unary_error(code: int, message: str, description: str = "") -> bytes:
+    """The body of a failed REST call, as the gateway writes it (what :func:`decode_unary_error`
+    reads): ``code`` the gRPC status code, ``message`` the API error code as text."""
+    return msgspec.json.encode({"code": code, "message": message, "description": description})
