@@ -10,7 +10,13 @@ from rxinvest.streams.client import (
     Source,
 )
 from rxinvest.streams.delivery import DeliveryScheduler, DeliveryStats, Mailbox, Policy
-from rxinvest.streams.events import ConnectionState, ConnectionStatus, SubscriptionCheck, SubscriptionStatus
+from rxinvest.streams.events import (
+    ConnectionState,
+    ConnectionStatus,
+    Metrics,
+    SubscriptionCheck,
+    SubscriptionStatus,
+)
 
 __all__ = [
     "DEFAULT_BACKLOG",
@@ -22,6 +28,7 @@ __all__ = [
     "DeliveryStats",
     "Mailbox",
     "MarketData",
+    "Metrics",
     "Operations",
     "Orders",
     "Policy",

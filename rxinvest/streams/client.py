@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from reactivex import Observable, abc
@@ -29,7 +31,7 @@ from rxinvest.protocol.topic import interval_of, member_of
 from rxinvest.streams.accounts import AccountConnection
 from rxinvest.streams.connection import ListenerTransport
 from rxinvest.streams.delivery import Broadcast, DeliveryScheduler, DeliveryStats, Mailbox, Policy
-from rxinvest.streams.events import ConnectionStatus, SubscriptionCheck, SubscriptionStatus
+from rxinvest.streams.events import ConnectionStatus, Metrics, SubscriptionCheck, SubscriptionStatus
 from rxinvest.streams.market_data import MarketDataConnection, MarketDataPool, SharedBudget
 from rxinvest.transport import Listener, Transport, TransportFactory, WebSocketTransport
 from rxinvest.wire import Dialect, Stream
@@ -211,6 +213,68 @@ class Client:
         with self._lock:
             accounts = list(self._accounts.values())
         return [*self._market_data.connections(), *accounts]
+
+    def metrics(self, interval: float = 5.0) -> Observable[Metrics]:
+        """An Observable of :class:`~rxinvest.streams.Metrics` snapshots, one every ``interval``
+        seconds, rates over each interval; each subscription has its own. Delivered on a timer
+        thread (keep ``on_next`` short); completes when the client closes."""
+        if type(interval) not in (int, float) or not interval > 0:
+            raise ConfigurationError(f"interval must be a positive number of seconds, not {interval!r}")
+
+        def subscribe(observer: abc.ObserverBase[Metrics], _: abc.SchedulerBase | None = None) -> Disposable:
+            last: list[Any] = [time.monotonic(), self._received()]
+            stop = threading.Event()
+
+            def run() -> None:
+                while not stop.wait(interval):
+                    if self._closed:
+                        observer.on_completed()
+                        return
+                    now, received = time.monotonic(), self._received()
+                    snapshot = self._snapshot(now - last[0], received, last[1])
+                    last[:] = [now, received]
+                    observer.on_next(snapshot)
+
+            threading.Thread(target=run, name="rxinvest-metrics", daemon=True).start()
+            return Disposable(stop.set)
+
+        return Observable(subscribe)
+
+    def _received(self) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        for connection in self._connections():
+            counts.update({cls.__name__: n for cls, n in list(connection.received.items())})
+        return counts
+
+    def _snapshot(self, seconds: float, received: Counter[str], before: Counter[str]) -> Metrics:
+        connections = self._connections()
+        stats = self.deliveries
+        dropped: Counter[str] = Counter()
+        conflated: Counter[str] = Counter()
+        for stat in stats:
+            dropped[stat.policy.value] += stat.dropped
+            conflated[stat.policy.value] += stat.conflated
+        budget = self._market_data.budget
+        now = datetime.now(UTC)
+        return Metrics(
+            time=now,
+            interval=seconds,
+            messages=dict(received),
+            rates={name: (n - before[name]) / seconds for name, n in received.items()},
+            backlog=sum(stat.backlog for stat in stats),
+            deepest=max((stat.max_backlog for stat in stats), default=0),
+            dropped=dict(dropped),
+            conflated=dict(conflated),
+            reconnects=sum(max(0, c.opens - 1) for c in connections),
+            gaps=sum(c.gaps for c in connections),
+            malformed=sum(c.malformed for c in connections),
+            recovered=sum(getattr(c, "recovered", 0) for c in connections),
+            recoveries_failed=sum(getattr(c, "recoveries_failed", 0) for c in connections),
+            requests_used=0 if budget is None else budget.used(now),
+            request_budget=None if budget is None else budget.limit,
+            subscriptions=tuple(len(shard.session.topics) for shard in self._market_data.connections()),
+            connections=sum(1 for c in connections if c.is_open),
+        )
 
     def check(self, timeout: float = 10.0) -> SubscriptionCheck:
         """Ask the server which subscriptions it holds (getMySubscriptions, on every open

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
@@ -86,6 +87,9 @@ class StreamConnection:
         self.state = ConnectionState.IDLE
         self._announced = True  # CONNECTED said for the current connection (set False on opening)
         self.malformed = 0  # frames that could not be decoded (skipped)
+        self.received: Counter[type] = Counter()  # events routed to subscribers, per event class
+        self.opens = 0  # connections opened so far: all but the first are reconnects
+        self.gaps = 0  # Gap markers sent after reconnects (per target)
         self.shut = False  # closed by the client: for good, whatever the state says
         self._waiting: set[Mailbox] = set()  # mailboxes given events since the last flush (reader thread)
         self._subscribers: dict[Mailbox, Subscriber] = {}
@@ -162,6 +166,7 @@ class StreamConnection:
         """Carry out what :meth:`_route` decided (outside the lock)."""
         for outcome, boxes, fails in routed:
             if isinstance(outcome, Delivered):
+                self.received[type(outcome.event)] += 1
                 for box in boxes:
                     self._put(box, outcome.event)
             elif isinstance(outcome, Confirmed | AccountAccepted):
@@ -169,6 +174,7 @@ class StreamConnection:
                 uid = outcome.instrument_uid if isinstance(outcome, Confirmed) else ""
                 self._emit(SubscriptionStatus(target, True, None, outcome.tracking_id, uid))
                 if outcome.gap is not None:
+                    self.gaps += 1
                     name = target.instrument_id if isinstance(target, Topic) else target
                     since, until = outcome.gap
                     gap = Gap(
@@ -251,6 +257,7 @@ class StreamConnection:
         with self.lock:
             self.state = ConnectionState.CONNECTED
             self._announced = False
+            self.opens += 1
             routed = self._route(self.session.connected(now))
         self._deliver(routed)
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
+from datetime import datetime
 
 import attrs
 
 from rxinvest.errors import RxInvestError
 from rxinvest.protocol import Topic
 
-__all__ = ["ConnectionState", "ConnectionStatus", "SubscriptionCheck", "SubscriptionStatus"]
+__all__ = ["ConnectionState", "ConnectionStatus", "Metrics", "SubscriptionCheck", "SubscriptionStatus"]
 
 
 class ConnectionState(enum.StrEnum):
@@ -78,4 +80,52 @@ class SubscriptionCheck:
         return (
             f"{self.connections} connections checked{state}: {len(self.missing)} missing, "
             f"{len(self.released)} released"
+        )
+
+
+@attrs.frozen
+class Metrics:
+    """One snapshot of ``client.metrics()``: how the client is doing, since it started.
+
+    * ``messages``: events received from the streams, per event class name (``"Trade"``);
+      ``rates`` the same per second over the last ``interval`` seconds.
+    * ``backlog``: events waiting in every subscriber's mailbox now; ``deepest`` the most any one
+      subscription has waited; ``dropped`` (over a backlog limit) and ``conflated`` (replaced by a
+      newer one) per delivery policy (``"all"``, ``"latest"``).
+    * ``reconnects``, ``gaps`` (Gap markers after reconnects, per target), ``malformed`` frames;
+      ``recovered`` account events fetched over REST after gaps, ``recoveries_failed`` gaps that
+      stayed open.
+    * ``requests_used`` subscription requests in the budget's window now, of ``request_budget``
+      (None: unpaced); ``subscriptions`` wanted topics per market-data connection;
+      ``connections`` open stream connections.
+    """
+
+    time: datetime
+    interval: float
+    messages: Mapping[str, int]
+    rates: Mapping[str, float]
+    backlog: int
+    deepest: int
+    dropped: Mapping[str, int]
+    conflated: Mapping[str, int]
+    reconnects: int
+    gaps: int
+    malformed: int
+    recovered: int
+    recoveries_failed: int
+    requests_used: int
+    request_budget: int | None
+    subscriptions: tuple[int, ...]
+    connections: int
+
+    def __str__(self) -> str:
+        """One line for logs and the demo's summary."""
+        rate = sum(self.rates.values())
+        return (
+            f"{sum(self.messages.values())} events ({rate:.0f}/s), backlog {self.backlog}, "
+            f"dropped {sum(self.dropped.values())}, conflated {sum(self.conflated.values())}, "
+            f"reconnects {self.reconnects}, gaps {self.gaps} ({self.recovered} events recovered, "
+            f"{self.recoveries_failed} failed), requests {self.requests_used}/"
+            f"{self.request_budget or '-'}, subscriptions {list(self.subscriptions)} on "
+            f"{self.connections} connections"
         )

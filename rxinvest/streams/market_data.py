@@ -87,7 +87,6 @@ class MarketDataConnection(StreamConnection):
         self._clock = clock
         self._on_work = on_work  # wakes the pacer: something waits on time
         self._mailboxes: dict[Topic, list[Mailbox]] = {}
-        self.opens = 0  # connections opened so far: all but the first are reconnects
         self.checks: list[Checked] = []  # the latest getMySubscriptions results, newest last
         self.checked = threading.Condition(self.lock)
 
@@ -182,6 +181,7 @@ class MarketDataConnection(StreamConnection):
                 outputs = self.session.receive(data, now)
                 if len(outputs) == 1 and type(outputs[0]) is Delivered:  # the usual frame: one event
                     topics, event = outputs[0]
+                    self.received[type(event)] += 1
                     mailboxes = self._mailboxes
                     for box in [box for topic in topics for box in mailboxes.get(topic, ())]:
                         if box.put(event):

@@ -237,3 +237,25 @@ def test_check_releases_a_subscription_the_client_does_not_want(limited: Simulat
         assert result.missing == ()
         _wait(lambda: len(sim.my_subscriptions(connection.id)) == 1)
         assert not prices.errors
+
+
+def test_metrics_count_what_subscribers_get_and_complete_with_the_client() -> None:
+    with serve_sim(seed=3, speed=5.0) as sim:
+        client = rxinvest.connect(sim.token, target=sim.base_url)
+        trades = Collector()
+        watch(client.market_data.trades(["SBER_TQBR", "GAZP_TQBR"]), trades)
+        trades.wait_for(m.Trade, 5)
+        snapshots = Collector()
+        watch(client.metrics(interval=0.2), snapshots)
+        snapshots.wait(lambda c: len(c.events) >= 3)
+        last = snapshots.events[-1]
+        assert last.messages["Trade"] >= len(trades.events) - 1 >= 4  # counted when they arrived
+        assert last.subscriptions == (2,) and last.connections == 1
+        assert last.request_budget == 90 and 1 <= last.requests_used <= 90
+        assert last.reconnects == 0 and last.dropped.get("all", 0) == 0
+        assert all(rate >= 0 for rate in last.rates.values())
+        assert "events" in str(last)
+        client.close()
+        snapshots.wait(lambda c: c.completed.is_set())
+    with pytest.raises(rxinvest.errors.ConfigurationError):
+        client.metrics(interval=0)
