@@ -26,7 +26,7 @@ from rich.text import Text
 
 import rxinvest
 from rxinvest import model as m
-from rxinvest.streams import ConnectionStatus
+from rxinvest.streams import ConnectionStatus, Metrics
 
 __all__ = ["run"]
 
@@ -35,8 +35,9 @@ COLUMNS, ROWS = 80, 24  # the terminal the demo is drawn for
 # Rows of each table, so that the view fits ROWS: a headline, the market (2 + 8 lines), a title, the
 # orders (2 + 5), the positions, the status line and the last error make 22.
 _MARKET_ROWS, _ORDER_ROWS = 8, 5
-# The summary: a blank line, a title, a header of 2 lines, the event types and the last errors make 22.
-_SUMMARY_ROWS, _SUMMARY_ERRORS = 15, 3
+# The summary: a blank line, a title, a header of 2 lines, the event types, 3 lines of the client's
+# metrics and the last errors make 22.
+_SUMMARY_ROWS, _SUMMARY_ERRORS = 12, 3
 # The tables' columns, (title, widest width): each table's widths, and 2 between columns (a padding
 # and a divider), add up to COLUMNS or less, so rich never narrows a column that holds something
 # short, such as the ticker.
@@ -163,14 +164,30 @@ class _View:
                 shown.append(f"{ticker} {value.balance}{blocked}")
         return shown
 
-    def summary(self, duration: float) -> Group:
-        """The most frequent event types with their counts, and the last errors."""
+    def summary(self, duration: float, metrics: Metrics | None = None) -> Group:
+        """The most frequent event types with their counts, the client's metrics, the last errors."""
         table = _table(_SUMMARY_COLUMNS, text_columns=1)
         with self.lock:
             for name, count in self.counts.most_common(_SUMMARY_ROWS):
                 table.add_row(name, str(count))
             errors = [_line(f"error: {error}", style="red") for error in self.errors[-_SUMMARY_ERRORS:]]
-        return Group(_line(f"Received in {duration:.0f} s", style="bold"), table, *errors)
+        lines = []
+        if metrics is not None:
+            lines = [
+                _line(
+                    f"reconnects {metrics.reconnects}, gaps {metrics.gaps}, recovered "
+                    f"{metrics.recovered}, dropped {sum(metrics.dropped.values())}, conflated "
+                    f"{sum(metrics.conflated.values())}"
+                ),
+                _line(
+                    f"requests {metrics.requests_used} of {metrics.request_budget or '-'} a window, "
+                    f"subscriptions {list(metrics.subscriptions)} on {metrics.connections} connections"
+                ),
+                _line(
+                    f"backlog {metrics.backlog} (deepest {metrics.deepest}), malformed {metrics.malformed}"
+                ),
+            ]
+        return Group(_line(f"Received in {duration:.0f} s", style="bold"), table, *lines, *errors)
 
 
 def _table(columns: Sequence[tuple[str, int]], text_columns: int = 2) -> Table:
@@ -220,6 +237,8 @@ def run(
     options: dict[str, Any] = {"sim_options": {"seed": 7}} if (target in (None, "sim") and not token) else {}
     with rxinvest.connect(token, target=target, **options) as client:
         client.statuses.subscribe(status)
+        latest: list[Metrics] = []
+        client.metrics(interval=min(1.0, duration / 2)).subscribe(latest.append)
         if client.sim is not None:
             accounts = accounts or client.sim.accounts[:1]
             headline = f"rxinvest demo · simulator {client.sim.base_url}"
@@ -242,5 +261,5 @@ def run(
                 time.sleep(min(0.25, left))
                 live.update(view.render(headline, left, reconnects))
     console.print()  # after the live view's last line
-    console.print(view.summary(duration))
+    console.print(view.summary(duration, latest[-1] if latest else None))
     return view.counts
