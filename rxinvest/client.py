@@ -12,7 +12,7 @@ from reactivex import abc
 from rxinvest.errors import ConfigurationError
 from rxinvest.protocol.pacing import Limits
 from rxinvest.streams import DEFAULT_PING_DELAY, Client
-from rxinvest.wire import resolve_base_url
+from rxinvest.wire import resolve_base_url, rest_base_url
 
 __all__ = ["connect"]
 
@@ -28,6 +28,7 @@ def connect(
     open_timeout: float = 10.0,
     sim_options: Mapping[str, Any] | None = None,
     limits: Limits = Limits(),  # noqa: B008 (frozen: one shared default is safe)
+    rest_url: str | None = None,
 ) -> Client:
     """Connect to the T-Invest streams; returns a :class:`~rxinvest.streams.Client` (a context manager).
 
@@ -47,6 +48,11 @@ def connect(
       subscribers then get :class:`~rxinvest.errors.ConnectionFailedError` with the cause. Once a
       connection has opened, a lost one is retried for as long as it is wanted.
     * ``sim_options``: options of the embedded simulator (``seed``, ``scenario``, ``speed`` ...).
+    * ``rest_url``: the unary REST API that fills the gaps of account streams after a reconnect
+      (``https://…/rest/``). Default: the embedded simulator's, or prod's or the sandbox's for
+      those targets; none for a ``ws://``/``wss://`` base (gaps are then only marked): pass it,
+      e.g. a running simulator's ``sim.rest_url`` (it serves REST on a port of its own), or
+      ``rxinvest.wire.rest_base_url(base)`` for a proxy that serves both.
     * ``limits``: the API limits to keep to (:class:`~rxinvest.Limits`): subscription requests a
       minute (90), MarketDataStream connections (15) and subscriptions per connection (300).
 
@@ -70,11 +76,14 @@ def connect(
             raise ConfigurationError(f"unknown sim_options {unknown}; the simulator takes: {valid}")
         sim = Simulator(**options).start()
         base_url, token = sim.base_url, sim.token
+        rest_url = sim.rest_url
         hooks.append(sim.stop)
     else:
         if sim_options:
             raise ConfigurationError("sim_options apply to target='sim' only")
         base_url = resolve_base_url(target)
+        if target in ("prod", "sandbox"):
+            rest_url = rest_url or rest_base_url(base_url)
         if not token:
             raise ConfigurationError(f"target {target!r} needs a token: pass token= or set INVEST_TOKEN")
     client = Client(
@@ -87,6 +96,7 @@ def connect(
         open_timeout=open_timeout,
         on_close=hooks,
         limits=limits,
+        rest_url=rest_url,
     )
     if target == "sim":
         client.sim = sim

@@ -14,6 +14,17 @@ Rules of this package:
 """
 
 from rxinvest.derived.bars import Bar, BarState, ClosedBy, LateTrade
-from rxinvest.derived.markers import Gap, GapCause, Marker, Refused, Subscribed
+from rxinvest.derived.markers import Gap, GapCause, Marker, Recovered, Refused, Subscribed
 
-__all__ = ["Bar", "BarState", "ClosedBy", "Gap", "GapCause", "LateTrade", "Marker", "Refused", "Subscribed"]
+__all__ = [
+    "Bar",
+    "BarState",
+    "ClosedBy",
+    "Gap",
+    "GapCause",
+    "LateTrade",
+    "Marker",
+    "Recovered",
+    "Refused",
+    "Subscribed",
+]

@@ -12,6 +12,11 @@ Rules:
 * Markers are never conflated and never dropped, whatever the source's backpressure policy.
 * Order states, fills, positions and portfolios are never dropped by rxinvest; for them a gap
   means the connection was down (``RECONNECT``), never an overflow.
+* An account source with gap recovery follows each such :class:`Gap` with a :class:`Recovered`
+  for the same ``target``: the events between the two are what the unary API says changed while the
+  stream was down (de-duplicated against what did arrive), and the events after it are the live
+  ones that waited meanwhile, in order. A ``Recovered`` without ``error`` closes the gap before it;
+  with ``error`` set the gap stays open: the events before it may be incomplete.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import TypeAlias
 
 import attrs
 
-__all__ = ["Gap", "GapCause", "Marker", "Refused", "Subscribed"]
+__all__ = ["Gap", "GapCause", "Marker", "Recovered", "Refused", "Subscribed"]
 
 
 class GapCause(enum.Enum):
@@ -70,5 +75,23 @@ class Refused:
     message: str
 
 
+@attrs.frozen(kw_only=True)
+class Recovered:
+    """What the unary API said about the :class:`Gap` of ``target`` (an account id) that came just
+    before, over the same ``since``/``until`` (aware UTC): ``events`` events were recovered and stand
+    between the two markers, in order, each one that the stream had not delivered.
+
+    ``error`` empty: the gap is closed, nothing of it is missing. ``error`` set (what failed, never a
+    token): the recovery stopped there; the gap stays open and the ``events`` before it may be
+    incomplete. Either way the live events that waited for the recovery follow it.
+    """
+
+    target: str
+    since: datetime
+    until: datetime
+    events: int = 0
+    error: str = ""
+
+
 #: Anything a source says about itself in-band.
-Marker: TypeAlias = Subscribed | Gap | Refused
+Marker: TypeAlias = Subscribed | Gap | Refused | Recovered

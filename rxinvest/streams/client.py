@@ -27,13 +27,14 @@ from rxinvest.errors import ClientClosedError, ConfigurationError, RxInvestError
 from rxinvest.model.kinds import Kind
 from rxinvest.protocol import AccountSession, MarketDataSession, Topic
 from rxinvest.protocol.pacing import Limits
+from rxinvest.protocol.recovery import AccountRecovery
 from rxinvest.protocol.topic import interval_of, member_of
 from rxinvest.streams.accounts import AccountConnection
 from rxinvest.streams.connection import ListenerTransport
 from rxinvest.streams.delivery import Broadcast, DeliveryScheduler, DeliveryStats, Mailbox, Policy
 from rxinvest.streams.events import ConnectionStatus, Metrics, SubscriptionCheck, SubscriptionStatus
 from rxinvest.streams.market_data import MarketDataConnection, MarketDataPool, SharedBudget
-from rxinvest.transport import Listener, Transport, TransportFactory, WebSocketTransport
+from rxinvest.transport import Listener, RestClient, Transport, TransportFactory, WebSocketTransport
 from rxinvest.wire import Dialect, Stream
 
 __all__ = ["DEFAULT_BACKLOG", "DEFAULT_PING_DELAY", "Client", "MarketData", "Operations", "Orders", "Source"]
@@ -143,6 +144,7 @@ class Client:
         transport_factory: TransportFactory | None = None,
         on_close: Sequence[Callable[[], None]] = (),
         limits: Limits = Limits(),  # noqa: B008 (frozen: one shared default is safe)
+        rest_url: str | None = None,
     ) -> None:
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self.dialect = Dialect.parse(dialect).value
@@ -162,6 +164,8 @@ class Client:
             8, name="rxinvest-delivery-accounts"
         )
         self._on_close = list(on_close)
+        # The unary API that fills account streams' gaps (None: gaps are only marked).
+        self._rest = None if rest_url is None else RestClient(rest_url, token, app_name=app_name)
         #: The embedded simulator when connected with ``target="sim"`` (else None).
         self.sim: Any = None
         self._statuses = Broadcast(self.scheduler)
@@ -268,8 +272,10 @@ class Client:
             reconnects=sum(max(0, c.opens - 1) for c in connections),
             gaps=sum(c.gaps for c in connections),
             malformed=sum(c.malformed for c in connections),
-            recovered=sum(getattr(c, "recovered", 0) for c in connections),
-            recoveries_failed=sum(getattr(c, "recoveries_failed", 0) for c in connections),
+            recovered=sum(c.recovered for c in connections if isinstance(c, AccountConnection)),
+            recoveries_failed=sum(
+                c.recoveries_failed for c in connections if isinstance(c, AccountConnection)
+            ),
             requests_used=0 if budget is None else budget.used(now),
             request_budget=None if budget is None else budget.limit,
             subscriptions=tuple(len(shard.session.topics) for shard in self._market_data.connections()),
@@ -318,6 +324,8 @@ class Client:
                 return
             self._closed = True
             accounts = list(self._accounts.values())
+        if self._rest is not None:
+            self._rest.close()  # a recovery waiting to retry gives up at once
         self._market_data.close()
         for connection in accounts:
             connection.close()
@@ -429,8 +437,13 @@ class Client:
                     session = AccountSession(
                         stream, accounts, dialect=self.dialect, ping_delay=self._ping_delay, **options
                     )
+                    recovery = None if self._rest is None else AccountRecovery(self._rest.call, stream)
                     connection = AccountConnection(
-                        self._factory(stream), self._statuses.emit, session, self._forget(key)
+                        self._factory(stream),
+                        self._statuses.emit,
+                        session,
+                        self._forget(key),
+                        recovery=recovery,
                     )
                     self._accounts[key] = connection
             connection.add(mailbox, strict=strict)

@@ -33,7 +33,7 @@ from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable, SingleAssignmentDisposable
 from reactivex.scheduler import ThreadPoolScheduler
 
-from rxinvest.derived import Gap, GapCause, Marker, Refused, Subscribed
+from rxinvest.derived import Gap, GapCause, Marker, Recovered, Refused, Subscribed
 from rxinvest.errors import ConfigurationError
 
 __all__ = ["Broadcast", "DeliveryScheduler", "DeliveryStats", "Mailbox", "Policy"]
@@ -43,7 +43,7 @@ log = logging.getLogger("rxinvest.delivery")
 _BATCH = 256  # items a drain takes from the queue at once
 _SLICE = 0.005  # seconds a drain delivers before it gives its thread back
 _WARN_BACKLOG = 10_000  # an unbounded mailbox warns at this backlog, then at 10x, 100x ...
-_MARKER_TYPES = (Gap, Refused, Subscribed)
+_MARKER_TYPES = (Gap, Recovered, Refused, Subscribed)
 
 
 class Policy(enum.Enum):
