@@ -97,9 +97,8 @@ def rxinvest_rate(base_url: str, token: str, kind: str, count: int) -> tuple[flo
         md = client.market_data
         source = md.order_books(IDS, depth=20, conflate=False) if kind == "books" else md.trades(IDS)
         source.subscribe(lambda event: seen.__setitem__(0, seen[0] + 1))
-        (box,) = {
-            id(b): b for boxes in client._market_data.shards[0]._mailboxes.values() for b in boxes
-        }.values()
+        connection = getattr(client._market_data, "shards", [client._market_data])[0]  # before issue 9: one
+        (box,) = {id(b): b for boxes in connection._mailboxes.values() for b in boxes}.values()
         deadline = time.monotonic() + 60
         while box.pushed < WARMUP and time.monotonic() < deadline:
             time.sleep(0.0005)

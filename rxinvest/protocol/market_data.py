@@ -316,11 +316,12 @@ class MarketDataSession(Liveness):
             try:
                 frames.append(encode(_request(action, chunk), dialect=self.dialect))
             except EncodeError:
+                name_of = dict(zip(chunk, names, strict=True))
                 chunk, errors = self._encodable(chunk, action)
                 failed += errors
                 if not chunk:
                     continue
-                names = chunk if action is _SUBSCRIBE else names
+                names = [name_of[topic] for topic in chunk]  # one per entry of the answer to come
                 frames.append(encode(_request(action, chunk), dialect=self.dialect))
             self.requests += 1
             self._outstanding[chunk[0].kind].append((action, names))
