@@ -387,13 +387,17 @@ class MarketDataSession(Liveness):
         state = self._topics.pop(topic)
         state.state = advance(state.state, TopicEvent.LET_GO)
         assert state.uid is not None
-        routes, key = self._routes[topic.kind], topic.route(state.uid)
+        self._unroute(topic, state.uid)
+        return attrs.evolve(topic, instrument_id=state.uid)
+
+    def _unroute(self, topic: Topic, uid: str) -> None:
+        """Events of ``uid`` no longer go to ``topic``."""
+        routes, key = self._routes[topic.kind], topic.route(uid)
         rest = tuple(t for t in routes.get(key, ()) if t != topic)
         if rest:
             routes[key] = rest
         else:
             routes.pop(key, None)
-        return attrs.evolve(topic, instrument_id=state.uid)
 
     def _unsubscribing(self, topic: Topic) -> Topic:
         """The server's name of a topic whose UNSUBSCRIBE leaves now: a stray is one already."""
@@ -551,14 +555,11 @@ class MarketDataSession(Liveness):
                 missing.append(topic)
         for topic in missing:
             state = self._topics[topic]
-            state.state = TopicState.UNSENT  # MISSING
+            after = next_state(state.state, TopicEvent.MISSING)
+            assert after is not None
             assert state.uid is not None
-            routes, key = self._routes[topic.kind], topic.route(state.uid)
-            rest = tuple(t for t in routes.get(key, ()) if t != topic)
-            if rest:
-                routes[key] = rest
-            else:
-                routes.pop(key, None)
+            state.state = after
+            self._unroute(topic, state.uid)
             state.gap_since, state.uid = state.confirmed_at or listing.since, None
         if missing or extra:
             log.warning(

@@ -258,8 +258,12 @@ class StreamConnection:
             self.state = ConnectionState.CONNECTED
             self._announced = False
             self.opens += 1
-            routed = self._route(self.session.connected(now))
+            routed = self._route(self._on_open(now))
         self._deliver(routed)
+
+    def _on_open(self, now: datetime) -> list[Outcome]:
+        """What the session says on a new connection (under the lock); ``opens`` counts it already."""
+        return list(self.session.connected(now))
 
     def deadline(self) -> datetime | None:
         with self.lock:

@@ -32,7 +32,6 @@ from rxinvest.protocol.market_data import check_candle_settings
 from rxinvest.protocol.pacing import RequestBudget, ShardPlan
 from rxinvest.streams.connection import Emit, ListenerTransport, StreamConnection, Subscriber
 from rxinvest.streams.delivery import Mailbox
-from rxinvest.streams.events import ConnectionState
 
 __all__ = ["MarketDataConnection", "MarketDataPool", "SharedBudget"]
 
@@ -163,17 +162,14 @@ class MarketDataConnection(StreamConnection):
 
     # --- Listener ------------------------------------------------------------------------------------
 
-    def opened(self, now: datetime) -> None:
+    def _on_open(self, now: datetime) -> list[Outcome]:
         """Subscribe everything; after a reconnect, then check that the server holds what we want."""
-        with self.lock:
-            self.state = ConnectionState.CONNECTED
-            self._announced = False
-            self.opens += 1
-            routed = self._route(self.session.connected(now))
-            if self.opens > 1:
-                routed += self._route(self.session.list_subscriptions(now))
-        self._deliver(routed)
-        self._on_work()
+        out: list[Outcome] = list(self.session.connected(now))
+        return out + list(self.session.list_subscriptions(now)) if self.opens > 1 else out
+
+    def opened(self, now: datetime) -> None:
+        super().opened(now)
+        self._on_work()  # what the budget held back
 
     def frame(self, data: bytes, now: datetime) -> None:
         if self._announced:
