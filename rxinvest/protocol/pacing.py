@@ -15,13 +15,16 @@ Rules (``../shared/spec`` §1.7, as the API states them and as users meet them):
   last prices are not counted). A token opens at most 16 MarketDataStreams at grades 1-4; the open
   count refreshes every 2 minutes, so :class:`ShardPlan` keeps one stream in reserve by default (a
   reconnect must not be refused). Topics beyond one connection's room go to the next connection,
-  opened only when needed; a topic already held stays where it is (never moved while live).
+  opened only when needed; a topic already held stays where it is (never moved while live). Where the
+  server's count is stricter than ours (it refuses with LIMIT_IS_EXCEEDED: whether last prices count
+  is undocumented), that connection takes nothing new until something leaves it, and the refused
+  topic goes to the next.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 import attrs
@@ -155,15 +158,19 @@ class ShardPlan:
                 raise ConfigurationError(f"{name} must be an int of at least 1, not {value!r}")
 
     def place(
-        self, topics: Iterable[Topic], held: Sequence[Mapping[Topic, object]]
+        self,
+        topics: Iterable[Topic],
+        held: Sequence[Mapping[Topic, object]],
+        full: Collection[int] = (),
     ) -> tuple[dict[int, list[Topic]], list[Topic]]:
         """Connections for ``topics``, given what each connection holds now (``held[i]``: its
-        topics; only the keys are read); returns ``(connection index -> topics, topics with no room)``.
+        topics; only the keys are read) and which ones the server said are ``full``; returns
+        ``(connection index -> topics, topics with no room)``.
 
-        A topic held already goes to its connection (one server subscription, counted once). An
-        uncounted one (statuses, last prices) goes to the first connection. A counted one goes to the
-        first connection with room, in index order (so the holes that disposing leaves fill first),
-        then to a new connection while the budget allows; past it, it has no room.
+        A topic held already goes to its connection (one server subscription, counted once). Else
+        it goes to the first connection, in index order, that is not full and, for a counted topic,
+        has room (so the holes that disposing leaves fill first); then to a new connection while the
+        budget allows; past it, it has no room.
         """
         load = [sum(1 for t in topics_held if t.kind.spec.counted) for topics_held in held]
         where: dict[int, list[Topic]] = {}
@@ -173,19 +180,23 @@ class ShardPlan:
             index = placed.get(topic)
             if index is None:
                 index = next((i for i, topics_held in enumerate(held) if topic in topics_held), None)
-            if index is None and not topic.kind.spec.counted:
-                index = 0
             if index is None:
-                index = next((i for i, used in enumerate(load) if used < self.capacity), None)
+                counted = topic.kind.spec.counted
+                index = next(
+                    (
+                        i
+                        for i, used in enumerate(load)
+                        if i not in full and (not counted or used < self.capacity)
+                    ),
+                    None,
+                )
                 if index is None and len(load) < self.streams:
                     index = len(load)
                     load.append(0)
                 if index is None:
                     no_room.append(topic)
                     continue
-                load[index] += 1
-            if index >= len(load):  # an uncounted topic opens the first connection
-                load.extend([0] * (index + 1 - len(load)))
+                load[index] += counted
             placed[topic] = index
             where.setdefault(index, []).append(topic)
         return where, no_room

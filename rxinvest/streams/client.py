@@ -177,11 +177,13 @@ class Client:
         budget = None if limits.requests is None else SharedBudget(limits.requests, limits.window)
         market_data = self._factory(Stream.MARKET_DATA)
 
-        def shard(index: int, wake: Callable[[], None]) -> MarketDataConnection:
+        def shard(index: int, pool: MarketDataPool) -> MarketDataConnection:
             session = MarketDataSession(
                 dialect=self.dialect, ping_delay=ping_delay, budget=budget, linger=limits.linger
             )
-            return MarketDataConnection(market_data, self._statuses.emit, session, shard=index, on_work=wake)
+            return MarketDataConnection(
+                market_data, self._statuses.emit, session, shard=index, on_work=pool.wake, on_full=pool.moved
+            )
 
         self._market_data = MarketDataPool(shard, limits.plan, budget)
         self._accounts: dict[tuple[Any, ...], AccountConnection] = {}

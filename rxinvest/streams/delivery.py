@@ -258,6 +258,10 @@ class Mailbox:
     def complete(self) -> None:
         self._terminal(_End(None))
 
+    def is_stopped(self) -> bool:
+        """Has it ended (disposed, completed or failed)? Nothing more goes in."""
+        return self._stopped
+
     def stop(self) -> None:
         """The subscriber left: deliver nothing more, queued items included."""
         with self._lock:

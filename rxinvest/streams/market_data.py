@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from rxinvest import model as m
@@ -36,6 +36,11 @@ from rxinvest.streams.delivery import Mailbox
 __all__ = ["MarketDataConnection", "MarketDataPool", "SharedBudget"]
 
 log = logging.getLogger("rxinvest.streams")
+_OVER_LIMIT = m.SubscriptionStatus.SUBSCRIPTION_STATUS_LIMIT_IS_EXCEEDED
+#: A topic to place on another connection, with each of its mailboxes and their subscriptions.
+Move = tuple[Topic, list[tuple[Mailbox, Subscriber]]]
+# What StreamConnection._route decides for one outcome: the outcome, its mailboxes, whether each fails.
+_Routed = tuple[Outcome, list[Mailbox], list[bool]]
 #: What tells the time (aware UTC); tests may pass another.
 Clock = Callable[[], datetime]
 
@@ -79,12 +84,15 @@ class MarketDataConnection(StreamConnection):
         shard: int = 0,
         clock: Clock = utc_now,
         on_work: Callable[[], None] = lambda: None,
+        on_full: Callable[[MarketDataConnection, list[Move]], None] | None = None,
     ) -> None:
         super().__init__(transport_factory, emit)
         self.session = session
         self.shard = shard
         self._clock = clock
         self._on_work = on_work  # wakes the pacer: something waits on time
+        self._on_full = on_full  # takes topics the server refused as over its limit elsewhere
+        self._moving: list[Move] = []
         self._mailboxes: dict[Topic, list[Mailbox]] = {}
         self.checks: list[Checked] = []  # the latest getMySubscriptions results, newest last
         self.checked = threading.Condition(self.lock)
@@ -139,6 +147,28 @@ class MarketDataConnection(StreamConnection):
         self._deliver(routed)
         self._on_work()
         return now
+
+    def _route(self, outcomes: Iterable[Outcome]) -> list[_Routed]:
+        """As the base does; but a topic refused as over the server's limit is not a refusal when
+        the pool can move it: it is kept, with its subscribers, for :meth:`_deliver` to hand over."""
+        if self._on_full is None:
+            return super()._route(outcomes)
+        kept: list[Outcome] = []
+        for outcome in outcomes:
+            if isinstance(outcome, Rejected) and outcome.status is _OVER_LIMIT:
+                boxes = self._mailboxes.pop(outcome.topic, [])
+                self._moving.append((outcome.topic, [(box, self._subscribers[box]) for box in boxes]))
+            else:
+                kept.append(outcome)
+        return super()._route(kept)
+
+    def _deliver(self, routed: list[_Routed]) -> None:
+        super()._deliver(routed)
+        if self._moving and self._on_full is not None:
+            with self.lock:
+                moves, self._moving = self._moving, []
+            if moves:
+                self._on_full(self, moves)
 
     def _waits(self) -> bool:
         return self.session.next_pump(self._clock()) is not None
@@ -199,12 +229,12 @@ class MarketDataPool:
 
     def __init__(
         self,
-        make: Callable[[int, Callable[[], None]], MarketDataConnection],
+        make: Callable[[int, MarketDataPool], MarketDataConnection],
         plan: ShardPlan,
         budget: RequestBudget | None,
         clock: Clock = utc_now,
     ) -> None:
-        self._make = make  # a new connection for shard index i, with the pacer's wake-up
+        self._make = make  # a new connection for shard index i, wired to this pool
         self._clock = clock
         self.plan = plan
         self.budget = budget
@@ -213,6 +243,7 @@ class MarketDataPool:
         self._held: list[dict[Topic, None]] = []  # per shard: the topics placed there
         self._refs: Counter[Topic] = Counter()
         self._where: dict[Topic, int] = {}
+        self._full: set[int] = set()  # connections the server said are full: nothing new goes there
         self._closed = False
         self._wake = threading.Condition()
         self._pacer: threading.Thread | None = None
@@ -236,17 +267,12 @@ class MarketDataPool:
             if self._closed:
                 raise ClientClosedError("the client is closed")
             check_candle_settings(self._where, topics)
-            where, no_room = self.plan.place(topics, self._held)
+            where, no_room = self.plan.place(topics, self._held, self._full)
             mailbox.mark(Subscribed(stream=MarketDataConnection.stream, targets=targets))
-            while len(self.shards) <= max(where, default=-1):
-                self.shards.append(self._make(len(self.shards), self._notify))
-                self._held.append({})
-            for index, placed in where.items():
+            shards = self._placed(where)
+            for placed in where.values():
                 for topic in placed:
                     self._refs[topic] += 1
-                    self._where[topic] = index
-                    self._held[index][topic] = None
-            shards = [(self.shards[index], placed) for index, placed in where.items()]
             self._start_pacer()
         added = []
         try:
@@ -258,6 +284,17 @@ class MarketDataPool:
             raise
         if no_room:
             self._no_room(no_room, mailbox, subscriber)
+
+    def _placed(self, where: Mapping[int, list[Topic]]) -> list[tuple[MarketDataConnection, list[Topic]]]:
+        """Record where topics go (under the pool's lock), opening connections as needed."""
+        while len(self.shards) <= max(where, default=-1):
+            self.shards.append(self._make(len(self.shards), self))
+            self._held.append({})
+        for index, placed in where.items():
+            for topic in placed:
+                self._where[topic] = index
+                self._held[index][topic] = None
+        return [(self.shards[index], placed) for index, placed in where.items()]
 
     def remove(
         self, topics: Sequence[Topic], mailbox: Mailbox, added: Sequence[Sequence[Topic]] | None = None
@@ -274,11 +311,41 @@ class MarketDataPool:
                 self._refs[topic] -= 1
                 if self._refs[topic] <= 0:
                     del self._refs[topic], self._where[topic], self._held[index][topic]
-            shards = [(self.shards[index], placed) for index, placed in by_shard.items()]
+                    self._full.discard(index)  # the server has room there again
+            # Every connection forgets the mailbox: some of its topics may have moved away.
+            shards = [(shard, by_shard.get(index, [])) for index, shard in enumerate(self.shards)]
         reached = None if added is None else {topic for group in added for topic in group}
         for shard, placed in shards:
             if reached is None or not reached.isdisjoint(placed):
                 shard.remove(placed, mailbox)
+
+    def moved(self, shard: MarketDataConnection, moves: list[Move]) -> None:
+        """``shard``'s server refused ``moves`` as over its limit: it takes nothing new until
+        something leaves it, and the topics go to the next connections (or are refused, past the
+        stream budget). Called outside every lock."""
+        with self._lock:
+            if self._closed:
+                return
+            self._full.add(shard.shard)
+            for topic, _ in moves:
+                self._held[shard.shard].pop(topic, None)
+            wanted = [topic for topic, _ in moves if self._refs[topic] > 0]  # else disposed meanwhile
+            where, no_room = self.plan.place(wanted, self._held, self._full)
+            targets = {topic: target for target, placed in self._placed(where) for topic in placed}
+        subscribers = dict(moves)
+        for topic, target in targets.items():
+            log.info(
+                "%s: the server's limit is reached on #%d; moving to #%d", topic, shard.shard, target.shard
+            )
+            for box, subscriber in subscribers[topic]:
+                if box.is_stopped():
+                    continue
+                target.add([topic], box, subscriber)
+                if box.is_stopped():  # disposed while it moved: its remove() may have missed the target
+                    target.remove([topic], box)
+        for topic in no_room:
+            for box, subscriber in subscribers[topic]:
+                self._no_room([topic], box, subscriber)
 
     def _no_room(self, topics: list[Topic], mailbox: Mailbox, subscriber: Subscriber) -> None:
         """Topics the plan has no connection for: refused like the API refuses, by us."""
@@ -310,7 +377,8 @@ class MarketDataPool:
 
     # --- the pacer -----------------------------------------------------------------------------------
 
-    def _notify(self) -> None:
+    def wake(self) -> None:
+        """Something waits on time: the pacer looks again now."""
         with self._wake:
             self._wake.notify_all()
 

@@ -87,12 +87,15 @@ def topic_of(kind: Kind, n: int) -> Topic:
 @given(
     capacity=st.integers(1, 6),
     streams=st.integers(1, 4),
+    full=st.frozensets(st.integers(0, 3), max_size=2),
     steps=st.lists(
         st.tuples(st.booleans(), st.lists(st.tuples(st.sampled_from(KINDS), st.integers(0, 12)), max_size=8)),
         max_size=25,
     ),
 )
-def test_the_plan_fills_connections_in_order_and_never_moves_a_held_topic(capacity, streams, steps) -> None:
+def test_the_plan_fills_connections_in_order_and_never_moves_a_held_topic(
+    capacity, streams, full, steps
+) -> None:
     plan = ShardPlan(capacity, streams)
     held: list[dict[Topic, None]] = []
     for adding, picks in steps:
@@ -103,19 +106,23 @@ def test_the_plan_fills_connections_in_order_and_never_moves_a_held_topic(capaci
                     shard.pop(topic, None)
             continue
         before = {t: i for i, shard in enumerate(held) for t in shard}
-        where, no_room = plan.place(topics, held)
+        full_now = {i for i in full if i < len(held)}  # the server said so of open connections only
+        where, no_room = plan.place(topics, held, full_now)
         for index, placed in where.items():
             while len(held) <= index:
                 held.append({})
             for topic in placed:
                 assert before.get(topic, index) == index  # a held topic stays where it is
+                assert topic in before or index not in full_now  # a full one takes nothing new
                 held[index][topic] = None
         counted = [sum(1 for t in shard if t.kind.spec.counted) for shard in held]
         assert all(n <= capacity for n in counted)
         assert len(held) <= streams
         for topic in no_room:  # refused only when every connection is full and no more may open
-            assert topic.kind.spec.counted and topic not in before
-            assert len(held) == streams and all(n == capacity for n in counted)
+            assert topic not in before and len(held) == streams
+            assert all(
+                i in full_now or (topic.kind.spec.counted and n == capacity) for i, n in enumerate(counted)
+            )
         assert sorted(map(str, {*topics} - {*no_room})) == sorted(
             map(str, {t for shard in held for t in shard if t in topics})
         )

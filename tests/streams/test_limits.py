@@ -259,3 +259,33 @@ def test_metrics_count_what_subscribers_get_and_complete_with_the_client() -> No
         snapshots.wait(lambda c: c.completed.is_set())
     with pytest.raises(rxinvest.errors.ConfigurationError):
         client.metrics(interval=0)
+
+
+def test_topics_the_server_refuses_as_over_its_limit_move_to_further_connections() -> None:
+    # The API does not say whether last prices count against the 300: when the server counts
+    # more than we do, it refuses with LIMIT_IS_EXCEEDED, and the topic moves on.
+    with (
+        serve_sim(seed=5, manual=True, trader=False, idle_timeout=None, max_subscriptions=5) as sim,
+        rxinvest.connect(sim.token, target=sim.base_url) as client,
+    ):
+        statuses: list[Any] = []
+        client.statuses.subscribe(statuses.append)
+        ids = [f"{i.ticker}_{i.class_code}" for i in sim.instruments[:12]]
+        books, subscription = watch(client.market_data.order_books(ids, depth=10).with_markers())
+
+        def confirmed() -> list[Any]:
+            return [s for s in list(statuses) if isinstance(s, SubscriptionStatus) and s.confirmed]
+
+        _wait(lambda: len(confirmed()) == 12)
+        assert not books.errors
+        assert not [s for s in statuses if isinstance(s, SubscriptionStatus) and not s.confirmed]
+        assert sorted(len(c.subscriptions) for c in _market_connections(sim)) == [2, 5, 5]
+        sim.advance(12)  # every instrument's books come, wherever it is
+        _wait(
+            lambda: (
+                {b.instrument_uid for b in books.events if isinstance(b, m.OrderBook)}
+                >= {i.uid for i in sim.instruments[:12]}
+            )
+        )
+        subscription.dispose()
+        _wait(lambda: all(not c.subscriptions for c in _market_connections(sim)))
