@@ -79,6 +79,7 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 _METHODS = {f"/rest/{method.path}": method for method in Unary}
 _RUB = "rub"
+_NANO = Decimal("1e-9")
 
 # gRPC status codes of the answers (google.rpc.Code).
 _INVALID_ARGUMENT, _NOT_FOUND, _PERMISSION_DENIED, _UNIMPLEMENTED, _UNAUTHENTICATED = 3, 5, 7, 12, 16
@@ -240,7 +241,8 @@ class RestGateway:
             initial_order_price=state.initial_order_price or zero,
             executed_order_price=_rub(spent),
             total_order_amount=_rub(spent),  # commissions are not modelled
-            average_position_price=_rub(spent / units if units else Decimal(0)),
+            # the API gives money to the nano (9 places): a mean price is rounded to it
+            average_position_price=_rub((spent / units).quantize(_NANO) if units else Decimal(0)),
             initial_commission=zero,
             executed_commission=zero,
             figi=instrument.figi if instrument else "",

@@ -457,3 +457,27 @@ def test_one_connection_serves_several_calls(sim: Simulator) -> None:
     finally:
         connection.close()
     assert sim.rest_calls() == dict.fromkeys(PATHS, 1)
+
+
+def test_a_mean_price_with_more_than_nine_places_is_rounded_to_the_nano() -> None:
+    """Found by the soak: three fills of 1 unit at 512, 512 and 513 average 512.333..., which the
+    codec refuses (money carries 9 decimal places); the gateway's answer must still encode."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from rxinvest.sim.broker import Fill
+    from rxinvest.sim.rest import RestGateway
+
+    when = datetime(2026, 3, 2, 10, tzinfo=UTC)
+    fills = [
+        Fill("O1", f"T{i}", "U", m.OrderDirection.ORDER_DIRECTION_BUY, 1, 1, Decimal(p), Decimal(p), when)
+        for i, p in enumerate(("512", "512", "513"))
+    ]
+    sim = SimpleNamespace(
+        broker=SimpleNamespace(fills=lambda account: fills), index=SimpleNamespace(get=lambda uid: None)
+    )
+    state = m.OrderState(order_id="O1", account_id="A", instrument_uid="U", lots_requested=3, lots_executed=3)
+    snapshot = RestGateway(sim)._snapshot(state)  # type: ignore[arg-type]
+    assert snapshot.average_position_price is not None
+    assert snapshot.average_position_price.amount == Decimal("512.333333333")
+    assert wire.decode_unary(Unary.GET_ORDER_STATE, wire.encode_unary(snapshot)) == snapshot
