@@ -1,0 +1,1005 @@
+"""Soak: the client under random faults for minutes, checked against the simulator's broker at the end.
+
+Run: ``.venv/bin/python benchmarks/soak.py [--minutes 10] [--seed 1] [--speed 5] [--instruments 12]
+[--fault-every 10] [--json]`` (not run in CI; ``--minutes 0.3`` is a smoke test).
+
+The embedded simulator runs at ``--speed`` (simulated seconds per real second); its accounts'
+automatic traders start once every account stream is live. The client subscribes:
+
+* market data over the first ``--instruments`` instruments: trades, depth-10 books, one-minute
+  candles, last prices and trading statuses, each with three subscribers: one with markers (it counts
+  the messages and the gaps), a plain one, and a slow one (with markers, ``SLOW_SECONDS`` a message
+  and a small backlog, so that it lags and its policy drops or conflates);
+* order states, order trades, positions and portfolio of every account, with markers.
+
+Every ``--fault-every`` seconds (jittered, seeded by ``--seed``) one open connection gets one fault
+(``sim.set_connection_faults``): a TCP drop, a stall (the client's watchdog notices it), a 1011
+close, malformed frames every few frames, or a drop whose reconnection is dropped again
+(``sim.fault_next``). One fault at a time, never on a connection that was stalled (lifting a stall
+would hide the loss): the run keeps making progress.
+
+At the end the faults stop (stalled connections are cut, so the client reconnects at once), the
+traders stop, the orders left active are cancelled, and the client is given up to ``SETTLE_SECONDS``
+to catch up. Then the broker is the ground truth: every order's final state must have been
+delivered on order states, every fill on order trades (streamed or recovered), the positions folded
+from the positions stream (snapshots, then changes) must equal the broker's, and the last portfolio
+of each account must hold the broker's quantities. An order placed and cancelled inside a gap
+without a fill is in no answer of the unary API, so no recovery can deliver it: such orders are
+reported apart ("beyond the API"), not as lost.
+
+Reported: messages per kind delivered (to the subscribers with markers), reconnects per stream,
+gaps (markers) per source and cause, recovered and lost events per account kind, drops and
+conflations per delivery policy (``client.metrics`` if the client has it, else ``client.deliveries``),
+malformed frames skipped, the faults applied, the thread count and the RSS (MiB, from
+``/proc/self/status``; the simulator runs in this process and is included) over time with the RSS
+growth after warm-up (goal: under 5 %; the wire codec's value caches, whose entries are reported
+too, fill during the first minutes), and whether an rxinvest thread died (``threading.excepthook``,
+or a thread name gone). A progress line every ``PROGRESS_SECONDS`` (on stderr with ``--json``).
+Exit status 1 if anything was lost, a thread died, rxinvest reported an internal error or a
+subscription failed; else 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import logging
+import random
+import statistics
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, TextIO, TypeVar
+
+import attrs
+from reactivex import Observable
+
+import rxinvest
+from rxinvest import model as m
+from rxinvest.derived import Gap, Refused, Subscribed
+from rxinvest.sim import Faults
+from rxinvest.streams.events import ConnectionStatus, SubscriptionStatus
+
+_T = TypeVar("_T")
+
+SLOW_SECONDS = 0.005  # what the slow subscriber spends on each message, seconds
+SLOW_BACKLOG = 200  # the slow subscriber's backlog limit (events) where its policy keeps every one
+PING_DELAY = 5.0  # seconds between the server's pings: a stall is noticed within two of them
+SAMPLE_SECONDS = 2.0  # seconds between samples of RSS and threads
+PROGRESS_SECONDS = 30.0  # seconds between progress lines
+METRICS_SECONDS = 1.0  # seconds between client.metrics snapshots
+TIMELINE_POINTS = 40  # samples of RSS and threads the report keeps
+WARMUP_SECONDS = 60.0  # the warm-up lasts this long, or a quarter of the run if that is shorter
+LIVE_SECONDS = 10.0  # at most this long for the account streams to be confirmed at the start
+SETTLE_SECONDS = 60.0  # at most this long for the client to catch up after the faults stop
+QUIET_SECONDS = 3.0  # settled: every connection open and no account event for this long
+FAULT_KINDS = {"drop": 3, "stall": 1, "close_1011": 3, "malformed": 2, "drop_twice": 1}  # weights
+GAP_SLACK = timedelta(seconds=1)  # how far the simulator's clock may stray from the wall clock
+ACCOUNT_KINDS = ("order_states", "order_trades", "positions", "portfolio")
+
+
+# --- what the subscribers see ---------------------------------------------------------------------
+
+
+def _marker_name(item: object) -> str | None:
+    """The marker class's name, or None for an event. By name, so that a marker this script does
+    not import (``Recovered`` before gap recovery lands) is still recognised."""
+    name = type(item).__name__
+    if isinstance(item, Gap | Refused | Subscribed) or name == "Recovered":
+        return name
+    return None
+
+
+class Tally:
+    """A market-data subscriber that counts: messages by event class, gaps by cause (and the events
+    overflow gaps say were dropped). ``slow``: it sleeps ``SLOW_SECONDS`` on every message."""
+
+    def __init__(self, slow: bool = False) -> None:
+        self.slow = slow
+        self.messages: Counter[str] = Counter()
+        self.gaps: Counter[str] = Counter()
+        self.gap_dropped = 0
+        self.errors: list[str] = []
+
+    def on_next(self, item: object) -> None:
+        marker = _marker_name(item)
+        if marker is None:
+            self.messages[type(item).__name__] += 1
+            if self.slow:
+                time.sleep(SLOW_SECONDS)
+        elif isinstance(item, Gap):
+            self.gaps[item.cause.name] += 1
+            self.gap_dropped += item.dropped
+
+    def on_error(self, error: Exception) -> None:
+        self.errors.append(f"{type(error).__name__}: {error}")
+
+
+def _money(value: m.Money | None) -> Decimal:
+    return value.amount if value is not None else Decimal(0)
+
+
+@attrs.define
+class Positions:
+    """One account's positions as a positions stream tells them: money (rub) by currency as
+    (available, blocked), and security units by instrument uid as (balance, blocked)."""
+
+    money: dict[str, tuple[Decimal, Decimal]] = attrs.field(factory=dict)
+    securities: dict[str, tuple[int, int]] = attrs.field(factory=dict)
+
+    @classmethod
+    def of(cls, snapshot: m.PositionsResponse) -> Positions:
+        """The full snapshot (``initial_positions``, or the broker's own answer)."""
+        blocked = {money.currency: money.amount for money in snapshot.blocked}
+        positions = cls()
+        for money in snapshot.money:
+            positions.money[money.currency] = (money.amount, blocked.pop(money.currency, Decimal(0)))
+        for currency, amount in blocked.items():
+            positions.money[currency] = (Decimal(0), amount)
+        positions._securities(snapshot.securities)
+        return positions
+
+    def apply(self, change: m.PositionData) -> None:
+        """A change: what it lists replaces what was known of those positions."""
+        for money in change.money:
+            held = money.available_value or money.blocked_value
+            if held is not None:
+                self.money[held.currency] = (_money(money.available_value), _money(money.blocked_value))
+        self._securities(change.securities)
+
+    def _securities(self, securities: Iterable[m.PositionsSecurities]) -> None:
+        for security in securities:
+            if security.balance or security.blocked:
+                self.securities[security.instrument_uid] = (security.balance, security.blocked)
+            else:
+                self.securities.pop(security.instrument_uid, None)
+
+    def differences(self, other: Positions) -> list[str]:
+        """What differs from ``other``, one line per position."""
+        return _differences("money", self.money, other.money) + _differences(
+            "units", self.securities, other.securities
+        )
+
+
+def _differences(what: str, mine: Mapping[str, object], theirs: Mapping[str, object]) -> list[str]:
+    """One line per key whose value differs between the client's view and the broker's."""
+    return [
+        f"{what} {key}: client {mine.get(key)} broker {theirs.get(key)}"
+        for key in sorted(set(mine) | set(theirs))
+        if mine.get(key) != theirs.get(key)
+    ]
+
+
+def _portfolio_quantities(portfolio: m.PortfolioResponse) -> dict[str, tuple[Decimal, Decimal]]:
+    """A portfolio's securities as instrument uid -> (units, blocked units); money is left out (its
+    value moves with the market)."""
+    return {
+        p.instrument_uid: (p.quantity or Decimal(0), p.blocked_lots or Decimal(0))
+        for p in portfolio.positions
+        if p.instrument_type != "currency"
+    }
+
+
+class AccountLog:
+    """The subscriber of one account source (with markers): what it delivered, folded for the check.
+
+    Thread-safe (the check reads while the source may still deliver).
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.lock = threading.Lock()
+        self.messages: Counter[str] = Counter()
+        self.gaps = 0
+        self.gap_windows: list[tuple[str, datetime, datetime]] = []  # (target, since, until), wall UTC
+        self.recovered = 0  # events that Recovered markers say were recovered
+        self.recovery_errors: list[str] = []
+        self.errors: list[str] = []
+        self.last_event = time.monotonic()
+        self.order_states: dict[str, set[tuple[Any, ...]]] = {}  # order id -> states seen
+        self.trade_ids: set[str] = set()
+        self.positions: dict[str, Positions] = {}  # by account
+        self.portfolios: dict[str, m.PortfolioResponse] = {}  # the last one of each account
+
+    def on_next(self, item: object) -> None:
+        with self.lock:
+            marker = _marker_name(item)
+            if isinstance(item, Gap):
+                self.gaps += 1
+                self.gap_windows.append((item.target, item.since, item.until))
+            elif marker == "Recovered":
+                self.recovered += int(getattr(item, "events", 0))
+                error = getattr(item, "error", "")
+                if error:
+                    self.recovery_errors.append(f"{getattr(item, 'target', '?')}: {error}")
+            elif marker is None:
+                self.messages[type(item).__name__] += 1
+                self.last_event = time.monotonic()
+                self._fold(item)
+
+    def _fold(self, item: object) -> None:
+        if isinstance(item, m.OrderState):
+            self.order_states.setdefault(item.order_id, set()).add(_final(item))
+        elif isinstance(item, m.OrderTrades):
+            self.trade_ids.update(trade.trade_id for trade in item.trades)
+        elif isinstance(item, m.PositionsResponse):
+            self.positions[item.account_id] = Positions.of(item)
+        elif isinstance(item, m.PositionData):
+            self.positions.setdefault(item.account_id, Positions()).apply(item)
+        elif isinstance(item, m.PortfolioResponse):
+            self.portfolios[item.account_id] = item
+
+    def on_error(self, error: Exception) -> None:
+        self.errors.append(f"{type(error).__name__}: {error}")
+
+
+def _final(state: m.OrderState) -> tuple[Any, ...]:
+    """What must match between the broker's last state of an order and one the client delivered."""
+    return (state.execution_report_status.name, state.lots_executed, state.lots_left, state.lots_cancelled)
+
+
+# --- the process: threads, memory, logs -----------------------------------------------------------
+
+
+def rss_mib() -> float:
+    """This process's resident set, MiB (``VmRSS`` of ``/proc/self/status``; 0 where there is none)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def decode_cache_entries() -> int:
+    """Entries in the wire codec's value caches now (bounded: each is cleared when it reaches
+    ``CACHE_LIMIT``). They fill over the first minutes, which shows as RSS growth; private names,
+    read only to explain that growth, 0 where the codec has none of them."""
+    from rxinvest.wire import codec
+
+    caches = (getattr(codec, name, None) for name in ("_quotations", "_moneys", "_level_cache"))
+    return sum(len(cache) for cache in caches if isinstance(cache, dict))
+
+
+def rxinvest_threads() -> set[str]:
+    return {t.name for t in threading.enumerate() if t.name.startswith("rxinvest")}
+
+
+class ThreadWatch:
+    """Records every exception that ends a thread (``threading.excepthook``), then lets the previous
+    hook report it as usual."""
+
+    def __init__(self) -> None:
+        self.deaths: list[str] = []
+        self._previous = threading.excepthook
+
+    def __enter__(self) -> ThreadWatch:
+        threading.excepthook = self._hook
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        threading.excepthook = self._previous
+
+    def _hook(self, args: threading.ExceptHookArgs) -> None:
+        name = args.thread.name if args.thread is not None else "?"
+        self.deaths.append(f"{name}: {args.exc_type.__name__}: {args.exc_value}")
+        self._previous(args)
+
+
+class LogCount(logging.Handler):
+    """Counts rxinvest's log records: malformed frames skipped, and errors (first few kept). Being a
+    handler of the ``rxinvest`` logger, it also keeps the warnings of a long run off the terminal."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.malformed = 0
+        self.errors: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if record.levelno >= logging.ERROR:
+            if len(self.errors) < 5:
+                self.errors.append(f"{record.name}: {message[:200]}")
+        elif "malformed" in message:
+            self.malformed += 1
+
+
+@dataclass
+class Sample:
+    at: float  # seconds since the start
+    rss_mib: float
+    threads: int
+    messages: int
+    caches: int = 0  # entries in the decode caches
+
+
+# --- faults ---------------------------------------------------------------------------------------
+
+
+class Chaos:
+    """Puts one seeded random fault on one open connection every ``every`` seconds (jittered),
+    on a thread of its own, until :meth:`stop`; :meth:`calm` then lifts what is still in force."""
+
+    def __init__(self, sim: Any, seed: int, every: float) -> None:
+        self.sim = sim
+        self.every = every
+        self.rng = random.Random(f"{seed}/soak-faults")
+        self.applied: Counter[str] = Counter()
+        self.skipped = 0  # the chosen connection closed before its fault could be put on
+        self.faulted: set[int] = set()  # connection ids given a fault
+        self.stalled: set[int] = set()  # connection ids given a stall: never faulted again
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="soak-faults", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.ident is not None:  # started
+            self._thread.join(self.sim.timeout + 5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every * self.rng.uniform(0.5, 1.5)):
+            try:
+                self.strike()
+            except Exception as exc:  # a closed connection, a busy loop: count it, go on
+                self.skipped += 1
+                print(f"fault skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+    def strike(self) -> None:
+        open_ = [c for c in self.sim.connections() if c.open and c.id not in self.stalled]
+        if not open_:
+            return
+        connection = self.rng.choice(open_)
+        kind = self.rng.choices(list(FAULT_KINDS), weights=list(FAULT_KINDS.values()))[0]
+        faults = self.faults(kind)
+        self.sim.set_connection_faults(connection.id, faults)
+        if kind == "drop_twice":  # the reconnection is dropped too, a moment after it opens
+            self.sim.fault_next(Faults(drop_at=self.rng.uniform(0.2, 2.0)))
+        self.faulted.add(connection.id)
+        if kind == "stall":
+            self.stalled.add(connection.id)
+        self.applied[f"{kind} {connection.stream.value}"] += 1
+
+    def faults(self, kind: str) -> Faults:
+        """The faults of ``kind``, timed a little after they are put on (seconds)."""
+        soon = self.rng.uniform(0.0, 2.0)
+        if kind in ("drop", "drop_twice"):
+            return Faults(drop_at=soon)
+        if kind == "stall":
+            return Faults(stall_at=soon)
+        if kind == "close_1011":
+            return Faults(close_code=1011, close_at=soon)
+        return Faults(malformed_every=self.rng.randint(3, 30))
+
+    def calm(self) -> None:
+        """No fault from now on: faults lifted from open connections, stalled ones cut at once (so
+        that the client reconnects now rather than when its watchdog notices)."""
+        self.sim.set_faults(Faults())
+        for connection in self.sim.connections():
+            if not connection.open or connection.id not in self.faulted:
+                continue
+            faults = Faults(drop_at=0.0) if connection.id in self.stalled else Faults()
+            with contextlib.suppress(Exception):  # closed meanwhile: nothing in force any more
+                self.sim.set_connection_faults(connection.id, faults)
+
+
+# --- the run --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Subscribers:
+    """Everything subscribed: market-data tallies by source and role, account logs by kind."""
+
+    market: dict[str, dict[str, Tally]] = field(default_factory=dict)
+    accounts: dict[str, AccountLog] = field(default_factory=dict)
+    statuses: Counter[str] = field(default_factory=Counter)  # "RECONNECTING MarketDataStream" ...
+    internal_errors: list[str] = field(default_factory=list)
+    accounts_confirmed: int = 0  # account subscriptions the server confirmed (every stream, account)
+    metrics: Any = None  # the newest client.metrics snapshot, if the client has metrics
+    metrics_arrived: threading.Event = field(default_factory=threading.Event)
+
+    def messages(self) -> Counter[str]:
+        """Messages by event class, as delivered to the counting subscriber of each source."""
+
+        def add() -> Counter[str]:  # the counters may gain a key meanwhile: _retry reads again
+            total: Counter[str] = Counter()
+            for roles in self.market.values():
+                total.update(roles["markers"].messages)
+            for log in self.accounts.values():
+                total.update(log.messages)
+            return total
+
+        return _retry(add)
+
+    def errors(self) -> list[str]:
+        """The errors that ended a subscription, as ``source/role: error``."""
+        market = [
+            f"{name}/{role}: {error}"
+            for name, roles in self.market.items()
+            for role, tally in roles.items()
+            for error in tally.errors
+        ]
+        return market + [f"{kind}: {error}" for kind, log in self.accounts.items() for error in log.errors]
+
+    def on_metrics(self, snapshot: object) -> None:
+        self.metrics = snapshot
+        self.metrics_arrived.set()
+
+    def fresh_metrics(self) -> Any:
+        """A snapshot taken from now on (waits ``2 * METRICS_SECONDS`` at most), else the newest."""
+        if self.metrics is not None:
+            self.metrics_arrived.clear()
+            self.metrics_arrived.wait(2 * METRICS_SECONDS)
+        return self.metrics
+
+    def on_status(self, status: object) -> None:
+        if isinstance(status, ConnectionStatus):
+            self.statuses[f"{status.state.name} {status.stream}"] += 1
+        elif isinstance(status, SubscriptionStatus) and isinstance(status.target, str) and status.confirmed:
+            self.accounts_confirmed += 1
+        error = getattr(status, "error", None)
+        if error is not None and type(error).__name__ == "InternalError":
+            self.internal_errors.append(str(error)[:200])
+
+
+def subscribe_all(client: Any, ids: list[str], accounts: tuple[str, ...]) -> Subscribers:
+    """Subscribe everything the soak watches (see the module docstring); returns the subscribers."""
+    md = client.market_data
+    sources: dict[str, Callable[..., Any]] = {
+        "trades": lambda **kw: md.trades(ids, **kw),
+        "books": lambda **kw: md.order_books(ids, depth=10, **kw),
+        "candles": lambda **kw: md.candles(ids, "1m", **kw),
+        "last_prices": lambda **kw: md.last_prices(ids, **kw),
+        "statuses": lambda **kw: md.trading_statuses(ids, **kw),
+    }
+    subs = Subscribers()
+    client.statuses.subscribe(on_next=subs.on_status)
+    for name, make in sources.items():
+        roles = subs.market[name] = {"markers": Tally(), "plain": Tally(), "slow": Tally(slow=True)}
+        make().with_markers().subscribe(on_next=roles["markers"].on_next, on_error=roles["markers"].on_error)
+        make().subscribe(on_next=roles["plain"].on_next, on_error=roles["plain"].on_error)
+        make(backlog=SLOW_BACKLOG).with_markers().subscribe(
+            on_next=roles["slow"].on_next, on_error=roles["slow"].on_error
+        )
+    account_sources = {
+        "order_states": client.orders.order_states(accounts),
+        "order_trades": client.orders.order_trades(accounts),
+        "positions": client.operations.positions(accounts),
+        "portfolio": client.operations.portfolio(accounts),
+    }
+    for kind, source in account_sources.items():
+        log = subs.accounts[kind] = AccountLog(kind)
+        source.with_markers().subscribe(on_next=log.on_next, on_error=log.on_error)
+    watch_metrics(client, subs)
+    return subs
+
+
+def watch_metrics(client: Any, subs: Subscribers) -> None:
+    """Keep the newest ``client.metrics`` snapshot, every ``METRICS_SECONDS``, where the client has
+    metrics (a method taking the interval, or an Observable); nothing otherwise."""
+    source = getattr(client, "metrics", None)
+    if callable(source) and not isinstance(source, Observable):
+        try:
+            source = source(METRICS_SECONDS)
+        except TypeError:
+            source = source()
+    if isinstance(source, Observable):
+        source.subscribe(on_next=subs.on_metrics)
+
+
+def _retry(read: Callable[[], _T], attempts: int = 50) -> _T:
+    """A read of the simulator's broker from this thread: the loop thread may change a dict while
+    it is read (RuntimeError); the broker is quiet when the check reads it, so a retry settles."""
+    for _ in range(attempts - 1):
+        try:
+            return read()
+        except RuntimeError:
+            time.sleep(0.01)
+    return read()
+
+
+def broker_orders(broker: Any, account: str) -> dict[str, m.OrderState]:
+    """Every order of the account, by id, in its latest state: ``broker.orders`` where the broker
+    has it, else its account record (older brokers answer ``order(account, id)`` for one id only)."""
+    orders = getattr(broker, "orders", None)
+    states = orders(account) if callable(orders) else broker._accounts[account].states.values()
+    return {state.order_id: state for state in states}
+
+
+def quiesce(sim: Any, deadline: float) -> int:
+    """Stop the traders and cancel the orders left active, so that the broker changes no more;
+    returns how many orders are still active at ``deadline`` (0: quiet)."""
+    sim.trader = False
+    active: list[m.OrderState] = []
+    while time.monotonic() < deadline:
+        active = [o for a in sim.accounts for o in _retry(lambda a=a: sim.broker.active_orders(a))]
+        if not active:
+            return 0
+        for order in active:
+            sim.cancel_order(order.account_id, order.order_id)
+        time.sleep(0.2)
+    return len(active)
+
+
+def settle(
+    client: Any, subs: Subscribers, check: Callable[[], dict[str, list[str]]], deadline: float
+) -> bool:
+    """Wait until nothing is lost, or every connection is open and the account streams have been
+    quiet for ``QUIET_SECONDS``, or ``deadline``; True unless the deadline came first."""
+    expected = 1 + len(subs.accounts)  # one market-data connection, one per account stream
+    while time.monotonic() < deadline:
+        if not any(check().values()):
+            return True
+        newest = max(log.last_event for log in subs.accounts.values())
+        quiet = time.monotonic() - newest >= QUIET_SECONDS
+        if quiet and client.connections >= expected:
+            return True
+        time.sleep(0.5)
+    return False
+
+
+ToWall = Callable[[datetime], datetime]  # the simulator's time of an event -> wall-clock UTC
+
+
+def lost_events(sim: Any, subs: Subscribers, to_wall: ToWall) -> tuple[dict[str, list[str]], list[str]]:
+    """Per account kind, what the broker holds and the client never delivered (one line each); and,
+    apart, the order states beyond the API's reach (see :func:`beyond_api`)."""
+    broker = sim.broker
+    lost: dict[str, list[str]] = {kind: [] for kind in ACCOUNT_KINDS}
+    beyond: list[str] = []
+    states, trades = subs.accounts["order_states"], subs.accounts["order_trades"]
+    positions, portfolios = subs.accounts["positions"], subs.accounts["portfolio"]
+    for account in sim.accounts:
+        orders = _retry(lambda account=account: broker_orders(broker, account))
+        fills = _retry(lambda account=account: broker.fills(account))
+        truth = Positions.of(_retry(lambda account=account: broker.positions(account, datetime.now(UTC))))
+        portfolio = _retry(lambda account=account: broker.portfolio(account, {}))
+        with states.lock:
+            for order_id, state in orders.items():
+                seen = states.order_states.get(order_id, set())
+                if _final(state) in seen:
+                    continue
+                line = f"{account} order {order_id} {_final(state)}"
+                if beyond_api(state, bool(seen), states.gap_windows, to_wall):
+                    beyond.append(line)
+                else:
+                    lost["order_states"].append(line)
+        with trades.lock:
+            lost["order_trades"] += [
+                f"{account} fill {f.trade_id} of {f.order_id}"
+                for f in fills
+                if f.trade_id not in trades.trade_ids
+            ]
+        with positions.lock:
+            folded = positions.positions.get(account, Positions())
+            lost["positions"] += [f"{account} {line}" for line in folded.differences(truth)]
+        with portfolios.lock:
+            last = portfolios.portfolios.get(account)
+            mine = _portfolio_quantities(last) if last is not None else {}
+            theirs = _portfolio_quantities(portfolio)
+            lost["portfolio"] += [f"{account} {line}" for line in _differences("units", mine, theirs)]
+    return lost, beyond
+
+
+_ENDED_UNFILLED = (
+    m.OrderExecutionReportStatus.EXECUTION_REPORT_STATUS_CANCELLED,
+    m.OrderExecutionReportStatus.EXECUTION_REPORT_STATUS_REJECTED,
+)
+
+
+def beyond_api(
+    state: m.OrderState, seen: bool, gaps: Iterable[tuple[str, datetime, datetime]], to_wall: ToWall
+) -> bool:
+    """True for an order no recovery can deliver: never delivered in any state, ended (cancelled or
+    rejected) without a fill, placed and ended inside one gap of its account's order-state stream.
+    Such an order is in no answer of the unary API (recovery's documented limit). Gap times are the
+    client's wall clock, the order's the simulator's: ``to_wall`` maps them, give or take
+    ``GAP_SLACK``."""
+    if seen or state.lots_executed or state.execution_report_status not in _ENDED_UNFILLED:
+        return False
+    if state.created_at is None or state.completion_time is None:
+        return False
+    placed, ended = to_wall(state.created_at), to_wall(state.completion_time)
+    return any(
+        target in ("", state.account_id) and since - GAP_SLACK <= placed and ended <= until + GAP_SLACK
+        for target, since, until in gaps
+    )
+
+
+# --- the report -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    """The soak's findings. Times in seconds, memory in MiB, counts in messages (events)."""
+
+    seconds: float
+    seed: int
+    speed: float
+    instruments: int
+    fault_every: float
+    messages: dict[str, int]  # by event class, to the counting subscribers
+    rate: float  # messages a second over the run
+    faults: dict[str, int]  # "kind stream" -> how many were put on
+    faults_skipped: int
+    reconnects: dict[str, int]  # by stream
+    gaps: dict[str, int]  # "source cause" -> gap markers, counting subscribers
+    overflow: dict[str, int]  # slow subscribers: "source" -> events their overflow gaps say were dropped
+    dropped: dict[str, int]  # by delivery policy
+    conflated: dict[str, int]  # by delivery policy
+    backlog: dict[str, int]  # events waiting at the end: accounts, market; the most ever waiting in one
+    malformed: int  # frames skipped as malformed
+    recovered: dict[str, int]  # by account kind: events recovered (Recovered markers)
+    recovery_errors: list[str]
+    account_gaps: dict[str, int]  # by account kind
+    lost: dict[str, int]  # by account kind: events of the broker never delivered
+    lost_examples: list[str]
+    beyond_api: int  # order states in no answer of the unary API (see beyond_api): not counted as lost
+    settled: bool  # the client caught up (or went quiet) within the settle time
+    settle_seconds: float
+    threads: dict[str, int]  # start, warm (after warm-up), end, max
+    rss_mib: dict[str, float]  # start, warm, end, max
+    rss_growth_pct: float  # end over warm
+    decode_caches: dict[str, int]  # codec cache entries: warm, end; full_at: first clearing, s (-1: never)
+    timeline: list[tuple[float, float, int]]  # (seconds, RSS MiB, threads), at most TIMELINE_POINTS
+    threads_died: list[str]
+    internal_errors: list[str]
+    errors_logged: list[str]
+    subscriber_errors: list[str]
+    metrics: dict[str, Any] | None  # a client.metrics snapshot at the end, where the client has it
+    failures: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def _policy_counts(client: Any, metrics: Any) -> tuple[dict[str, int], dict[str, int]]:
+    """Dropped and conflated events by delivery policy: from a ``client.metrics`` snapshot if there
+    is one, else summed over ``client.deliveries`` (the live subscriptions)."""
+    dropped, conflated = getattr(metrics, "dropped", None), getattr(metrics, "conflated", None)
+    if isinstance(dropped, Mapping) and isinstance(conflated, Mapping):
+        return _plain(dropped), _plain(conflated)
+    dropped_by: Counter[str] = Counter()
+    conflated_by: Counter[str] = Counter()
+    for stats in client.deliveries:
+        dropped_by[stats.policy.name] += stats.dropped
+        conflated_by[stats.policy.name] += stats.conflated
+    return dict(dropped_by), dict(conflated_by)
+
+
+def _plain(mapping: Mapping[Any, Any]) -> dict[str, int]:
+    return {getattr(k, "name", str(k)): int(v) for k, v in mapping.items()}
+
+
+def _metrics_dict(snapshot: Any) -> dict[str, Any] | None:
+    """A ``client.metrics`` snapshot as plain JSON values, with its one-line summary."""
+    if snapshot is None:
+        return None
+    fields = attrs.asdict(snapshot) if attrs.has(type(snapshot)) else {}
+    return json.loads(json.dumps({"summary": str(snapshot), **fields}, default=str))
+
+
+def summarise(
+    samples: list[Sample], warm: float
+) -> tuple[dict[str, int], dict[str, float], float, dict[str, int]]:
+    """Threads and RSS at the start, after warm-up, at the end and at most; RSS growth end/warm, %;
+    decode cache entries after warm-up and at the end.
+
+    Warm-up lasts ``warm`` seconds and until the codec's value caches were full once (their first
+    clearing: the issue's goal is "growth under 5 % once caches are full"); a run too short for that
+    measures from ``warm`` and says so (``caches["full_at"]`` is -1). The end is the median of the
+    last three samples, so that one garbage-collection moment does not decide it."""
+    full_at = next(
+        (later.at for earlier, later in itertools.pairwise(samples) if later.caches < earlier.caches), None
+    )
+    if full_at is not None:
+        warm = max(warm, full_at)
+    after = [s for s in samples if s.at >= warm] or samples[-1:]
+    warm_sample, tail = after[0], samples[-3:]
+    end_rss = statistics.median(s.rss_mib for s in tail)
+    threads = {
+        "start": samples[0].threads,
+        "warm": warm_sample.threads,
+        "end": samples[-1].threads,
+        "max": max(s.threads for s in samples),
+    }
+    rss = {
+        "start": round(samples[0].rss_mib, 1),
+        "warm": round(warm_sample.rss_mib, 1),
+        "end": round(end_rss, 1),
+        "max": round(max(s.rss_mib for s in samples), 1),
+    }
+    growth = (end_rss - warm_sample.rss_mib) / warm_sample.rss_mib * 100 if warm_sample.rss_mib else 0.0
+    caches = {
+        "warm": warm_sample.caches,
+        "end": samples[-1].caches,
+        "full_at": -1 if full_at is None else round(full_at),
+    }
+    return threads, rss, round(growth, 2), caches
+
+
+def thin(samples: list[Sample]) -> list[Sample]:
+    """At most ``TIMELINE_POINTS`` samples, evenly spread, the first and the last included."""
+    step = max(1, -(-(len(samples) - 1) // (TIMELINE_POINTS - 1)))
+    return samples[:-1:step] + samples[-1:]
+
+
+def print_report(report: Report, out: TextIO) -> None:
+    def line(label: str, value: object) -> None:
+        print(f"{label:<22} {value}", file=out)
+
+    def counts(mapping: Mapping[str, object]) -> str:
+        return (
+            ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in mapping.items()) or "-"
+        )
+
+    print(
+        f"\nsoak: {report.seconds:.0f} s, seed {report.seed}, speed {report.speed:g}x, "
+        f"{report.instruments} instruments, a fault every ~{report.fault_every:g} s",
+        file=out,
+    )
+    line("messages", f"{sum(report.messages.values()):,} ({report.rate:,.0f}/s): {counts(report.messages)}")
+    line("faults", f"{counts(report.faults)}; skipped {report.faults_skipped}")
+    line("reconnects", counts(report.reconnects))
+    line("gaps (markers)", counts(report.gaps))
+    line("account gaps", counts(report.account_gaps))
+    line("slow overflow", counts(report.overflow))
+    line("dropped by policy", counts(report.dropped))
+    line("conflated by policy", counts(report.conflated))
+    line("backlog", counts(report.backlog))
+    line("malformed skipped", report.malformed)
+    line(
+        "recovered",
+        counts(report.recovered)
+        + (f"; errors {report.recovery_errors[:3]}" if report.recovery_errors else ""),
+    )
+    line("lost", counts(report.lost))
+    for example in report.lost_examples:
+        print(f"  {example}", file=out)
+    line("beyond the API", f"{report.beyond_api} orders placed and cancelled inside a gap, unfilled")
+    line("settled", f"{report.settled} in {report.settle_seconds:.1f} s")
+    line("threads", counts(report.threads))
+    line("RSS MiB", counts(report.rss_mib))
+    points = report.timeline[:: max(1, len(report.timeline) // 8)]
+    line("RSS over time", ", ".join(f"{at:.0f} s {rss:.0f}" for at, rss, _ in points))
+    full_at = report.decode_caches.get("full_at", -1)
+    since = (
+        f"after the caches were full ({full_at} s)" if full_at >= 0 else "after warm-up (caches never full)"
+    )
+    line("RSS growth", f"{report.rss_growth_pct:+.2f} % {since} (goal under 5 %)")
+    line("decode cache entries", counts(report.decode_caches))
+    line("threads died", report.threads_died or "none")
+    line("internal errors", report.internal_errors or "none")
+    line("errors logged", report.errors_logged or "none")
+    if report.subscriber_errors:
+        line("subscriber errors", report.subscriber_errors)
+    if report.metrics is not None:
+        line("client.metrics", report.metrics["summary"])
+    print(f"result: {'OK' if report.ok else 'FAIL: ' + '; '.join(report.failures)}", file=out)
+
+
+# --- main -----------------------------------------------------------------------------------------
+
+
+class Soak:
+    """One soak run: the client on its embedded simulator, the subscribers, the faults, the samples."""
+
+    def __init__(self, args: argparse.Namespace, out: TextIO) -> None:
+        self.args, self.out = args, out
+        self.duration = args.minutes * 60  # seconds under faults
+        self.warm = min(WARMUP_SECONDS, self.duration / 4)  # seconds of warm-up
+        self.samples: list[Sample] = []
+        self.names_warm: set[str] = set()  # rxinvest's threads after warm-up
+        self.client = rxinvest.connect(
+            target="sim",
+            ping_delay=PING_DELAY,
+            sim_options={"seed": args.seed, "speed": args.speed, "trader": False},  # on once subscribed
+        )
+        try:
+            self.sim = self.client.sim
+            sim_now, wall_now, speed = self.sim.clock(), datetime.now(UTC), self.sim.speed
+            self.to_wall: ToWall = lambda moment: wall_now + (moment - sim_now) / speed
+            count = max(1, min(args.instruments, len(self.sim.instruments)))
+            self.ids = [f"{i.ticker}_{i.class_code}" for i in self.sim.instruments[:count]]
+            self.subs = Subscribers()
+            self.chaos = Chaos(self.sim, args.seed, args.fault_every)
+        except BaseException:
+            self.client.close()
+            raise
+
+    def close(self) -> None:
+        try:
+            self.chaos.stop()
+        finally:
+            self.client.close()  # stops the embedded simulator too
+
+    def sample(self, started: float) -> Sample:
+        messages = sum(self.subs.messages().values())
+        at = time.monotonic() - started
+        sample = Sample(at, rss_mib(), threading.active_count(), messages, decode_cache_entries())
+        self.samples.append(sample)
+        return sample
+
+    def under_faults(self) -> float:
+        """Subscribe, start the traders once every account stream is live (so that the broker's
+        every event is one the client could see), then run with faults for the duration; returns
+        the seconds it ran."""
+        self.subs = subscribe_all(self.client, self.ids, self.sim.accounts)
+        expected = len(self.subs.accounts) * len(self.sim.accounts)
+        deadline = time.monotonic() + LIVE_SECONDS
+        while self.subs.accounts_confirmed < expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.sim.trader = True
+        started = time.monotonic()
+        self.chaos.start()
+        next_progress = started + PROGRESS_SECONDS
+        while True:
+            sample = self.sample(started)
+            if not self.names_warm and sample.at >= self.warm:
+                self.names_warm = rxinvest_threads()
+            if time.monotonic() >= next_progress:
+                progress(sample, self.subs, self.chaos, self.out)
+                next_progress += PROGRESS_SECONDS
+            if sample.at >= self.duration:
+                return sample.at
+            time.sleep(min(SAMPLE_SECONDS, self.duration - sample.at))
+
+    def wind_down(self) -> tuple[bool, float]:
+        """Faults off, broker quiet, client caught up (bounded); returns (settled, seconds it took)."""
+        self.chaos.stop()
+        self.chaos.calm()
+        started = time.monotonic()
+        deadline = started + SETTLE_SECONDS
+        still_active = quiesce(self.sim, deadline)
+        settled = settle(
+            self.client, self.subs, lambda: lost_events(self.sim, self.subs, self.to_wall)[0], deadline
+        )
+        return settled and not still_active, time.monotonic() - started
+
+    def report(
+        self, seconds: float, settled: bool, settle_seconds: float, logs: LogCount, deaths: list[str]
+    ) -> Report:
+        """The findings, read while the client is still open (its deliveries are live)."""
+        subs, chaos = self.subs, self.chaos
+        lost, beyond = lost_events(self.sim, subs, self.to_wall)
+        messages_at_end = self.samples[-1].messages
+        self.samples.append(
+            Sample(
+                self.samples[-1].at + settle_seconds,
+                rss_mib(),
+                threading.active_count(),
+                messages_at_end,
+                decode_cache_entries(),
+            )
+        )
+        threads, rss, growth, caches = summarise(self.samples, self.warm)
+        died = deaths + [f"{name}: gone" for name in sorted(self.names_warm - rxinvest_threads())]
+        metrics = subs.fresh_metrics()
+        dropped, conflated = _policy_counts(self.client, metrics)
+        malformed = getattr(metrics, "malformed", None)
+        failures = [f"{sum(map(len, lost.values()))} events lost"] if any(lost.values()) else []
+        failures += [f"{len(died)} thread(s) died"] if died else []
+        failures += [f"{len(subs.internal_errors)} internal error(s)"] if subs.internal_errors else []
+        failures += [f"{len(subs.errors())} subscription(s) failed"] if subs.errors() else []
+        return Report(
+            seconds=round(seconds, 1),
+            seed=self.args.seed,
+            speed=self.args.speed,
+            instruments=len(self.ids),
+            fault_every=self.args.fault_every,
+            messages=dict(subs.messages().most_common()),
+            rate=round(messages_at_end / seconds, 1) if seconds >= 1 else 0.0,
+            faults=dict(sorted(chaos.applied.items())),
+            faults_skipped=chaos.skipped,
+            reconnects={
+                key.split(" ", 1)[1]: n
+                for key, n in sorted(subs.statuses.items())
+                if key.startswith("RECONNECTING")
+            },
+            gaps={
+                f"{name} {cause}": n
+                for name, roles in subs.market.items()
+                for cause, n in sorted(roles["markers"].gaps.items())
+            },
+            overflow={name: roles["slow"].gap_dropped for name, roles in subs.market.items()},
+            dropped=dropped,
+            conflated=conflated,
+            backlog=_backlog(self.client),
+            malformed=malformed if isinstance(malformed, int) else logs.malformed,
+            recovered={kind: log.recovered for kind, log in subs.accounts.items()},
+            recovery_errors=[error for log in subs.accounts.values() for error in log.recovery_errors],
+            account_gaps={kind: log.gaps for kind, log in subs.accounts.items()},
+            lost={kind: len(lines) for kind, lines in lost.items()},
+            lost_examples=[line for lines in lost.values() for line in lines[:3]],
+            beyond_api=len(beyond),
+            settled=settled,
+            settle_seconds=round(settle_seconds, 1),
+            threads=threads,
+            rss_mib=rss,
+            rss_growth_pct=growth,
+            decode_caches=caches,
+            timeline=[(round(s.at), round(s.rss_mib, 1), s.threads) for s in thin(self.samples)],
+            threads_died=died,
+            internal_errors=subs.internal_errors[:5],
+            errors_logged=logs.errors,
+            subscriber_errors=subs.errors()[:10],
+            metrics=_metrics_dict(metrics),
+            failures=failures,
+        )
+
+
+def _backlog(client: Any) -> dict[str, int]:
+    """Events waiting now in the account subscriptions and the market-data ones, and the most that
+    ever waited in one subscription."""
+    stats = client.deliveries
+    accounts = sum(s.backlog for s in stats if "Stream of " in s.name)  # "OrderStateStream of ..."
+    return {
+        "accounts": accounts,
+        "market": sum(s.backlog for s in stats) - accounts,
+        "max": max((s.max_backlog for s in stats), default=0),
+    }
+
+
+def progress(sample: Sample, subs: Subscribers, chaos: Chaos, out: TextIO) -> None:
+    """One line: the client is alive, and how it fares."""
+    reconnects = sum(n for key, n in subs.statuses.items() if key.startswith("RECONNECTING"))
+    gaps = sum(sum(roles["markers"].gaps.values()) for roles in subs.market.values())
+    gaps += sum(log.gaps for log in subs.accounts.values())
+    print(
+        f"[{sample.at:6.0f} s] messages {sample.messages:,}, faults {sum(chaos.applied.values())}, "
+        f"reconnects {reconnects}, gaps {gaps}, threads {sample.threads}, RSS {sample.rss_mib:.1f} MiB, "
+        f"decode caches {sample.caches:,}",
+        file=out,
+        flush=True,
+    )
+
+
+def run(args: argparse.Namespace, out: TextIO) -> Report:
+    """A soak run from start to report; the client and the simulator are closed whatever happens."""
+    logs = LogCount()
+    logging.getLogger("rxinvest").addHandler(logs)
+    try:
+        with ThreadWatch() as watch:
+            soak = Soak(args, out)
+            try:
+                seconds = soak.under_faults()
+                settled, settle_seconds = soak.wind_down()
+                return soak.report(seconds, settled, settle_seconds, logs, watch.deaths)
+            finally:
+                soak.close()
+    finally:
+        logging.getLogger("rxinvest").removeHandler(logs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10.0, help="length of the run under faults")
+    parser.add_argument("--seed", type=int, default=1, help="of the market, the traders and the faults")
+    parser.add_argument("--speed", type=float, default=5.0, help="simulated seconds per real second")
+    parser.add_argument("--instruments", type=int, default=12, help="market-data instruments (of 14)")
+    parser.add_argument("--fault-every", type=float, default=10.0, help="mean seconds between faults")
+    parser.add_argument("--json", action="store_true", help="print the final report as JSON")
+    args = parser.parse_args()
+    out = sys.stderr if args.json else sys.stdout  # progress lines: stdout stays JSON with --json
+    report = run(args, out)
+    if args.json:
+        print(json.dumps({**asdict(report), "ok": report.ok}, indent=2, default=str))
+    else:
+        print_report(report, out)
+    sys.exit(0 if report.ok else 1)
+
+
+if __name__ == "__main__":
+    main()
