@@ -44,15 +44,13 @@ from rxinvest.protocol import (
     StreamEvent,
 )
 from rxinvest.protocol.recovery import AccountRecovery, Seen, execute, reconcile
-from rxinvest.streams.connection import Emit, ListenerTransport, StreamConnection
+from rxinvest.streams.connection import Emit, ListenerTransport, Routed, StreamConnection
 from rxinvest.streams.delivery import Mailbox
 
 __all__ = ["AccountConnection"]
 
 log = logging.getLogger("rxinvest.streams")
 
-# What _route decides for one outcome: the outcome, its mailboxes, and for a refusal whether each fails.
-_Routed = tuple[Outcome, list[Mailbox], list[bool]]
 #: Rounds of handing held events over outside the lock before the last one is done under it: a
 #: stream that never pauses must not keep a recovery from ending.
 _ROUNDS = 8
@@ -73,8 +71,8 @@ class _Hold:
     ) -> None:
         self.gap = gap
         self.boxes = boxes
-        self.items: list[_Routed] = []
-        self.taken: list[_Routed] = []  # taken from ``items`` to hand over, not handed yet
+        self.items: list[Routed] = []
+        self.taken: list[Routed] = []  # taken from ``items`` to hand over, not handed yet
         self.marker = marker
 
 
@@ -151,12 +149,12 @@ class AccountConnection(StreamConnection):
 
     # --- holding, under the lock (reader thread) -----------------------------------------------------
 
-    def _route(self, outcomes: Iterable[Outcome]) -> list[_Routed]:
+    def _route(self, outcomes: Iterable[Outcome]) -> list[Routed]:
         routed = super()._route(outcomes)
         recovery = self._recovery
         if recovery is None:
             return routed
-        out: list[_Routed] = []
+        out: list[Routed] = []
         for item in routed:
             outcome, boxes, fails = item
             if isinstance(outcome, Delivered):
@@ -191,7 +189,7 @@ class AccountConnection(StreamConnection):
                 out.append(item)
         return out
 
-    def _deliver(self, routed: list[_Routed]) -> None:
+    def _deliver(self, routed: list[Routed]) -> None:
         super()._deliver(routed)
         if self._starting:  # only the reader thread appends (under the lock) and takes
             with self.lock:
@@ -247,7 +245,7 @@ class AccountConnection(StreamConnection):
         """The last resort after a bug: end every hold of ``account``, delivering what waits in order
         (each later gap's marker before its events), unrecovered."""
         kicks: set[Mailbox] = set()
-        refusals: list[_Routed] = []
+        refusals: list[Routed] = []
         with self.lock:
             holds = self._holds.pop(account, deque())
             for hold in holds:
@@ -291,7 +289,7 @@ class AccountConnection(StreamConnection):
         self._hand(batch, kicks)
         hold.taken = []
         following: _Hold | None = None
-        refusals: list[_Routed] = []
+        refusals: list[Routed] = []
         for round_ in range(_ROUNDS + 1):  # what came while this one handed over: in order, then live
             with self.lock:
                 batch, hold.items = hold.items, []
@@ -322,10 +320,10 @@ class AccountConnection(StreamConnection):
             self._start(account, following)
 
     @staticmethod
-    def _admitted(seen: Seen, batch: list[_Routed], *, reconciling: bool = False) -> list[_Routed]:
+    def _admitted(seen: Seen, batch: list[Routed], *, reconciling: bool = False) -> list[Routed]:
         """Held outcomes less the live events that repeat a recovery's (under the lock); a straggler
         (``reconciling`` False) also counts as delivered now."""
-        out: list[_Routed] = []
+        out: list[Routed] = []
         for item in batch:
             outcome, boxes, fails = item
             if isinstance(outcome, Delivered):
@@ -339,10 +337,10 @@ class AccountConnection(StreamConnection):
             out.append(item)
         return out
 
-    def _hand(self, batch: list[_Routed], kicks: set[Mailbox], *, refusals: bool = True) -> list[_Routed]:
+    def _hand(self, batch: list[Routed], kicks: set[Mailbox], *, refusals: bool = True) -> list[Routed]:
         """Put held outcomes in their mailboxes, in order (the kicks come after); refusals are
         delivered too, or returned when ``refusals`` is False."""
-        left: list[_Routed] = []
+        left: list[Routed] = []
         for item in batch:
             outcome, boxes, fails = item
             if isinstance(outcome, Delivered):

@@ -46,7 +46,7 @@ from rxinvest.streams.delivery import Mailbox
 from rxinvest.streams.events import ConnectionState, ConnectionStatus, SubscriptionStatus
 from rxinvest.transport import Listener, Transport
 
-__all__ = ["Emit", "ListenerTransport", "StreamConnection", "Subscriber"]
+__all__ = ["Emit", "ListenerTransport", "Routed", "StreamConnection", "Subscriber"]
 
 log = logging.getLogger("rxinvest.streams")
 
@@ -67,9 +67,9 @@ class Subscriber:
         self.strict = strict
 
 
-# What _route decided under the lock, for _deliver to carry out: an outcome and its mailboxes (for
-# a refusal, each with whether it fails).
-_Routed = tuple[Outcome, list[Mailbox], list[bool]]
+#: What _route decided under the lock, for _deliver to carry out: an outcome and its mailboxes (for
+#: a refusal, each with whether it fails).
+Routed = tuple[Outcome, list[Mailbox], list[bool]]
 
 
 class StreamConnection:
@@ -143,9 +143,9 @@ class StreamConnection:
         """The mailboxes ``outcome`` concerns (under the lock)."""
         raise NotImplementedError
 
-    def _route(self, outcomes: Iterable[Outcome]) -> list[_Routed]:
+    def _route(self, outcomes: Iterable[Outcome]) -> list[Routed]:
         """Send what is to be sent, and find each outcome's mailboxes (under the lock)."""
-        routed: list[_Routed] = []
+        routed: list[Routed] = []
         for outcome in outcomes:
             if isinstance(outcome, Send):  # in the order the session decided, now
                 self._send(outcome.frames)
@@ -162,7 +162,7 @@ class StreamConnection:
             routed.append((outcome, boxes, fails))
         return routed
 
-    def _deliver(self, routed: list[_Routed]) -> None:
+    def _deliver(self, routed: list[Routed]) -> None:
         """Carry out what :meth:`_route` decided (outside the lock)."""
         for outcome, boxes, fails in routed:
             if isinstance(outcome, Delivered):

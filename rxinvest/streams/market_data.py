@@ -30,7 +30,7 @@ from rxinvest.errors import ClientClosedError, SubscriptionRejectedError
 from rxinvest.protocol import Checked, Confirmed, Delivered, MarketDataSession, Outcome, Rejected, Topic
 from rxinvest.protocol.market_data import check_candle_settings
 from rxinvest.protocol.pacing import RequestBudget, ShardPlan
-from rxinvest.streams.connection import Emit, ListenerTransport, StreamConnection, Subscriber
+from rxinvest.streams.connection import Emit, ListenerTransport, Routed, StreamConnection, Subscriber
 from rxinvest.streams.delivery import Mailbox
 
 __all__ = ["MarketDataConnection", "MarketDataPool", "SharedBudget"]
@@ -39,8 +39,6 @@ log = logging.getLogger("rxinvest.streams")
 _OVER_LIMIT = m.SubscriptionStatus.SUBSCRIPTION_STATUS_LIMIT_IS_EXCEEDED
 #: A topic to place on another connection, with each of its mailboxes and their subscriptions.
 Move = tuple[Topic, list[tuple[Mailbox, Subscriber]]]
-# What StreamConnection._route decides for one outcome: the outcome, its mailboxes, whether each fails.
-_Routed = tuple[Outcome, list[Mailbox], list[bool]]
 #: What tells the time (aware UTC); tests may pass another.
 Clock = Callable[[], datetime]
 
@@ -148,7 +146,7 @@ class MarketDataConnection(StreamConnection):
         self._on_work()
         return now
 
-    def _route(self, outcomes: Iterable[Outcome]) -> list[_Routed]:
+    def _route(self, outcomes: Iterable[Outcome]) -> list[Routed]:
         """As the base does; but a topic refused as over the server's limit is not a refusal when
         the pool can move it: it is kept, with its subscribers, for :meth:`_deliver` to hand over."""
         if self._on_full is None:
@@ -162,7 +160,7 @@ class MarketDataConnection(StreamConnection):
                 kept.append(outcome)
         return super()._route(kept)
 
-    def _deliver(self, routed: list[_Routed]) -> None:
+    def _deliver(self, routed: list[Routed]) -> None:
         super()._deliver(routed)
         if self._moving and self._on_full is not None:
             with self.lock:
