@@ -25,7 +25,8 @@ server's subscription, named by instrument uid) and sent again. :meth:`MarketDat
 asks getMySubscriptions, fenced by a ``PingRequest`` whose echo ends the listing; it waits until no
 answer is pending and holds requests back while it runs; its answer is a :class:`Checked`: confirmed
 topics the server does not list are subscribed again (with a gap), listed subscriptions nobody wants
-are released.
+are released. The echo is inferred, not documented: a listing that never ends gives up after
+:data:`LISTING_TIMEOUT`, and unless the server has echoed before, no listing is asked again.
 
 Protocol rules are enforced here, not by the caller: :meth:`MarketDataSession.check` refuses candles
 wanted with both ``waiting_close`` settings, and a refused topic comes out as a :class:`Rejected`
@@ -137,6 +138,9 @@ class MarketDataSession(Liveness):
         }
         self._strays: dict[Topic, None] = {}  # server subscriptions nobody wants, by uid, to release
         self._listing: _Listing | None = None
+        # Does the server echo a PingRequest's time (inferred, not documented)? None: not known yet.
+        # A server that never does makes every listing time out: after one, none is asked again.
+        self.fence_echoed: bool | None = None
         self.requests = 0  # subscription requests sent, over the session's life
         self.throttled = 0  # answer entries that said TOO_MANY_REQUESTS
 
@@ -232,6 +236,8 @@ class MarketDataSession(Liveness):
         """Check the server's subscriptions against ours (getMySubscriptions); the answer comes as a
         :class:`Checked` out of :meth:`receive` (or :meth:`pump`, if the listing times out). Asked
         when no answer is pending; a check already running is not started twice."""
+        if self.fence_echoed is False:  # this server never ended a listing: do not hold requests again
+            return [Checked(now, complete=False)]
         if self._listing is None:
             self._listing = _Listing(since=now)
         return self.pump(now)
@@ -277,6 +283,7 @@ class MarketDataSession(Liveness):
             and event.ping_request_time is not None
             and abs(event.ping_request_time - listing.since) < _ECHO_PRECISION  # the fence's echo
         ):
+            self.fence_echoed = True
             return self._listed(now)
         return []  # pings: they only count as signs of life
 
@@ -287,8 +294,14 @@ class MarketDataSession(Liveness):
         listing = self._listing
         if listing is not None and listing.sent:
             if now is not None and now >= listing.since + LISTING_TIMEOUT:
-                log.warning("getMySubscriptions did not end within %s: nothing repaired", LISTING_TIMEOUT)
+                log.warning(
+                    "getMySubscriptions did not end within %s: nothing repaired, and no more checks on "
+                    "this connection (the server does not echo the fence's PingRequest)",
+                    LISTING_TIMEOUT,
+                )
                 self._listing = None
+                if not self.fence_echoed:
+                    self.fence_echoed = False
                 return [Checked(listing.since, complete=False), *self.pump(now)]
             return []  # nothing leaves while the server lists: answers must not interleave
         released = self._lettable()

@@ -247,3 +247,14 @@ def test_a_listing_that_never_ends_gives_up_and_changes_nothing() -> None:
     assert session.next_pump(T0) == T0 + timedelta(seconds=10)
     (checked,) = [o for o in session.pump(T0 + timedelta(seconds=10)) if isinstance(o, Checked)]
     assert not checked.complete and checked.missing == () and checked.extra == ()
+
+
+def test_after_a_listing_that_never_ended_none_is_asked_again() -> None:
+    session = MarketDataSession()
+    session.connected(T0)
+    session.list_subscriptions(T0)
+    session.pump(T0 + timedelta(seconds=10))  # timed out: the server does not echo the fence
+    later = T0 + timedelta(seconds=20)
+    out = session.list_subscriptions(later)
+    assert out == [Checked(later, complete=False)]  # at once, nothing sent, nothing held
+    assert requests_of(session.subscribe([Topic(Kind.TRADES, "A")], later)) != []
