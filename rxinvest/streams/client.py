@@ -25,7 +25,7 @@ from rxinvest import model as m
 from rxinvest.derived import Marker
 from rxinvest.errors import ClientClosedError, ConfigurationError, RxInvestError
 from rxinvest.model.kinds import Kind
-from rxinvest.protocol import AccountSession, MarketDataSession, Topic
+from rxinvest.protocol import AccountSession, Checked, MarketDataSession, Topic
 from rxinvest.protocol.pacing import Limits
 from rxinvest.protocol.recovery import AccountRecovery
 from rxinvest.protocol.topic import interval_of, member_of
@@ -249,7 +249,7 @@ class Client:
     def _received(self) -> Counter[str]:
         counts: Counter[str] = Counter()
         for connection in self._connections():
-            counts.update({cls.__name__: n for cls, n in list(connection.received.items())})
+            counts.update(connection.received_by_type())
         return counts
 
     def _snapshot(self, seconds: float, received: Counter[str], before: Counter[str]) -> Metrics:
@@ -280,7 +280,7 @@ class Client:
             ),
             requests_used=0 if budget is None else budget.used(now),
             request_budget=None if budget is None else budget.limit,
-            subscriptions=tuple(len(shard.session.topics) for shard in self._market_data.connections()),
+            subscriptions=tuple(shard.subscriptions() for shard in self._market_data.connections()),
             connections=sum(1 for c in connections if c.is_open),
         )
 
@@ -295,13 +295,8 @@ class Client:
         """
         shards = [shard for shard in self._market_data.connections() if shard.is_open]
         began = [(shard, shard.list_subscriptions()) for shard in shards]
-        deadline = threading.Event()
-        timer = threading.Timer(timeout, deadline.set)
-        timer.start()
-        try:
-            results = [_wait_check(shard, since, deadline) for shard, since in began]
-        finally:
-            timer.cancel()
+        deadline = time.monotonic() + timeout
+        results = [_wait_check(shard, since, deadline) for shard, since in began]
         return SubscriptionCheck(
             connections=len(shards),
             complete=all(r is not None and r.complete for r in results),
@@ -635,14 +630,14 @@ class Operations:
         return self._client._account_source(Stream.PORTFOLIO, accounts, strict=strict)
 
 
-def _wait_check(shard: MarketDataConnection, since: Any, deadline: threading.Event) -> Any:
-    """The check of ``shard`` begun at ``since``, or None if ``deadline`` passes first."""
+def _wait_check(shard: MarketDataConnection, since: datetime, deadline: float) -> Checked | None:
+    """The check of ``shard`` begun at ``since``, or None if the monotonic ``deadline`` passes first."""
     with shard.checked:
-        while not deadline.is_set():
+        while (left := deadline - time.monotonic()) > 0:
             done = next((c for c in shard.checks if c.since >= since), None)
             if done is not None:
                 return done
-            shard.checked.wait(timeout=0.05)
+            shard.checked.wait(timeout=left)  # notified when a check ends
     return None
 
 

@@ -87,7 +87,7 @@ class StreamConnection:
         self.state = ConnectionState.IDLE
         self._announced = True  # CONNECTED said for the current connection (set False on opening)
         self.malformed = 0  # frames that could not be decoded (skipped)
-        self.received: Counter[type] = Counter()  # events routed to subscribers, per event class
+        self.received: Counter[type] = Counter()  # events routed to subscribers, per event class (lock)
         self.opens = 0  # connections opened so far: all but the first are reconnects
         self.gaps = 0  # Gap markers sent after reconnects (per target)
         self.shut = False  # closed by the client: for good, whatever the state says
@@ -96,6 +96,11 @@ class StreamConnection:
 
     def _mailbox_list(self) -> list[Mailbox]:
         return list(self._subscribers)
+
+    def received_by_type(self) -> dict[str, int]:
+        """Events routed to subscribers so far, per event class name."""
+        with self.lock:
+            return {cls.__name__: n for cls, n in self.received.items()}
 
     def subscribers(self) -> list[Mailbox]:
         """The mailboxes of the live subscriptions."""
@@ -150,6 +155,8 @@ class StreamConnection:
             if isinstance(outcome, Send):  # in the order the session decided, now
                 self._send(outcome.frames)
                 continue
+            if isinstance(outcome, Delivered):
+                self.received[type(outcome.event)] += 1
             boxes = self._boxes(outcome)
             fails: list[bool] = []
             if isinstance(outcome, Rejected | AccountRejected):
@@ -166,7 +173,6 @@ class StreamConnection:
         """Carry out what :meth:`_route` decided (outside the lock)."""
         for outcome, boxes, fails in routed:
             if isinstance(outcome, Delivered):
-                self.received[type(outcome.event)] += 1
                 for box in boxes:
                     self._put(box, outcome.event)
             elif isinstance(outcome, Confirmed | AccountAccepted):

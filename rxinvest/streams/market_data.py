@@ -147,13 +147,15 @@ class MarketDataConnection(StreamConnection):
         return now
 
     def _route(self, outcomes: Iterable[Outcome]) -> list[Routed]:
-        """As the base does; but a topic refused as over the server's limit is not a refusal when
-        the pool can move it: it is kept, with its subscribers, for :meth:`_deliver` to hand over."""
-        if self._on_full is None:
-            return super()._route(outcomes)
+        """As the base does, but for two outcomes that are not for subscribers: a check's result is
+        kept for the waiters of ``client.check()``; a topic refused as over the server's limit, when
+        the pool can move it, is kept with its subscribers for :meth:`_deliver` to hand over."""
         kept: list[Outcome] = []
         for outcome in outcomes:
-            if isinstance(outcome, Rejected) and outcome.status is _OVER_LIMIT:
+            if isinstance(outcome, Checked):  # logged by the session when it repaired something
+                self.checks = [*self.checks[-7:], outcome]
+                self.checked.notify_all()
+            elif isinstance(outcome, Rejected) and outcome.status is _OVER_LIMIT and self._on_full:
                 boxes = self._mailboxes.pop(outcome.topic, [])
                 self._moving.append((outcome.topic, [(box, self._subscribers[box]) for box in boxes]))
             else:
@@ -178,15 +180,7 @@ class MarketDataConnection(StreamConnection):
             return self._mailboxes.pop(outcome.topic, [])
         if isinstance(outcome, Confirmed):
             return list(self._mailboxes.get(outcome.topic, ()))
-        if isinstance(outcome, Checked):  # under the lock: waiters of client.check() are told
-            self.checks = [*self.checks[-7:], outcome]
-            self.checked.notify_all()
         return []
-
-    def _note(self, output: Outcome) -> None:
-        if isinstance(output, Checked):
-            return  # logged by the session when it repaired something
-        super()._note(output)
 
     # --- Listener ------------------------------------------------------------------------------------
 
@@ -219,6 +213,11 @@ class MarketDataConnection(StreamConnection):
     def wanted(self) -> bool:
         with self.lock:
             return bool(self.session.topics) and not self.shut
+
+    def subscriptions(self) -> int:
+        """Topics wanted on this connection now (confirmed or pending)."""
+        with self.lock:
+            return len(self.session.topics)
 
 
 class MarketDataPool:
