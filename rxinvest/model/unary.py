@@ -36,6 +36,7 @@ __all__ = [
     "GetOperationsByCursorResponse",
     "GetOrderStateRequest",
     "GetOrdersRequest",
+    "GetOrdersRequestFilters",
     "GetOrdersResponse",
     "GetPositionsRequest",
     "OperationItem",
@@ -51,10 +52,26 @@ __all__ = [
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
+class GetOrdersRequestFilters:
+    """Narrows GetOrders to orders created in ``[from_, to)`` (UTC) with one of ``execution_status``.
+
+    The API applies ``from_`` and ``to`` only to orders created today (its trading day): an order
+    created on an earlier day is in no filtered answer. Empty ``execution_status`` means any status.
+    Proto ``GetOrdersRequest.GetOrdersRequestFilters`` (contracts release 1.40).
+    """
+
+    from_: datetime | None = None
+    to: datetime | None = None
+    execution_status: tuple[OrderExecutionReportStatus, ...] = ()
+
+
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class GetOrdersRequest:
-    """The active orders of ``account_id`` (answered by :class:`GetOrdersResponse`)."""
+    """The orders of ``account_id`` (answered by :class:`GetOrdersResponse`): the active ones, or,
+    with ``advanced_filters``, today's orders that match them, final ones included."""
 
     account_id: str = ""
+    advanced_filters: GetOrdersRequestFilters | None = None
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
@@ -117,7 +134,7 @@ class OrderSnapshot:
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
 class GetOrdersResponse:
-    """The account's active orders."""
+    """The account's active orders, or those the request's filters chose."""
 
     orders: tuple[OrderSnapshot, ...] = ()
 

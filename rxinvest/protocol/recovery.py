@@ -6,9 +6,11 @@ lost. The unary methods know the state, so after a gap ``(since, until)`` of one
 ============================  ==================================================================
 stream                        calls (each answer converted to the stream's own events)
 ============================  ==================================================================
-OrderStateStream              GetOrderState for each order active at the gap, GetOrders, the
-                              operations since the gap (paged), then GetOrderState for each order
-                              an operation names that none of those answered: ``OrderState``\\ s
+OrderStateStream              GetOrderState for each order active at the gap, GetOrders (the
+                              active orders), GetOrders filtered to the orders created since the
+                              gap began in any status, the operations since the gap (paged), then
+                              GetOrderState for each order an operation names that none of those
+                              answered: ``OrderState``\\ s
 TradesStream                  GetOperationsByCursor from ``since`` to the end, page by page:
                               ``OrderTrades``, one per operation, with its trades
 PositionsStream               GetPositions: one ``PositionsResponse``
@@ -34,8 +36,9 @@ Rules:
   later than the one recovery emitted, or a fill recovery emitted, is a duplicate (the REST answer was
   ahead of the stream) and is dropped.
 * Order of "later": ``(lots_executed, final)``: an order only ever executes more, and ends once.
-* Limits of the API, said where they bite: an order placed and cancelled (or rejected) within the gap
-  without a fill is in no answer; operations name no order, so the simulator's convention (an
+* Limits of the API, said where they bite: GetOrders' filters apply only to orders created on the
+  API's current day, so an order created in a gap before midnight and ended there without a fill is
+  in no answer; operations name no order, so the simulator's convention (an
   operation's ``id`` is its order's id) is relied on as best effort: an id that GetOrderState does
   not know is skipped (its fills still reach TradesStream). Fill quantities are in units: from the
   operations where they list the trade, else lots times the lot size the stream told for the order or
@@ -308,6 +311,10 @@ class Plan:
             for state in self.known.active:
                 self._ask_order(state.order_id)
             self._ready.append(Call(Unary.GET_ORDERS, m.GetOrdersRequest(account_id=account)))
+            since = m.GetOrdersRequestFilters(from_=self.since - slack, execution_status=_EVERY_STATUS)
+            self._ready.append(
+                Call(Unary.GET_ORDERS, m.GetOrdersRequest(account_id=account, advanced_filters=since))
+            )
             self._ask_page("")
         elif stream is Stream.TRADES:
             self._ask_page("")
@@ -661,6 +668,14 @@ class AccountRecovery:
 def _snapshot_rank(snapshot: m.OrderSnapshot) -> Rank:
     return rank(snapshot.execution_report_status, snapshot.lots_executed)
 
+
+#: Every status an order can have, asked for explicitly: what the API does with an empty list is not
+#: documented.
+_EVERY_STATUS = tuple(
+    status
+    for status in m.OrderExecutionReportStatus
+    if status is not m.OrderExecutionReportStatus.EXECUTION_REPORT_STATUS_UNSPECIFIED
+)
 
 _DAWN = datetime.min.replace(tzinfo=UTC)
 

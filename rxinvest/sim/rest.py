@@ -40,8 +40,11 @@ Simulator conventions (the API documents none of these):
   the first item of the next page (``""`` with ``has_next`` false on the last page). ``limit``
   absent or 0 is 100. New operations are newer than any cursor, so paging a listing that grows
   still returns each item of the first page's listing exactly once.
-* **Orders.** GetOrders lists the account's active orders; GetOrderState any order the broker
-  knows, active or final. A snapshot's ``stages`` are its fills (lots, price per unit in roubles);
+* **Orders.** GetOrders lists the account's active orders; with ``advanced_filters``, the orders
+  created today (the simulator's UTC date) in ``[from, to)`` whose status is one of
+  ``execution_status`` (any status if it is empty), final ones included, oldest first; orders of
+  earlier days are in no filtered answer. GetOrderState any order the broker knows, active
+  or final. A snapshot's ``stages`` are its fills (lots, price per unit in roubles);
   ``executed_order_price`` and ``total_order_amount`` are what the fills cost, ``average_position_price``
   their average price per unit; commissions are zero (not modelled); ``price_type`` is ignored.
 * **Portfolio.** Valued in roubles only: a ``currency`` of USD or EUR is refused (400, "30102").
@@ -198,9 +201,7 @@ class RestGateway:
         if account_id not in sim.broker.accounts:
             raise _Refused(404, _NOT_FOUND, "50004", "account not found")
         if method is Unary.GET_ORDERS:
-            return m.GetOrdersResponse(
-                orders=tuple(self._snapshot(s) for s in sim.broker.active_orders(account_id))
-            )
+            return self._orders(request)
         if method is Unary.GET_ORDER_STATE:
             return self._order_state(request)
         if method is Unary.GET_POSITIONS:
@@ -212,6 +213,23 @@ class RestGateway:
         return self._operations(request)
 
     # --- orders ------------------------------------------------------------------------------------
+
+    def _orders(self, request: m.GetOrdersRequest) -> m.GetOrdersResponse:
+        broker, filters = self._sim.broker, request.advanced_filters
+        if filters is None:
+            active = broker.active_orders(request.account_id)
+            return m.GetOrdersResponse(orders=tuple(map(self._snapshot, active)))
+        today = self._sim.clock().date()
+        chosen = [
+            state
+            for state in broker.orders(request.account_id)
+            if state.created_at is not None
+            and state.created_at.date() == today
+            and (filters.from_ is None or filters.from_ <= state.created_at)
+            and (filters.to is None or state.created_at < filters.to)
+            and (not filters.execution_status or state.execution_report_status in filters.execution_status)
+        ]
+        return m.GetOrdersResponse(orders=tuple(map(self._snapshot, chosen)))
 
     def _order_state(self, request: m.GetOrderStateRequest) -> m.OrderSnapshot:
         if not request.order_id:

@@ -205,6 +205,40 @@ def test_get_orders_lists_the_active_orders_only(sim: Simulator) -> None:
     assert state(filled.order_id).execution_report_status is statuses.EXECUTION_REPORT_STATUS_FILL
 
 
+def test_get_orders_filters_choose_orders_by_creation_time_and_status(sim: Simulator) -> None:
+    account, statuses = sim.accounts[0], m.OrderExecutionReportStatus
+    price = far_below(sim, SBER)
+    before = sim.place_order(account, SBER, BUY, 1, price=price)
+    sim.advance(10)
+    cancelled = sim.place_order(account, SBER, BUY, 3, price=price)
+    sim.cancel_order(account, cancelled.order_id)
+    filled = sim.place_order(account, SBER, BUY, 2)  # a market order
+    rejected = sim.place_order(account, SBER, BUY, 0, price=price)
+    sim.advance(60)
+    since = cancelled.created_at
+    assert before.created_at < since
+
+    def listed(**filters: Any) -> list[tuple[str, m.OrderExecutionReportStatus]]:
+        chosen = m.GetOrdersRequestFilters(**filters)
+        request = m.GetOrdersRequest(account_id=account, advanced_filters=chosen)
+        return [(o.order_id, o.execution_report_status) for o in call(sim, "GetOrders", request).orders]
+
+    assert listed(from_=since) == [
+        (cancelled.order_id, statuses.EXECUTION_REPORT_STATUS_CANCELLED),
+        (filled.order_id, statuses.EXECUTION_REPORT_STATUS_FILL),
+        (rejected.order_id, statuses.EXECUTION_REPORT_STATUS_REJECTED),
+    ]
+    assert listed(to=since) == [(before.order_id, statuses.EXECUTION_REPORT_STATUS_NEW)]  # ``to`` excluded
+    only = (statuses.EXECUTION_REPORT_STATUS_CANCELLED, statuses.EXECUTION_REPORT_STATUS_NEW)
+    assert listed(execution_status=only) == [
+        (before.order_id, statuses.EXECUTION_REPORT_STATUS_NEW),
+        (cancelled.order_id, statuses.EXECUTION_REPORT_STATUS_CANCELLED),
+    ]
+    # without filters: the active ones only
+    plain = call(sim, "GetOrders", m.GetOrdersRequest(account_id=account)).orders
+    assert [o.order_id for o in plain] == [before.order_id]
+
+
 def test_get_order_state_reports_the_fills_as_stages(sim: Simulator) -> None:
     account = sim.accounts[0]
     request_id = str(uuid.UUID(int=7, version=4))

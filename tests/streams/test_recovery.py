@@ -140,6 +140,11 @@ def test_a_gap_is_recovered_exactly_once_and_the_streams_go_on(sim: Simulator) -
         fill(sim, during.order_id, account)
         sold = sim.place_order(account, "GAZP_TQBR", SELL, 1)
         fill(sim, sold.order_id, account)
+        # Placed and ended inside the gap without a fill: only GetOrders' filters know them.
+        vanished = sim.place_order(account, "SBER_TQBR", BUY, 1, price=Decimal("1.00"))
+        sim.cancel_order(account, vanished.order_id)
+        rejected = sim.place_order(account, "SBER_TQBR", BUY, 0, price=Decimal("1.00"))
+        assert rejected.execution_report_status is S.EXECUTION_REPORT_STATUS_REJECTED
         gap_fills = {f.trade_id for f in sim.broker.fills(account)} - {
             t.trade_id for e in fills.events if isinstance(e, m.OrderTrades) for t in e.trades
         }

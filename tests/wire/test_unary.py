@@ -81,6 +81,7 @@ def test_every_unary_class_is_reached_by_a_method() -> None:
     reached = {cls for types in wire.UNARY_TYPES.values() for cls in types}
     nested = {
         m.OrderStage, m.OperationItem, m.OperationItemTrades, m.OperationItemTrade, m.ChildOperationItem,
+        m.GetOrdersRequestFilters,
     }  # fmt: skip
     assert {getattr(unary, name) for name in unary.__all__} <= reached | nested
 
