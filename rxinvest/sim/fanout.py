@@ -20,6 +20,7 @@ import logging
 import random
 import time
 import uuid
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,7 +29,7 @@ from websockets.asyncio.server import ServerConnection
 from rxinvest.sim.broker import Broker
 from rxinvest.sim.broker import Event as AccountEvent
 from rxinvest.sim.connection import Connection, ConnectionInfo, Host
-from rxinvest.sim.fault_injection import FaultInjector
+from rxinvest.sim.fault_injection import FaultInjector, InjectedBook
 from rxinvest.sim.faults import Faults
 from rxinvest.sim.instruments import InstrumentIndex
 from rxinvest.sim.market import Market, StepEvents
@@ -39,9 +40,13 @@ __all__ = ["Fanout"]
 
 log = logging.getLogger("rxinvest.sim")
 
+#: How many distorted books the ground-truth log keeps (the newest).
+INJECTED_BOOKS_KEPT = 100_000
+
 
 class Fanout:
-    """The connections of a server (``connections`` by id, ``closed`` in closing order)."""
+    """The connections of a server (``connections`` by id, ``closed`` in closing order), and the
+    books their sessions distorted on purpose (``injected_books``, oldest first, bounded)."""
 
     def __init__(
         self,
@@ -55,6 +60,7 @@ class Fanout:
     ) -> None:
         self.connections: dict[int, Connection] = {}
         self.closed: list[ConnectionInfo] = []
+        self.injected_books: deque[InjectedBook] = deque(maxlen=INJECTED_BOOKS_KEPT)
         self._market = market
         self._broker = broker
         self._instruments = instruments
@@ -90,6 +96,7 @@ class Fanout:
             faults=faults,
             rng=rng,
             opened=opened,
+            book_log=self.injected_books,
         )
         connection = Connection(
             connection_id,

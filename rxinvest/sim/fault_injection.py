@@ -8,7 +8,8 @@ asks this module what a fault does and carries it out:
   it is sent (:func:`after_frames`);
 * :func:`timetable` lists the time-based faults in the order they fire;
 * :func:`close_on_request` gives the code of a close fault that fires on the first request;
-* :func:`distort_book` crosses or thins a book, as ``crossed_books`` and ``inconsistent_books`` ask.
+* :func:`distort_book` crosses or thins a book, as ``crossed_books`` and ``inconsistent_books`` ask,
+  and logs each :class:`InjectedBook` (the ground truth a test of book health checks against).
 
 Rules: counts are of real frames sent (an extra malformed frame is not counted), from when the
 faults came into force (the connection's opening, or :meth:`FaultInjector.replace`); a stalled
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 import enum
 import random
+from collections import deque
+from datetime import datetime
 from decimal import Decimal
 
 import attrs
@@ -28,7 +31,25 @@ import attrs
 from rxinvest import model as m
 from rxinvest.sim.faults import Faults, malformed_frame
 
-__all__ = ["FaultAction", "FaultInjector", "after_frames", "close_on_request", "distort_book", "timetable"]
+__all__ = [
+    "FaultAction",
+    "FaultInjector",
+    "InjectedBook",
+    "after_frames",
+    "close_on_request",
+    "distort_book",
+    "timetable",
+]
+
+
+@attrs.frozen
+class InjectedBook:
+    """A book snapshot distorted on purpose: ``kind`` is ``"crossed"`` or ``"inconsistent"``."""
+
+    instrument_uid: str
+    depth: int
+    time: datetime | None
+    kind: str
 
 
 class FaultAction(enum.Enum):
@@ -74,16 +95,22 @@ def close_on_request(faults: Faults) -> int | None:
     return None
 
 
-def distort_book(book: m.OrderBook, faults: Faults, rng: random.Random) -> m.OrderBook:
+def distort_book(
+    book: m.OrderBook, faults: Faults, rng: random.Random, log: deque[InjectedBook] | None = None
+) -> m.OrderBook:
     """``book`` as a connection with ``faults`` sees it: crossed or thinned now and then, and then
-    flagged ``is_consistent=False``. Without book faults, ``book`` itself (no random draw)."""
+    flagged ``is_consistent=False``; each distortion is appended to ``log``. Without book faults,
+    ``book`` itself (no random draw)."""
+    kind = ""
     if faults.crossed_books and rng.random() < faults.crossed_books and book.bids and book.asks:
         worst_ask = book.asks[-1].price
         assert worst_ask is not None  # the market prices every level
         crossed = m.Order(price=worst_ask + Decimal(1), quantity=1)  # a bid above every ask
-        return attrs.evolve(book, bids=(crossed, *book.bids[:-1]), is_consistent=False)
-    if faults.inconsistent_books and rng.random() < faults.inconsistent_books and len(book.bids) > 2:
-        return attrs.evolve(book, bids=book.bids[::2], is_consistent=False)
+        book, kind = attrs.evolve(book, bids=(crossed, *book.bids[:-1]), is_consistent=False), "crossed"
+    elif faults.inconsistent_books and rng.random() < faults.inconsistent_books and len(book.bids) > 2:
+        book, kind = attrs.evolve(book, bids=book.bids[::2], is_consistent=False), "inconsistent"
+    if kind and log is not None:
+        log.append(InjectedBook(book.instrument_uid, book.depth, book.time, kind))
     return book
 
 

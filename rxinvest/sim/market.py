@@ -5,11 +5,15 @@ returns what happened; the same seed, start and step give the same events, whate
 or the subscribers do. Each instrument draws from its own random generator, so instruments do not
 perturb one another.
 
-Model, per instrument: a book of up to 50 levels a side on the tick grid, never crossed (best bid
-below best ask). Market orders hit the touch, so every trade prints at the best ask (a buy) or the
-best bid (a sell) and takes that quantity out of the book; limit orders add size at or inside the
-touch and move the price. Candles of every subscription interval are folded from these trades; after
-an interval closes, a late exchange print now and then lands in it and yields a corrective candle.
+Model, per instrument: a book of up to 50 levels a side on the tick grid, never crossed while the
+instrument trades (best bid below best ask). During an auction (the ``session`` scenario) orders
+collect unmatched, some at or through the other side's best price, so the book crosses or locks, as
+the exchange's does; when trading resumes the crossing quantity matches away (without prints, a
+simplification) and the book is uncrossed. Market orders hit the touch, so every trade prints at
+the best ask (a buy) or the best bid (a sell) and takes that quantity out of the book; limit orders
+add size at or inside the touch and move the price. Candles of every subscription interval are
+folded from these trades; after an interval closes, a late exchange print now and then lands in it
+and yields a corrective candle.
 """
 
 from __future__ import annotations
@@ -48,6 +52,10 @@ MAX_DEPTH = max(BOOK_DEPTHS)  # the deepest book the API serves
 _S = SecurityTradingStatus
 _TRADABLE = frozenset(
     {_S.SECURITY_TRADING_STATUS_NORMAL_TRADING, _S.SECURITY_TRADING_STATUS_DEALER_NORMAL_TRADING}
+)
+#: Statuses in which orders collect without matching: the book may cross.
+_AUCTIONS = frozenset(
+    {_S.SECURITY_TRADING_STATUS_OPENING_AUCTION_PERIOD, _S.SECURITY_TRADING_STATUS_CLOSING_AUCTION}
 )
 
 #: Scenario name -> (trade probability per step, mean move in ticks, status schedule). A schedule is a
@@ -105,6 +113,21 @@ class _Side:
     @property
     def best(self) -> int | None:
         return self.levels[0][0] if self.levels else None
+
+    def add(self, price: int, lots: int) -> None:
+        """Lots at ``price``, in order (best first), a new level or more at an existing one."""
+        levels, sign = self.levels, self.sign
+        for i, level in enumerate(levels):
+            if level[0] == price:
+                level[1] += lots
+                return
+            if (price - level[0]) * sign < 0:  # better than this level
+                levels.insert(i, [price, lots])
+                break
+        else:
+            levels.append([price, lots])
+        if len(levels) > MAX_DEPTH:
+            levels.pop()
 
     def refill(self, rng: random.Random, mean_size: int) -> None:
         """Keep MAX_DEPTH levels: new size appears behind the last level."""
@@ -183,6 +206,35 @@ class _Instrument:
             level[1] += rng.randint(1, self.mean_size)
         if len(side.levels) > MAX_DEPTH:
             side.levels.pop()
+
+    def auction_order(self) -> None:
+        """An auction order: a bid at or up to two ticks above the best ask, or the mirror ask."""
+        rng, bids, asks = self.rng, self.bids, self.asks
+        if bids.best is None or asks.best is None:
+            return
+        lots = rng.randint(1, self.mean_size)
+        if rng.random() < 0.5:
+            bids.add(asks.best + rng.randint(0, 2), lots)
+        else:
+            asks.add(bids.best - rng.randint(0, 2), lots)
+
+    def uncross(self) -> None:
+        """The auction's end: the crossing quantity matches away, leaving best bid below best ask."""
+        bids, asks = self.bids.levels, self.asks.levels
+        while bids and asks and bids[0][0] >= asks[0][0]:
+            lots = min(bids[0][1], asks[0][1])
+            bids[0][1] -= lots
+            asks[0][1] -= lots
+            if not bids[0][1]:
+                bids.pop(0)
+            if not asks[0][1]:
+                asks.pop(0)
+        if not bids:  # a side emptied by the match starts again next to the other
+            bids.append([asks[0][0] - 1, self.rng.randint(1, 2 * self.mean_size)])
+        if not asks:
+            asks.append([bids[0][0] + 1, self.rng.randint(1, 2 * self.mean_size)])
+        self.bids.refill(self.rng, self.mean_size)
+        self.asks.refill(self.rng, self.mean_size)
 
     def book(self, depth: int, time: datetime) -> OrderBook:
         info = self.info
@@ -316,10 +368,15 @@ class Market:
         self.now = self._start + self.steps * self.step_length
         self._books.clear()
         events = StepEvents(time=self.now)
-        self._update_statuses(events)
+        cleared = self._update_statuses(events)
         for uid, state in self._state.items():
             self._close_candles(state, events)
+            if uid in cleared:  # the auction's end: this step uncrossed the book, trading starts next
+                continue
             if state.status not in _TRADABLE:
+                if state.status in _AUCTIONS and state.rng.random() < self._activity:
+                    state.auction_order()
+                    events.books.add(uid)
                 continue
             rng = state.rng
             if rng.random() < self._activity:
@@ -400,12 +457,20 @@ class Market:
                     state.candles[interval] = apply_trade(forming, late, interval)
                     events.candles.append(CandleUpdate(state.candles[interval]))
 
-    def _update_statuses(self, events: StepEvents) -> None:
+    def _update_statuses(self, events: StepEvents) -> set[str]:
+        """Move each instrument to its scheduled status; returns those whose auction ended (their
+        books uncrossed)."""
+        cleared: set[str] = set()
         for uid, state in self._state.items():
             status = self._scheduled_status(uid)
             if status is not state.status:
+                if state.status in _AUCTIONS and status not in _AUCTIONS:
+                    state.uncross()
+                    events.books.add(uid)
+                    cleared.add(uid)
                 state.status = status
                 events.statuses.append(self.trading_status(uid))
+        return cleared
 
     def _scheduled_status(self, uid: str) -> SecurityTradingStatus:
         elapsed = (self.now - self._start).total_seconds()

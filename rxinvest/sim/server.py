@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -43,7 +42,7 @@ from rxinvest.sim.broker import Event as AccountEvent
 from rxinvest.sim.burst import BurstFrames
 from rxinvest.sim.connection import Connection, ConnectionInfo
 from rxinvest.sim.fanout import Fanout
-from rxinvest.sim.fault_injection import distort_book
+from rxinvest.sim.fault_injection import InjectedBook
 from rxinvest.sim.faults import Faults
 from rxinvest.sim.instruments import CATALOGUE, Instrument, InstrumentIndex
 from rxinvest.sim.loop import LoopThread
@@ -247,11 +246,10 @@ class Simulator(RestControls):
         """``event`` encoded in ``dialect``: during a step's fan-out, once however many clients get it."""
         return self._fanout.frame(event, dialect)
 
-    def book(self, uid: str, depth: int, faults: Faults, rng: random.Random) -> m.OrderBook:
-        """The book of ``uid`` as a connection with ``faults`` sees it: crossed or thinned on purpose.
-
-        Without faults, one object per step, instrument and depth: its frame is encoded once."""
-        return distort_book(self.market.book(uid, depth), faults, rng)
+    def injected_books(self) -> tuple[InjectedBook, ...]:
+        """The book snapshots distorted on purpose (``crossed_books``, ``inconsistent_books``), oldest
+        first: the newest 100,000. The ground truth of a book-health check."""
+        return self._call(lambda: tuple(self._fanout.injected_books))
 
     def burst_frames(
         self,

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import random
 import secrets
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeAlias
@@ -56,7 +57,7 @@ from rxinvest import model as m
 from rxinvest.model.kinds import REQUEST_KINDS, Kind
 from rxinvest.sim.broker import Broker
 from rxinvest.sim.broker import Event as AccountEvent
-from rxinvest.sim.fault_injection import distort_book
+from rxinvest.sim.fault_injection import InjectedBook, distort_book
 from rxinvest.sim.faults import Faults
 from rxinvest.sim.instruments import InstrumentIndex
 from rxinvest.sim.market import Market, StepEvents
@@ -210,6 +211,7 @@ class Session:
         rng: random.Random,
         opened: float,
         new_tracking_id: Callable[[], str] = _new_tracking_id,
+        book_log: deque[InjectedBook] | None = None,
     ) -> None:
         self.stream = stream
         self.access = access
@@ -231,6 +233,7 @@ class Session:
         self._settings = settings
         self._rng = rng
         self._new_tracking_id = new_tracking_id
+        self._book_log = book_log  # where distorted books are logged (the simulator's ground truth)
         self._requests = 0
         # The throttle: (kind, subscription key) -> simulated time its last book or candle went out.
         self._last_sent: dict[tuple[Kind, tuple[Any, ...]], datetime] = {}
@@ -322,7 +325,7 @@ class Session:
         return out
 
     def _book(self, uid: str, depth: int) -> m.OrderBook:
-        return distort_book(self._market.book(uid, depth), self.faults, self._rng)
+        return distort_book(self._market.book(uid, depth), self.faults, self._rng, self._book_log)
 
     # --- account streams -----------------------------------------------------------------------------
 

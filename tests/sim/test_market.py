@@ -113,7 +113,14 @@ def test_different_seeds_differ(seed_a: int, seed_b: int, start: datetime, scena
 # --- books and quotes ------------------------------------------------------------------------------
 
 
-def assert_sound(book: OrderBook, uid: str, depth: int) -> None:
+AUCTIONS = {
+    SecurityTradingStatus.SECURITY_TRADING_STATUS_OPENING_AUCTION_PERIOD,
+    SecurityTradingStatus.SECURITY_TRADING_STATUS_CLOSING_AUCTION,
+}
+
+
+def assert_sound(book: OrderBook, uid: str, depth: int, *, auction: bool = False) -> None:
+    """A book on the tick grid, each side strictly ordered; crossed or locked only in an auction."""
     where = f"{TICKER[uid]} {book.time}"
     tick = TICK[uid]
     assert book.instrument_uid == uid
@@ -127,7 +134,8 @@ def assert_sound(book: OrderBook, uid: str, depth: int) -> None:
     asks = [o.price for o in book.asks if o.price is not None]
     assert all(a > b for a, b in pairwise(bids)), (where, bids)  # strictly descending
     assert all(a < b for a, b in pairwise(asks)), (where, asks)  # strictly ascending
-    assert bids[0] < asks[0], (where, "crossed", bids[0], asks[0])
+    if not auction:
+        assert bids[0] < asks[0], (where, "crossed", bids[0], asks[0])
 
 
 @examples(5)
@@ -151,7 +159,7 @@ def test_books_are_sound_and_quotes_agree(
         assert set(quotes) == set(UIDS)
         for uid in UIDS:
             full = market.book(uid, 50)
-            assert_sound(full, uid, 50)
+            assert_sound(full, uid, 50, auction=market.trading_status(uid).trading_status in AUCTIONS)
             assert full.time == market.now
             cut = market.book(uid, depth)
             assert cut.bids == full.bids[:depth]
@@ -463,3 +471,18 @@ def test_no_trades_in_unscheduled_breaks() -> None:
         for uid in halted:
             assert not market.quote(uid).tradable
     assert hits > 0  # breaks are rare (p = 0.0002 per instrument and step), but this seed has some
+
+
+def test_auctions_cross_books_and_trading_uncrosses_them() -> None:
+    market = Market(CATALOGUE, seed=3, start=T0, step=SECOND, scenario="session")
+    crossed: dict[bool, int] = {True: 0, False: 0}  # in an auction -> books crossed or locked
+    for _ in range(600):  # the session's opening auction (20 s), trading, a break, the closing auction
+        market.step()
+        for uid in UIDS:
+            book = market.book(uid, 50)
+            auction = market.trading_status(uid).trading_status in AUCTIONS
+            assert_sound(book, uid, 50, auction=auction)
+            assert book.bids[0].price is not None and book.asks[0].price is not None
+            crossed[auction] += book.bids[0].price >= book.asks[0].price
+    assert crossed[True] > 0  # auctions collect orders through the other side
+    assert crossed[False] == 0  # and trading never shows a crossed book
