@@ -14,17 +14,25 @@ Rules of this package:
 """
 
 from rxinvest.derived.bars import Bar, BarState, ClosedBy, LateTrade
+from rxinvest.derived.books import BookDiff, BookHealth, BookProblem, ChangeKind, LevelChange, Quote, Side
 from rxinvest.derived.markers import Gap, GapCause, Marker, Recovered, Refused, Subscribed
 
 __all__ = [
     "Bar",
     "BarState",
+    "BookDiff",
+    "BookHealth",
+    "BookProblem",
+    "ChangeKind",
     "ClosedBy",
     "Gap",
     "GapCause",
     "LateTrade",
+    "LevelChange",
     "Marker",
+    "Quote",
     "Recovered",
     "Refused",
+    "Side",
     "Subscribed",
 ]
