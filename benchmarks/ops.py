@@ -1,31 +1,46 @@
-"""Operators against their floors: what ``ops.to_bars`` costs per trade, in one run.
+"""Operators against their floors: what ``ops.to_bars`` costs per trade, and a book diff per pair, in one run.
 
-Run: ``.venv/bin/python benchmarks/ops.py [--trades 20000] [--rounds 7]``.
+Run: ``.venv/bin/python benchmarks/ops.py [--trades 20000] [--books 10000] [--rounds 7]``; ``--trades 0``
+or ``--books 0`` skips a section.
 
-Per trade, medians of interleaved rounds over one tape (4 instruments, one-second steps):
+Bars, per trade, medians of interleaved rounds over one tape (4 instruments, one-second steps):
 
 * F: a bare OHLCV fold, a dict of lists updated in a plain loop (no types, no rules): the floor;
 * R: one RxPY ``Subject`` hop to a subscriber that does nothing;
 * fold: :class:`rxinvest.fold.bars.BarFold` alone (goal: at most 1 µs a trade);
 * P: ``Subject -> ops.to_bars(1 min) -> subscriber``, closed bars (goal: P <= 1.5 x (F + R));
 * P updates: the same with ``emit="updates"`` (reported, no goal).
+
+Books, per pair of consecutive depth-20 snapshots of :func:`book_tape` (about 3 changed levels a
+pair, fresh ``Order`` and ``Decimal`` objects in every snapshot, as the decoder makes them), medians
+of interleaved rounds:
+
+* naive: two dicts of ``Decimal`` prices rebuilt from strings for every pair, set operations, sorted
+  (the baseline of research/operators-anchors.md section 0);
+* diff: :func:`rxinvest.fold.books.diff_books` (goal: naive / diff >= 10x; section 0 asks <= 3 µs);
+* fold: :class:`rxinvest.fold.books.BookDiffFold` over the tape (the state the operator keeps).
+
+A row is one entry of ``BOOK_CASES`` (a function of the tape); the ratios are printed below the table.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from reactivex.scheduler import CurrentThreadScheduler
 from reactivex.subject import Subject
 
-from rxinvest import ops
+from rxinvest import ops, wire
 from rxinvest.fold.bars import BarFold
-from rxinvest.model import Trade, TradeDirection
+from rxinvest.fold.books import BookDiffFold, diff_books
+from rxinvest.model import Order, OrderBook, OrderBookType, Trade, TradeDirection
 
 T0 = datetime(2025, 11, 21, 7, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -102,18 +117,179 @@ class _TapeClock(CurrentThreadScheduler):
         return Disposable()
 
 
-def per_trade_us(function: Callable[[list[Trade]], None], trades: list[Trade]) -> float:
+# --- books ------------------------------------------------------------------------------------------
+
+BOOK_DEPTH = 20
+BOOK_STEP = timedelta(milliseconds=100)  # the API sends a book at most every 100 ms
+
+
+def _price(ticks: int) -> Decimal:
+    """A price of ``ticks`` hundredths, parsed from its text as the decoder does."""
+    return Decimal(f"{ticks // 100}.{ticks % 100:02d}")
+
+
+def book_tape(count: int, *, depth: int = BOOK_DEPTH, seed: int = 7, decoded: bool = True) -> list[OrderBook]:
+    """``count`` consecutive snapshots of one instrument's book at ``depth``, realistic enough to time.
+
+    Both sides full, on a 0.01 tick grid with the odd empty price; each step changes about 3 levels:
+    mostly quantities near the top, now and then the quote moves a tick (levels enter at the top
+    and leave at the bottom, or the reverse). ``decoded``: each snapshot goes through the wire codec
+    (encoded as the server would, decoded as the client does), so its levels are what a client
+    holds: interned, an unchanged level the very object of the book before. Else every snapshot has
+    new ``Order`` and ``Decimal`` objects. Deterministic for a ``seed``.
+    """
+    rng = random.Random(seed)
+    quantity: dict[int, int] = {}  # price in ticks -> lots resting there (remembered when out of view)
+
+    def lots(tick: int) -> int:
+        if tick not in quantity:
+            quantity[tick] = 0 if rng.random() < 0.05 else rng.randint(1, 500)  # 0: an empty price
+        return quantity[tick]
+
+    best_bid, spread = 25_000, 2  # 250.00 / 250.02
+    books: list[OrderBook] = []
+    for n in range(count):
+        if n and rng.random() < 0.2:  # the quote moves a tick
+            best_bid += rng.choice((-1, 1))
+        elif n:  # three quantities change, mostly near the top
+            for _ in range(3):
+                offset = min(int(rng.expovariate(0.3)), depth - 1)
+                tick = best_bid - offset if rng.random() < 0.5 else best_bid + spread + offset
+                quantity[tick] = max(1, lots(tick) + rng.randint(-50, 50))
+        bids: list[Order] = []
+        tick = best_bid
+        while len(bids) < depth:
+            if lots(tick):
+                bids.append(Order(price=_price(tick), quantity=quantity[tick]))
+            tick -= 1
+        asks: list[Order] = []
+        tick = best_bid + spread
+        while len(asks) < depth:
+            if lots(tick):
+                asks.append(Order(price=_price(tick), quantity=quantity[tick]))
+            tick += 1
+        books.append(
+            OrderBook(
+                figi="BBG004730N88",
+                depth=depth,
+                is_consistent=True,
+                bids=tuple(bids),
+                asks=tuple(asks),
+                time=T0 + n * BOOK_STEP,
+                limit_up=_price(27_500),
+                limit_down=_price(22_500),
+                instrument_uid="e6123145-9665-43e0-8413-cd61b8aa9b13",
+                order_book_type=OrderBookType.ORDERBOOK_TYPE_EXCHANGE,
+                ticker="SBER",
+                class_code="TQBR",
+            )
+        )
+    if decoded:
+        wire.clear_caches()  # as a fresh client: interned from this tape only
+        books = [wire.decode(wire.encode(book), stream="MarketDataStream") for book in books]  # type: ignore[misc]
+    return books
+
+
+def naive_diff(a: OrderBook, b: OrderBook) -> list[tuple[str, Decimal, int, int]]:
+    """The baseline: per side, two dicts of ``Decimal`` prices rebuilt from strings, set operations,
+    then sorted best first; (side, price, old, new) tuples, no kinds."""
+    out: list[tuple[str, Decimal, int, int]] = []
+    for side, old_levels, new_levels, best_high in (
+        ("bid", a.bids, b.bids, True),
+        ("ask", a.asks, b.asks, False),
+    ):
+        old = {Decimal(str(level.price)): level.quantity for level in old_levels}
+        new = {Decimal(str(level.price)): level.quantity for level in new_levels}
+        changed: dict[Decimal, tuple[int, int]] = {}
+        for price in old.keys() - new.keys():
+            changed[price] = (old[price], 0)
+        for price in new.keys() - old.keys():
+            changed[price] = (0, new[price])
+        for price in old.keys() & new.keys():
+            if old[price] != new[price]:
+                changed[price] = (old[price], new[price])
+        out += [(side, p, o, n) for p, (o, n) in sorted(changed.items(), reverse=best_high)]
+    return out
+
+
+def naive_pairs(books: list[OrderBook]) -> None:
+    for i in range(1, len(books)):
+        naive_diff(books[i - 1], books[i])
+
+
+def diff_pairs(books: list[OrderBook]) -> None:
+    for i in range(1, len(books)):
+        diff_books(books[i - 1], books[i])
+
+
+def fold_pairs(books: list[OrderBook]) -> None:
+    fold = BookDiffFold()
+    fold.step(books[0])  # the reset diff of the first snapshot is not a pair
+    for book in books[1:]:
+        fold.step(book)
+
+
+def book_hop(books: list[OrderBook]) -> None:
+    subject: Subject[OrderBook] = Subject()
+    subject.subscribe(lambda _: None)
+    for book in books[1:]:
+        subject.on_next(book)
+
+
+def book_pipeline(operator: Callable[[], Any], *, timed: bool = False) -> Callable[[list[OrderBook]], None]:
+    """``Subject -> operator -> subscriber`` over the tape (the first book primes it, as a pair's)."""
+
+    def run(books: list[OrderBook]) -> None:
+        subject: Subject[OrderBook] = Subject()
+        clock = _TapeClock()
+        options = {"scheduler": clock} if timed else {}
+        subscription = subject.pipe(operator(**options)).subscribe(lambda _: None)
+        subject.on_next(books[0])
+        start = time.perf_counter()
+        for book in books[1:]:
+            assert book.time is not None
+            clock.at = book.time
+            subject.on_next(book)
+        run.seconds = time.perf_counter() - start  # type: ignore[attr-defined]
+        subscription.dispose()
+
+    return run
+
+
+#: The rows of the books section: name -> a function of the tape (add a row here).
+BOOK_CASES: dict[str, Callable[[list[OrderBook]], None]] = {
+    "naive (dict+set)": naive_pairs,
+    "diff (diff_books)": diff_pairs,
+    "fold (BookDiffFold)": fold_pairs,
+    "R (Subject hop)": book_hop,
+    "P (book_diffs)": book_pipeline(lambda: ops.book_diffs(markers=False)),
+    "P (book_health)": book_pipeline(
+        lambda **clock: ops.book_health(markers=False, stale_after=timedelta(hours=1), **clock), timed=True
+    ),
+    "P (quotes)": book_pipeline(lambda: ops.quotes()),
+}
+
+
+def per_item_us(function: Callable[[list[Any]], None], items: list[Any], per: int) -> float:
     start = time.perf_counter()
-    function(trades)
-    return (time.perf_counter() - start) / len(trades) * 1e6
+    function(items)
+    return (time.perf_counter() - start) / per * 1e6
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trades", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=7)
-    args = parser.parse_args()
-    trades = tape(args.trades)
+def medians(
+    cases: dict[str, Callable[[list[Any]], None]], items: list[Any], per: int, rounds: int
+) -> dict[str, float]:
+    """Median µs per item of each case, over ``rounds`` interleaved rounds (the machine's drift hits
+    every case alike)."""
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, function in cases.items():
+            samples[name].append(per_item_us(function, items, per))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def bars_section(count: int, rounds: int) -> None:
+    trades = tape(count)
     cases: dict[str, Callable[[list[Trade]], None]] = {
         "F (bare fold)": floor,
         "R (Subject hop)": hop,
@@ -121,18 +297,54 @@ def main() -> None:
         "P (to_bars)": pipeline("closed"),
         "P updates": pipeline("updates"),
     }
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(args.rounds):
-        for name, function in cases.items():  # interleaved: the machine's drift hits every case alike
-            samples[name].append(per_trade_us(function, trades))
-    med = {name: statistics.median(values) for name, values in samples.items()}
-    print(f"per trade, medians of {args.rounds} rounds over {args.trades} trades")
+    med = medians(cases, trades, len(trades), rounds)
+    print(f"per trade, medians of {rounds} rounds over {count} trades")
     print(f"{'case':<18} {'µs':>8}")
     for name, value in med.items():
         print(f"{name:<18} {value:>8.2f}")
     goal = 1.5 * (med["F (bare fold)"] + med["R (Subject hop)"])
     print(f"\nP / (F + R)        {med['P (to_bars)'] / (goal / 1.5):>8.2f}x   (goal <= 1.5x)")
     print(f"fold per trade     {med['fold (BarFold)']:>8.2f} µs (goal <= 1 µs)")
+
+
+def books_section(pairs: int, rounds: int) -> None:
+    books = book_tape(pairs + 1)
+    changes = sum(len(diff_books(books[i - 1], books[i]).changes) for i in range(1, len(books)))
+    med = medians(BOOK_CASES, books, pairs, rounds)
+    print(
+        f"per depth-{BOOK_DEPTH} pair, medians of {rounds} rounds over {pairs} pairs"
+        f" ({changes / pairs:.2f} changed levels a pair)"
+    )
+    print(f"{'case':<20} {'µs':>8}")
+    for name, value in med.items():
+        print(f"{name:<20} {value:>8.2f}")
+    naive, pure, hop_us = med["naive (dict+set)"], med["diff (diff_books)"], med["R (Subject hop)"]
+    pipeline_us = med["P (book_diffs)"]
+    added = med["P (book_health)"] + med["P (quotes)"] - 2 * hop_us
+    print(f"\nnaive / diff         {naive / pure:>8.1f}x   (goal >= 10x)")
+    print(f"diff per pair        {pure:>8.2f} µs (section 0: <= 3 µs)")
+    print(f"P / diff             {pipeline_us / pure:>8.2f}x   (goal <= 1.5x)")
+    print(f"P / (diff + R)       {pipeline_us / (pure + hop_us):>8.2f}x")
+    print(f"health + quotes add  {added:>8.2f} µs a book over two hops (goal <= 1 µs)")
+    fresh = book_tape(pairs + 1, decoded=False)
+    fresh_us = statistics.median(per_item_us(diff_pairs, fresh, pairs) for _ in range(rounds))
+    print(
+        f"diff, fresh objects  {fresh_us:>8.2f} µs (levels not interned: naive / it {naive / fresh_us:.1f}x)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trades", type=int, default=20_000, help="trades in the bar tape (0: skip bars)")
+    parser.add_argument("--books", type=int, default=10_000, help="book pairs (0: skip books)")
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    if args.trades > 0:
+        bars_section(args.trades, args.rounds)
+    if args.books > 0:
+        if args.trades > 0:
+            print()
+        books_section(args.books, args.rounds)
 
 
 if __name__ == "__main__":

@@ -13,16 +13,30 @@ It may import :mod:`rxinvest.fold`, :mod:`rxinvest.derived`, :mod:`rxinvest.mode
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from reactivex import Observable, abc
 
-from rxinvest.derived import Bar, LateTrade
+from rxinvest.derived import Bar, BookDiff, BookHealth, LateTrade, Quote
 from rxinvest.fold.bars import Interval
+from rxinvest.model import OrderBook, TradingStatus
 
-__all__ = ["closed_candles", "require_markers", "resample", "tick_bars", "to_bars", "volume_bars"]
+__all__ = [
+    "book_diffs",
+    "book_health",
+    "closed_candles",
+    "healthy_books",
+    "quotes",
+    "require_markers",
+    "resample",
+    "tick_bars",
+    "to_bars",
+    "to_books",
+    "volume_bars",
+]
 
 _T = TypeVar("_T")
 
@@ -217,3 +231,160 @@ def volume_bars(lots: int, *, split: bool = True) -> Callable[[Observable[Any]],
     from rxinvest.ops._bars import sized_
 
     return sized_(lambda: VolumeBarFold(lots, split=split))
+
+
+# --- order books -----------------------------------------------------------------------------------
+
+
+def book_diffs(*, markers: bool = True) -> Callable[[Observable[Any]], Observable[BookDiff]]:
+    """Book snapshots to what changed: one :class:`~rxinvest.derived.BookDiff` per snapshot.
+
+    State is kept per book (instrument, depth, book type): books of different depths are never
+    diffed against each other. The first snapshot of a book, and its first after a
+    :class:`~rxinvest.derived.Gap`, is a full diff from an empty book with ``reset=True``. A level
+    pushed beyond the visible depth by better ones is ``OUT_OF_VIEW``, not ``REMOVE`` (see
+    :mod:`rxinvest.fold.books` for the rules). An unchanged book gives a diff with no changes (its
+    header may still say something: ``time``, ``is_consistent``).
+
+    ::
+
+        books:   --S--b1------b2------G------b3-------|
+        book_diffs()
+                 -----D1(reset)--D12-----------D3(reset)--|
+
+    Args:
+        markers: the source must have markers (``books.with_markers()``), so gaps reset the diffs:
+            the default. ``False`` takes any stream of books (a list, a recording).
+
+    A malformed book (a side out of order, a level without a price) is skipped and logged, never
+    the end of the stream: the instrument's next book comes as a ``reset`` diff.
+
+    Returns:
+        An operator function. ``on_error`` gets ConfigurationError for a source without markers,
+        and the source's errors.
+
+    Example:
+        >>> client.market_data.order_books("SBER_TQBR", depth=20).with_markers().pipe(  # doctest: +SKIP
+        ...     ops.book_diffs()).subscribe(print)
+    """
+    from rxinvest.ops._books import book_diffs_
+
+    return book_diffs_(markers)
+
+
+def to_books() -> Callable[[Observable[Any]], Observable[OrderBook]]:
+    """Book diffs back to snapshots: the inverse of :func:`book_diffs`, so diffs can be stored.
+
+    ::
+
+        diffs:   --D1(reset)--D12--D23--|
+        to_books()
+                 --b1---------b2---b3---|
+
+    Returns:
+        An operator function; ``on_error`` gets BookIntegrityError for a diff that does not fit the
+        book it follows (a recording with a hole: it must start again at a ``reset`` diff).
+
+    Example:
+        >>> stored_diffs.pipe(ops.to_books()).subscribe(print)  # doctest: +SKIP
+    """
+    from rxinvest.ops._books import to_books_
+
+    return to_books_()
+
+
+def book_health(
+    *,
+    stale_after: timedelta = timedelta(seconds=60),
+    trading_statuses: Observable[TradingStatus] | None = None,
+    markers: bool = True,
+    scheduler: abc.SchedulerBase | None = None,
+) -> Callable[[Observable[Any]], Observable[BookHealth]]:
+    """Book snapshots to health events: one :class:`~rxinvest.derived.BookHealth` per change of an
+    instrument's health, never one per book (edge-triggered).
+
+    Problems (:class:`~rxinvest.derived.BookProblem`): crossed (best bid > best ask) or locked
+    (equal), flagged ``expected`` during an auction when ``trading_statuses`` tells; the snapshot's
+    ``is_consistent`` false; levels outside ``limit_down``/``limit_up``; stale (no snapshot for
+    ``stale_after`` on the scheduler's clock while the instrument trades: a quiet instrument out of
+    its session is not stale); reset after a gap; no book yet after subscribing (the API sends a
+    book only once it changes). An event with no problems says the book is healthy again. Rules in
+    :mod:`rxinvest.fold.health`.
+
+    ::
+
+        books:     --S--b1(ok)--b2(crossed)--b3(crossed)--b4(ok)-----------------|
+        book_health(stale_after=10 s)
+                   --N--H()-----H(CROSSED)---------------H()-----(10 s)H(STALE)--|
+
+    Args:
+        stale_after: how long without a snapshot a trading instrument's book is stale.
+        trading_statuses: the instruments' trading statuses (``client.market_data.trading_statuses``):
+            auctions make crossed books expected, and only trading instruments go stale.
+        markers: the source must have markers (``books.with_markers()``): the default.
+        scheduler: the clock of staleness (else the subscribe-time scheduler, else a timer thread).
+
+    Returns:
+        An operator function. ``on_error`` gets ConfigurationError for a source without markers,
+        and the source's or the statuses' errors. Bad arguments raise ConfigurationError at the call.
+
+    Example:
+        >>> books = client.market_data.order_books("SBER_TQBR", depth=10).with_markers()  # doctest: +SKIP
+        >>> books.pipe(ops.book_health(trading_statuses=client.market_data.trading_statuses("SBER_TQBR")))
+    """
+    from rxinvest.ops._books import book_health_
+
+    return book_health_(stale_after, trading_statuses, scheduler, markers)
+
+
+def healthy_books() -> Callable[[Observable[Any]], Observable[Any]]:
+    """Only the snapshots without a problem of their own (see :func:`book_health`): not crossed,
+    locked, inconsistent or priced outside the limits. A crossed book during an auction is dropped
+    too: expected, but not a book to trade on. Anything else (markers) passes unchanged, so
+    :func:`book_diffs` can follow.
+
+    ::
+
+        books:  --S--b1(ok)--b2(crossed)--b3(inconsistent)--b4(ok)--|
+        healthy_books()
+                --S--b1-----------------------------------b4------|
+
+    Returns:
+        An operator function; ``on_error`` gets the source's errors.
+
+    Example:
+        >>> books.pipe(ops.healthy_books()).subscribe(strategy)  # doctest: +SKIP
+    """
+    from rxinvest.ops._books import healthy_books_
+
+    return healthy_books_()
+
+
+def quotes(
+    *, levels: int = 5, increments: Mapping[str, Decimal] | None = None
+) -> Callable[[Observable[Any]], Observable[Quote]]:
+    """Book snapshots to :class:`~rxinvest.derived.Quote`\\ s: best bid and ask, mid, spread (and in
+    price increments where ``increments`` knows the instrument), microprice, the volume imbalance
+    of the best ``levels`` levels, and the order-flow imbalance against the instrument's previous
+    snapshot (None for the first and after a gap). Formulas on :class:`~rxinvest.derived.Quote`.
+
+    ::
+
+        books:   --b1--b2--G--b3--|
+        quotes()
+                 --q1--q2-----q3--|     (q1.ofi, q3.ofi: None)
+
+    Args:
+        levels: how many levels per side the imbalance sums (a positive int).
+        increments: instrument uid -> minimum price increment, for ``spread_ticks``.
+
+    Returns:
+        An operator function; ``on_error`` gets the source's errors. Bad arguments raise
+        ConfigurationError at the call.
+
+    Example:
+        >>> books.pipe(ops.quotes(levels=3)).subscribe(print)  # doctest: +SKIP
+    """
+    from rxinvest.ops._books import quotes_
+
+    return quotes_(levels, increments)
