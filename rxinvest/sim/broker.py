@@ -29,6 +29,12 @@ Conventions (where the API docs are silent we do what a real broker does, and sa
   ``TIME_IN_FORCE_DAY`` orders live until filled or cancelled.
 * **Futures.** Not modelled (they need margin and variation margin): orders on futures are rejected
   with ``CAUSE_REJECTED_BY_BROKER`` and seeds may not hold them.
+* **Outside trading.** :meth:`Broker.external` moves money in or out (a transfer, a dividend ...,
+  recorded as a :class:`Movement`); :meth:`Broker.transfer_securities` moves units of a security in
+  or out with no order, fill or money (a depository transfer, recorded as a
+  :class:`SecuritiesMovement`). Units that come in join the average price at the last price the
+  broker knows (as seeded holdings count at the opening price); units that go out leave it as is.
+  Each emits the ``PositionData`` of what it changed; neither may take more than is free.
 """
 
 from __future__ import annotations
@@ -74,6 +80,7 @@ __all__ = [
     "Event",
     "Fill",
     "Movement",
+    "SecuritiesMovement",
     "default_accounts",
     "unit_value",
 ]
@@ -188,6 +195,16 @@ class Movement:
     time: datetime
 
 
+@attrs.frozen
+class SecuritiesMovement:
+    """Units of a security that entered (+) or left (-) an account outside trading (a depository
+    transfer): no order, no fill, no money."""
+
+    instrument_uid: str
+    units: int
+    time: datetime
+
+
 def default_accounts(instruments: Iterable[Instrument]) -> tuple[AccountSeed, ...]:
     """Two accounts: "2000000001" with 1 000 000 rub and 10 lots each of the first two shares, the
     first bond and the first fund found in ``instruments``; "2000000002" with 250 000 rub only."""
@@ -246,6 +263,7 @@ class _Account:
     states: dict[str, OrderState] = attrs.field(factory=dict)  # every order's latest state, by id
     fills: list[Fill] = attrs.field(factory=list)
     movements: list[Movement] = attrs.field(factory=list)
+    securities_movements: list[SecuritiesMovement] = attrs.field(factory=list)
 
     def holding(self, uid: str) -> _Holding:
         return self.holdings.setdefault(uid, _Holding())
@@ -261,7 +279,8 @@ class Broker:
     ``accounts`` lists the account ids in seed order. Queries about an unknown account raise
     ``KeyError``; order calls for one answer with a rejection instead, like the API.
     :class:`~rxinvest.errors.ConfigurationError` (a ``ValueError``) means a bad argument: a naive
-    ``now``, a quote for another instrument, a bad seed, an amount with no ``MoneyValue`` form.
+    ``now``, a quote for another instrument, a bad seed, an amount with no ``MoneyValue`` form, a
+    securities transfer of an unknown instrument or of units that are not an ``int``.
     """
 
     def __init__(
@@ -620,7 +639,7 @@ class Broker:
             quote=quote,
         )
 
-    # --- money from outside ----------------------------------------------------------------------
+    # --- money and securities from outside -------------------------------------------------------
 
     def external(
         self, *, account_id: str, amount: Decimal, now: datetime, kind: str = "transfer"
@@ -642,6 +661,44 @@ class Broker:
         account.available += amount
         account.movements.append(Movement(amount, kind, now))
         return [self._position_data(account, now, money=True)]
+
+    def transfer_securities(
+        self, *, account_id: str, instrument_uid: str, units: int, now: datetime
+    ) -> list[Event]:
+        """Units of a security into (+) or out of (-) the account's free balance, with no order, no
+        fill and no money (a depository transfer): ``[PositionData]`` of that security.
+
+        ``instrument_uid`` may be any id :class:`InstrumentIndex` resolves. Units that come in join
+        the average price at the last price the broker knows (the last :meth:`on_market` saw, else
+        the opening price); units that go out leave it unchanged. Recorded in
+        :meth:`securities_movements`. A zero, or an outflow beyond the free (unblocked) units, is
+        refused: ``[]``. Raises ``KeyError`` for an unknown account and
+        :class:`~rxinvest.errors.ConfigurationError` for an unknown instrument, futures (not
+        modelled) or ``units`` that are not an ``int``.
+        """
+        now = _utc(now)
+        account = self._accounts[account_id]
+        instrument = self._index.get(instrument_uid)
+        if instrument is None or instrument.kind == "futures":
+            raise ConfigurationError(
+                f"cannot transfer {instrument_uid!r}: not a known security (futures are not modelled)"
+            )
+        if isinstance(units, bool) or not isinstance(units, int):
+            raise ConfigurationError(f"units must be an int, not {units!r}")
+        holding = account.holding(instrument.uid)
+        if units == 0 or holding.balance + units < 0:
+            return []
+        if units > 0:
+            cost = (
+                holding.average * holding.total
+                + unit_value(instrument, self._last_price(instrument, {})) * units
+            )
+            holding.average = (cost / (holding.total + units)).quantize(_NANO, ROUND_HALF_EVEN)
+        holding.balance += units
+        if holding.total == 0:
+            holding.average = Decimal(0)
+        account.securities_movements.append(SecuritiesMovement(instrument.uid, units, now))
+        return [self._position_data(account, now, money=False, instrument=instrument)]
 
     # --- queries ---------------------------------------------------------------------------------
 
@@ -730,6 +787,10 @@ class Broker:
     def movements(self, account_id: str) -> tuple[Movement, ...]:
         """Every accepted :meth:`external` money movement of the account, oldest first."""
         return tuple(self._accounts[account_id].movements)
+
+    def securities_movements(self, account_id: str) -> tuple[SecuritiesMovement, ...]:
+        """Every accepted :meth:`transfer_securities` movement of the account, oldest first."""
+        return tuple(self._accounts[account_id].securities_movements)
 
     # --- helpers ---------------------------------------------------------------------------------
 

@@ -30,12 +30,16 @@ Simulator conventions (the API documents none of these):
 
 * **Operations.** GetOperationsByCursor lists one operation per fill (BUY or SELL, EXECUTED, its
   ``trades_info`` one trade whose ``num`` is the fill's trade id; quantity in units, price per unit
-  in roubles, ``payment`` negative for a buy) and one per external money movement (INPUT or OUTPUT,
-  DIVIDEND, COUPON or TAX by its kind). **An operation's ``id`` is the order id of its fill** (the
-  real API links operations to orders by no documented field); a movement's ``id`` is its cursor.
-  A fill's cursor is its trade id, a movement's ``M<n>`` (its number in the account, from 1).
-* **Order and paging.** Newest first: by time, and at one time the later recorded first (fills
-  before movements recorded at the same instant are taken as older). ``from`` is inclusive and
+  in roubles, ``payment`` negative for a buy), one per external money movement (INPUT or OUTPUT,
+  DIVIDEND, COUPON or TAX by its kind) and one per securities transfer (INPUT_SECURITIES or
+  OUTPUT_SECURITIES, EXECUTED, its instrument's fields, ``quantity`` and ``quantity_done`` the units
+  moved (positive both ways), ``payment`` 0 rub, no price and no trades). **An operation's ``id`` is
+  the order id of its fill** (the real API links operations to orders by no documented field); a
+  movement's ``id`` is its cursor. A fill's cursor is its trade id, a money movement's ``M<n>``, a
+  securities transfer's ``S<n>`` (its number in the account, from 1).
+* **Order and paging.** Newest first: by time, and at one time the later recorded first (at the
+  same instant, fills are taken as older than money movements, and those as older than securities
+  transfers: the broker keeps no order across its records). ``from`` is inclusive and
   ``to`` exclusive; a ``cursor`` names the first item of the page it asks for, and ``next_cursor``
   the first item of the next page (``""`` with ``has_next`` false on the last page). ``limit``
   absent or 0 is 100. New operations are newer than any cursor, so paging a listing that grows
@@ -69,7 +73,7 @@ from websockets.datastructures import Headers
 from rxinvest import model as m
 from rxinvest.errors import ConfigurationError, DecodeError
 from rxinvest.sim import handshake
-from rxinvest.sim.broker import RUB_FIGI, Broker, Fill, Movement, unit_value
+from rxinvest.sim.broker import RUB_FIGI, Broker, Fill, Movement, SecuritiesMovement, unit_value
 from rxinvest.sim.instruments import Instrument, InstrumentIndex
 from rxinvest.sim.market import Market
 from rxinvest.wire import Unary, decode_unary_request, encode_unary, encode_unary_error
@@ -331,6 +335,10 @@ class RestGateway:
             (movement.time, 1, i, _movement_item(account_id, movement, f"M{i + 1}"))
             for i, movement in enumerate(broker.movements(account_id))
         ]
+        dated += [
+            (movement.time, 2, i, self._securities_item(account_id, movement, f"S{i + 1}"))
+            for i, movement in enumerate(broker.securities_movements(account_id))
+        ]
         dated.sort(key=lambda entry: entry[:3], reverse=True)
         return [item for *_, item in dated]
 
@@ -347,13 +355,7 @@ class RestGateway:
             date=fill.time,
             type=_OpType.OPERATION_TYPE_BUY if buy else _OpType.OPERATION_TYPE_SELL,
             state=_EXECUTED,
-            instrument_uid=fill.instrument_uid,
-            figi=instrument.figi if instrument else "",
-            instrument_type=instrument.kind if instrument else "",
-            instrument_kind=_INSTRUMENT_KINDS.get(
-                instrument.kind if instrument else "", m.InstrumentType.INSTRUMENT_TYPE_UNSPECIFIED
-            ),
-            position_uid=instrument.position_uid if instrument else "",
+            **_instrument_fields(instrument, fill.instrument_uid),
             payment=_rub(-fill.amount if buy else fill.amount),
             price=price,
             commission=_rub(Decimal(0)),
@@ -361,6 +363,39 @@ class RestGateway:
             quantity_done=fill.units,
             trades_info=m.OperationItemTrades(trades=(trade,)) if trades else None,
         )
+
+    def _securities_item(self, account_id: str, movement: SecuritiesMovement, cursor: str) -> m.OperationItem:
+        instrument = self._sim.index.get(movement.instrument_uid)
+        incoming = movement.units > 0
+        units = abs(movement.units)
+        return m.OperationItem(
+            cursor=cursor,
+            broker_account_id=account_id,
+            id=cursor,
+            name=f"{'Input' if incoming else 'Output'} of securities "
+            f"{instrument.ticker if instrument else movement.instrument_uid}",
+            date=movement.time,
+            type=_OpType.OPERATION_TYPE_INPUT_SECURITIES
+            if incoming
+            else _OpType.OPERATION_TYPE_OUTPUT_SECURITIES,
+            state=_EXECUTED,
+            **_instrument_fields(instrument, movement.instrument_uid),
+            payment=_rub(Decimal(0)),
+            quantity=units,
+            quantity_done=units,
+        )
+
+
+def _instrument_fields(instrument: Instrument | None, uid: str) -> dict[str, Any]:
+    """The instrument fields of an operation on ``instrument`` (uid ``uid``)."""
+    kind = instrument.kind if instrument else ""
+    return {
+        "instrument_uid": uid,
+        "figi": instrument.figi if instrument else "",
+        "instrument_type": kind,
+        "instrument_kind": _INSTRUMENT_KINDS.get(kind, m.InstrumentType.INSTRUMENT_TYPE_UNSPECIFIED),
+        "position_uid": instrument.position_uid if instrument else "",
+    }
 
 
 def _movement_item(account_id: str, movement: Movement, cursor: str) -> m.OperationItem:

@@ -100,13 +100,11 @@ class Simulator(RestControls):
                 raise ConfigurationError(f"{name} must be a positive number, not {value!r}")
         if not isinstance(faults, Faults):
             raise ConfigurationError(f"faults must be a Faults value, not {faults!r}")
-        self.seed = seed
-        self.host, self.port = host, port
+        self.seed, self.host, self.port = seed, host, port
         self.speed, self.step_seconds, self.manual, self.trader = speed, step, manual, trader
         self.ping_delay, self.min_ping_delay, self.idle_timeout = ping_delay, min_ping_delay, idle_timeout
         self.max_subscriptions, self.max_requests_per_minute = max_subscriptions, max_requests_per_minute
-        self.timeout = timeout
-        self.emit_defaults = emit_defaults
+        self.timeout, self.emit_defaults = timeout, emit_defaults
         self.index = InstrumentIndex(instruments)
         self.instruments: tuple[Instrument, ...] = self.index.instruments
         self._start = start or datetime.now(UTC).replace(microsecond=0)
@@ -301,7 +299,7 @@ class Simulator(RestControls):
 
         def place() -> list[AccountEvent]:
             instrument = self.index.get(instrument_id)
-            quote = self.market.quote(instrument.uid) if instrument else None
+            quote = self.market.quote(instrument.uid) if instrument else None  # none: rejected
             return self.broker.place_order(
                 account_id=account_id,
                 instrument_id=instrument_id,
@@ -311,7 +309,7 @@ class Simulator(RestControls):
                 price=price,
                 order_request_id=order_request_id,
                 now=self.clock(),
-                quote=quote or self._no_quote(instrument_id),
+                quote=quote or Quote(instrument_id, None, None, 0, 0, Decimal(0), tradable=False),
             )
 
         return next(e for e in self._account_call(place) if isinstance(e, m.OrderState))
@@ -328,6 +326,15 @@ class Simulator(RestControls):
             lambda: self.broker.external(account_id=account_id, amount=amount, now=self.clock(), kind=kind)
         )
 
+    def transfer_securities(self, account_id: str, instrument: str, units: int) -> list[AccountEvent]:
+        """Move ``units`` of ``instrument`` (ticker_classcode, figi or uid) in (> 0) or out with no order,
+        fill or money (a depository transfer); returns its events, ``[]`` if refused (0, or more out than is
+        free). KeyError: an unknown account; ConfigurationError: an unknown instrument, futures, non-int."""
+        move = self.broker.transfer_securities
+        return self._account_call(
+            lambda: move(account_id=account_id, instrument_uid=instrument, units=units, now=self.clock())
+        )
+
     def _account_call(self, action: Callable[[], list[AccountEvent]]) -> list[AccountEvent]:
         """Run a broker call on the loop and send its events to the account streams."""
 
@@ -337,11 +344,6 @@ class Simulator(RestControls):
             return events
 
         return self._call(run)
-
-    @staticmethod
-    def _no_quote(instrument_id: str) -> Quote:
-        """The quote of an unknown instrument: the broker rejects the order with a clear cause."""
-        return Quote(instrument_id, None, None, 0, 0, Decimal(0), tradable=False)
 
     def set_faults(self, faults: Faults) -> None:
         """The faults of every connection opened from now on."""

@@ -809,3 +809,201 @@ def test_queries_about_an_unknown_account_raise_key_error() -> None:
     ):
         with pytest.raises(KeyError):
             query()
+
+
+# --- securities transfers ----------------------------------------------------------------------------
+
+
+def transfer(broker: Broker, account_id: str, instrument: Instrument | str, units: Any) -> list[Event]:
+    instrument_id = instrument.uid if isinstance(instrument, Instrument) else instrument
+    return broker.transfer_securities(
+        account_id=account_id, instrument_uid=instrument_id, units=units, now=T0
+    )
+
+
+def test_securities_transfers_move_free_units_with_no_order_fill_or_money() -> None:
+    broker = new_broker()
+    (position,) = transfer(broker, B, SBER, 30)
+    assert position == m.PositionData(
+        account_id=B,
+        securities=(
+            m.PositionsSecurities(
+                figi=SBER.figi,
+                blocked=0,
+                balance=30,
+                position_uid=SBER.position_uid,
+                instrument_uid=SBER.uid,
+                ticker="SBER",
+                class_code="TQBR",
+                instrument_type="share",
+            ),
+        ),
+        date=T0,
+    )
+    check_event(position)
+    assert units_of(broker, B, SBER) == (30, 0)
+    assert money_of(broker, B) == (250_000, 0)
+    assert broker.fills(B) == () and broker.orders(B) == () and broker.movements(B) == ()
+
+    # In: the units join the average at the last price known (here the opening price) ...
+    portfolio = broker.portfolio(B, {SBER.uid: quote(SBER, last="300")})
+    sber, roubles = portfolio.positions
+    assert (sber.instrument_uid, sber.quantity, sber.blocked_lots) == (SBER.uid, 30, 0)
+    assert sber.average_position_price == rub(SBER.price)
+    assert sber.expected_yield == (300 - SBER.price) * 30
+    assert roubles.quantity == 250_000 and portfolio.total_amount_shares == rub(9_000)
+    # ... then at the last price on_market saw.
+    broker.on_market({SBER.uid: quote(SBER, last="290")}, T0)
+    transfer(broker, B, SBER.figi, 10)  # any id form
+    average = broker.portfolio(B, {}).positions[0].average_position_price
+    assert average == rub(((30 * SBER.price + 10 * 290) / 40).quantize(Decimal("1e-9")))
+
+    # Out: the average stays; all out, and the security leaves positions and portfolio.
+    (out,) = transfer(broker, B, "SBER_TQBR", -15)
+    assert (out.securities[0].balance, out.money) == (25, ())
+    assert broker.portfolio(B, {}).positions[0].average_position_price == average
+    (gone,) = transfer(broker, B, SBER, -25)
+    assert (gone.securities[0].balance, gone.securities[0].blocked) == (0, 0)
+    assert broker.positions(B, T0).securities == ()
+    assert [p.figi for p in broker.portfolio(B, {}).positions] == [RUB_FIGI]
+    assert [(mv.instrument_uid, mv.units, mv.time) for mv in broker.securities_movements(B)] == [
+        (SBER.uid, 30, T0),
+        (SBER.uid, 10, T0),
+        (SBER.uid, -15, T0),
+        (SBER.uid, -25, T0),
+    ]
+    assert broker.securities_movements(A) == () and money_of(broker, B) == (250_000, 0)
+    # Back in after all went out: a fresh average.
+    transfer(broker, B, SBER, 10)
+    assert broker.portfolio(B, {}).positions[0].average_position_price == rub(290)
+
+
+def test_a_transfer_out_may_take_only_the_free_units() -> None:
+    broker = new_broker()
+    sell = broker.place_order(
+        account_id=A,
+        instrument_id=SBER.uid,
+        direction=SELL,
+        lots=4,
+        price=Decimal(400),
+        now=T0,
+        quote=quote(SBER, "285.30", "285.40"),
+    )
+    assert placed(sell).execution_report_status is Status.EXECUTION_REPORT_STATUS_NEW
+    assert units_of(broker, A, SBER) == (60, 40)
+    assert transfer(broker, A, SBER, -61) == []
+    assert transfer(broker, A, SBER, 0) == []
+    assert transfer(broker, B, SBER, -1) == []  # holds none
+    assert units_of(broker, A, SBER) == (60, 40) and broker.securities_movements(A) == ()
+    (position,) = transfer(broker, A, SBER, -60)
+    assert (position.securities[0].balance, position.securities[0].blocked) == (0, 40)
+    portfolio = broker.portfolio(A, {})
+    assert (portfolio.positions[0].quantity, portfolio.positions[0].blocked_lots) == (40, 40)
+    # The resting sell still fills from its block; then nothing is left.
+    for _ in range(100):
+        broker.on_market({SBER.uid: quote(SBER, "400", "400.10", size=100)}, T0)
+    assert broker.active_orders(A) == ()
+    assert units_of(broker, A, SBER) == (0, 0)
+    assert money_of(broker, A) == (1_000_000 + 40 * 400, 0)
+
+
+@pytest.mark.parametrize("units", [1.0, Decimal(1), "1", True, None])
+def test_transfer_units_must_be_an_int(units: Any) -> None:
+    with pytest.raises(ValueError, match="units must be an int"):
+        transfer(new_broker(), A, SBER, units)
+
+
+def test_transfers_of_unknown_securities_or_accounts_are_errors() -> None:
+    broker = new_broker()
+    for instrument_id in ("NO_SUCH_ID", SI.uid, SI.figi, RUB_FIGI):
+        with pytest.raises(ValueError, match="not a known security"):
+            transfer(broker, A, instrument_id, 1)
+    with pytest.raises(KeyError):
+        transfer(broker, UNKNOWN_ACCOUNT, SBER, 1)
+    with pytest.raises(KeyError):
+        broker.securities_movements(UNKNOWN_ACCOUNT)
+    with pytest.raises(ValueError, match="aware"):
+        broker.transfer_securities(account_id=A, instrument_uid=SBER.uid, units=1, now=datetime(2025, 1, 6))
+    assert broker.securities_movements(A) == () and broker.positions(A, T0) == new_broker().positions(A, T0)
+
+
+def test_a_bond_transfer_is_valued_at_percent_of_nominal() -> None:
+    broker = new_broker()
+    transfer(broker, B, OFZ, 3)
+    (bond, _) = broker.portfolio(B, {OFZ.uid: quote(OFZ, last="62")}).positions
+    assert bond.average_position_price == rub(OFZ.price * 10)  # 61.245 % of 1000 rub
+    assert bond.current_price == rub(620) and bond.quantity == 3
+
+
+transfers = st.tuples(
+    st.just("transfer"),
+    st.sampled_from((A, B)),
+    st.sampled_from([i for i in CATALOGUE if i.kind != "futures"]),
+    st.integers(-120, 120),
+)
+transfer_scripts = st.lists(
+    st.one_of(places, cancels, transfers, transfers, markets, st.just(("trader",))), min_size=5, max_size=40
+)
+
+
+@given(seed=st.integers(0, 2**32), script=transfer_scripts)
+def test_transfers_keep_the_books_balanced_among_orders_and_fills(
+    seed: int, script: list[tuple[Any, ...]]
+) -> None:
+    """Units held are the seed plus signed fills plus accepted transfers; blocks are untouched by
+    transfers, a transfer is refused exactly when it would take more than the free units, and the last
+    streamed position of each security is the snapshot's."""
+    broker, tape, events = new_broker(seed), Tape(seed), []
+    orders: list[str] = []
+    for step, action in enumerate(script):
+        now = T0 + timedelta(seconds=step)
+        match action:
+            case ("place", account_id, instrument, id_form, direction, lots, order_type, ticks, off_grid):
+                q = tape.quotes[(instrument or SBER).uid]
+                new = broker.place_order(
+                    account_id=account_id,
+                    instrument_id=getattr(instrument, id_form) if instrument else "NO_SUCH_ID",
+                    direction=direction,
+                    lots=lots,
+                    order_type=order_type,
+                    price=limit_price(instrument or SBER, direction, q, ticks, off_grid),
+                    now=now,
+                    quote=q,
+                )
+                orders.append(placed(new).order_id)
+            case ("cancel", account_id, pick):
+                order_id = orders[pick % len(orders)] if orders else "0"
+                new = broker.cancel_order(account_id=account_id, order_id=order_id, now=now)
+            case ("transfer", account_id, instrument, units):
+                free, held_back = units_of(broker, account_id, instrument)
+                new = broker.transfer_securities(
+                    account_id=account_id, instrument_uid=instrument.uid, units=units, now=now
+                )
+                assert (new != []) is (units != 0 and free + units >= 0)
+                after = (free + units, held_back) if new else (free, held_back)
+                assert units_of(broker, account_id, instrument) == after
+            case ("market",):
+                new = broker.on_market(tape.step(), now)
+            case ("trader",):
+                new = broker.trader_step(tape.step(), now)
+        for event in new:
+            check_event(event)
+        events += new
+    for seed_ in SEEDS:
+        account_id = seed_.account_id
+        fills, moved = broker.fills(account_id), broker.securities_movements(account_id)
+        assert all(mv.units != 0 and mv.time.tzinfo is UTC for mv in moved)
+        for instrument in CATALOGUE:
+            balance, held_back = units_of(broker, account_id, instrument)
+            signed = sum(
+                f.units if f.direction is BUY else -f.units
+                for f in fills
+                if f.instrument_uid == instrument.uid
+            )
+            transferred = sum(mv.units for mv in moved if mv.instrument_uid == instrument.uid)
+            assert balance + held_back == seed_.securities.get(instrument.uid, 0) + signed + transferred
+        mine = [e for e in events if isinstance(e, m.PositionData) and e.account_id == account_id]
+        last = {s.instrument_uid: s for event in mine for s in event.securities}
+        for uid, security in last.items():
+            assert (security.balance, security.blocked) == units_of(broker, account_id, INDEX[uid])
+        check_portfolio(broker, account_id, tape.quotes)

@@ -515,3 +515,117 @@ def test_a_mean_price_with_more_than_nine_places_is_rounded_to_the_nano() -> Non
     assert snapshot.average_position_price is not None
     assert snapshot.average_position_price.amount == Decimal("512.333333333")
     assert wire.decode_unary(Unary.GET_ORDER_STATE, wire.encode_unary(snapshot)) == snapshot
+
+
+# --- securities transfers ----------------------------------------------------------------------------
+
+
+def test_securities_transfers_are_operations_with_units_and_no_trades(sim: Simulator) -> None:
+    account = sim.accounts[1]  # the default seed: money only
+    sber = sim.index[SBER]
+    sim.move_money(account, Decimal(100))  # at the same instant as the first transfer: listed as older
+    (position,) = sim.transfer_securities(account, SBER, 30)
+    assert isinstance(position, m.PositionData) and position.securities[0].balance == 30
+    sim.advance(5)
+    assert sim.transfer_securities(account, sber.figi, -31) == []  # more than is free: refused
+    assert sim.transfer_securities(account, sber.uid, 0) == []
+    sim.transfer_securities(account, sber.figi, -10)
+    sim.advance(5)
+    sim.transfer_securities(account, GAZP_FIGI, 7)
+    with pytest.raises(ConfigurationError):
+        sim.transfer_securities(account, "NO_SUCH_TQBR", 1)
+    with pytest.raises(ConfigurationError):
+        sim.transfer_securities(account, SBER, 1.5)  # type: ignore[arg-type]
+    with pytest.raises(KeyError):
+        sim.transfer_securities("2999999999", SBER, 1)
+
+    moved = sim.broker.securities_movements(account)
+    assert [(mv.instrument_uid, mv.units) for mv in moved] == [
+        (sber.uid, 30),
+        (sber.uid, -10),
+        (sim.index[GAZP_FIGI].uid, 7),
+    ]
+    listing = call(sim, "GetOperationsByCursor", m.GetOperationsByCursorRequest(account_id=account))
+    assert [(i.cursor, i.type, i.quantity) for i in listing.items] == [
+        ("S3", m.OperationType.OPERATION_TYPE_INPUT_SECURITIES, 7),
+        ("S2", m.OperationType.OPERATION_TYPE_OUTPUT_SECURITIES, 10),
+        ("S1", m.OperationType.OPERATION_TYPE_INPUT_SECURITIES, 30),
+        ("M1", m.OperationType.OPERATION_TYPE_INPUT, 0),
+    ]
+    for item, movement in zip(listing.items[:3], reversed(moved), strict=True):
+        instrument = sim.index[movement.instrument_uid]
+        assert item.id == item.cursor and item.broker_account_id == account
+        assert item.date == movement.time
+        assert item.state is m.OperationState.OPERATION_STATE_EXECUTED
+        assert item.quantity_done == item.quantity == abs(movement.units)
+        assert (item.instrument_uid, item.figi, item.position_uid) == (
+            instrument.uid,
+            instrument.figi,
+            instrument.position_uid,
+        )
+        assert (item.instrument_type, item.instrument_kind) == (
+            "share",
+            m.InstrumentType.INSTRUMENT_TYPE_SHARE,
+        )
+        assert item.payment == m.Money(Decimal(0), "rub") and item.trades_info is None
+
+    by_instrument = m.GetOperationsByCursorRequest(account_id=account, instrument_id=SBER, limit=1)
+    assert [i.cursor for p in pages(sim, by_instrument) for i in p.items] == ["S2", "S1"]
+    outputs = m.GetOperationsByCursorRequest(
+        account_id=account, operation_types=(m.OperationType.OPERATION_TYPE_OUTPUT_SECURITIES,)
+    )
+    assert [i.cursor for i in call(sim, "GetOperationsByCursor", outputs).items] == ["S2"]
+
+    positions = call(sim, "GetPositions", m.GetPositionsRequest(account_id=account))
+    assert [(s.instrument_uid, s.balance, s.blocked) for s in positions.securities] == [
+        (sber.uid, 20, 0),
+        (sim.index[GAZP_FIGI].uid, 7, 0),
+    ]
+    assert positions.money == (m.Money(Decimal(250_100), "rub"),)
+    portfolio = call(sim, "GetPortfolio", m.PortfolioRequest(account_id=account))
+    assert portfolio == sim.broker.portfolio(account, sim.market.quotes())
+    assert [(p.instrument_uid, p.quantity) for p in portfolio.positions[:2]] == [
+        (sber.uid, 20),
+        (sim.index[GAZP_FIGI].uid, 7),
+    ]
+
+
+def test_a_client_streams_the_positions_and_portfolio_of_a_transfer(sim: Simulator) -> None:
+    """End to end: rxinvest's client, subscribed to positions and portfolio, sees a transfer."""
+    import queue
+
+    import rxinvest
+
+    account = sim.accounts[1]
+    sber = sim.index[SBER]
+    received: dict[str, queue.Queue[Any]] = {"positions": queue.Queue(), "portfolio": queue.Queue()}
+
+    def next_of(name: str, kind: type) -> Any:
+        for _ in range(MAX_PAGES):  # bounded: each get waits 10 s at most
+            event = received[name].get(timeout=10)
+            if isinstance(event, kind):
+                return event
+        raise AssertionError(f"no {kind.__name__} on {name}")
+
+    with rxinvest.connect(sim.token, target=sim.base_url) as client:
+        subscriptions = [
+            client.operations.positions(account).subscribe(received["positions"].put),
+            client.operations.portfolio(account).subscribe(received["portfolio"].put),
+        ]
+        initial = next_of("positions", m.PositionsResponse)  # subscribed: what follows is live
+        assert initial.securities == ()
+        assert next_of("portfolio", m.PortfolioResponse).account_id == account
+        (sent,) = sim.transfer_securities(account, SBER, 40)
+        change = next_of("positions", m.PositionData)
+        assert change == sent
+        assert change.account_id == account and change.money == ()
+        assert [(s.instrument_uid, s.balance, s.blocked) for s in change.securities] == [(sber.uid, 40, 0)]
+        portfolio = next_of("portfolio", m.PortfolioResponse)
+        assert [
+            (p.instrument_uid, p.quantity) for p in portfolio.positions if p.instrument_type == "share"
+        ] == [(sber.uid, 40)]
+        sim.transfer_securities(account, SBER, -40)
+        out = next_of("positions", m.PositionData)
+        assert [(s.instrument_uid, s.balance) for s in out.securities] == [(sber.uid, 0)]
+        for subscription in subscriptions:
+            subscription.dispose()
