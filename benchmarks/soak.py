@@ -1,7 +1,8 @@
 """Soak: the client under random faults for minutes, checked against the simulator's broker at the end.
 
 Run: ``.venv/bin/python benchmarks/soak.py [--minutes 10] [--seed 1] [--speed 5] [--instruments 12]
-[--fault-every 10] [--json]`` (not run in CI; ``--minutes 0.3`` is a smoke test).
+[--fault-every 10] [--cache-limit N] [--trace-memory [FRAMES]] [--json]`` (not run in CI;
+``--minutes 0.3`` is a smoke test).
 
 The embedded simulator runs at ``--speed`` (simulated seconds per real second); its accounts'
 automatic traders start once every account stream is live. The client subscribes:
@@ -23,9 +24,9 @@ traders stop, the orders left active are cancelled, and the client is given up t
 to catch up. Then the broker is the ground truth: every order's final state must have been
 delivered on order states, every fill on order trades (streamed or recovered), the positions folded
 from the positions stream (snapshots, then changes) must equal the broker's, and the last portfolio
-of each account must hold the broker's quantities. An order placed and cancelled inside a gap
-without a fill is in no answer of the unary API, so no recovery can deliver it: such orders are
-reported apart ("beyond the API"), not as lost.
+of each account must hold the broker's quantities. GetOrders' filters see only orders created
+today, so an order placed before midnight and cancelled without a fill inside a gap that spans it is
+in no answer of the unary API: such orders are reported apart ("beyond the API"), not as lost.
 
 Reported: messages per kind delivered (to the subscribers with markers), reconnects per stream,
 gaps (markers) per source and cause, recovered and lost events per account kind, drops and
@@ -35,6 +36,16 @@ malformed frames skipped, the faults applied, the thread count and the RSS (MiB,
 growth after warm-up (goal: under 5 %; the wire codec's value caches, whose entries are reported
 too, fill during the first minutes), and whether an rxinvest thread died (``threading.excepthook``,
 or a thread name gone). A progress line every ``PROGRESS_SECONDS`` (on stderr with ``--json``).
+``--trace-memory`` (off by default: it costs nothing then) also traces Python's allocations
+(tracemalloc) and reports the Python heap's growth from warm-up (once the codec's caches are full,
+if that is within the run's first half) to when the faults stop, split by the code that allocated
+it: the simulator (``rxinvest/sim/``: its broker keeps every order, state, fill and operation by
+design), the soak's own records (every order id and trade id delivered), the client (``rxinvest/``
+outside ``sim/``) and other; in MiB, MiB a minute and MiB per 100k messages, with the top files and
+lines of each (see :class:`HeapTrace`), beside the RSS growth meanwhile. Tracing slows the run
+several times over (fewer messages, slower caches) and adds memory of its own: compare the heap's
+growth with the RSS growth of a run without it.
+
 Exit status 1 if anything was lost, a thread died, rxinvest reported an internal error or a
 subscription failed; else 0.
 """
@@ -43,16 +54,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
+import inspect
 import itertools
 import json
 import logging
+import os
 import random
 import statistics
 import sys
 import threading
 import time
+import tracemalloc
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -335,6 +350,205 @@ class Sample:
     caches: tuple[int, ...] = ()  # entries in each decode cache
 
 
+# --- --trace-memory: the Python heap's growth, by whose code allocated it ---------------------------
+
+TRACE_FRAMES = 64  # frames kept per allocation: enough to reach the bottom of a thread's stack
+TRACE_TOP = 8  # lines reported per category
+HEAP_CATEGORIES = ("simulator", "soak", "client", "other")
+
+
+class HeapTrace:
+    """``--trace-memory``: tracemalloc from before the client starts; a baseline after warm-up (taken
+    again each time a codec cache is first cleared within the run's first half, so that, as for the
+    RSS, growth is measured once the caches are full), and a last look when the faults stop.
+
+    Each live block is put in the category of the code that allocated it, from its whole stack
+    (``TRACE_FRAMES`` frames): "simulator" if any frame is in ``rxinvest/sim/`` (its loop thread,
+    its REST threads, and the soak's calls into it); else the innermost frame of this script
+    ("soak": its own records) or of ``rxinvest/`` ("client"), whichever is nearer the allocation;
+    else "other" (no frame of either: stdlib or third-party threads). A category's lines are its own
+    code's innermost frame, and the innermost frame overall where that differs (what it called:
+    reactivex, websockets, the stdlib ...). This class's own allocations are left out.
+
+    tracemalloc slows the run and holds memory of its own (reported): the RSS of a traced run is not
+    that of a plain one, compare the heap growth with the RSS growth of a run without this option.
+    """
+
+    def __init__(self, frames: int) -> None:
+        self.frames = frames
+        self.client_dir = os.path.dirname(os.path.abspath(rxinvest.__file__)) + os.sep
+        self.sim_dir = os.path.join(self.client_dir, "sim") + os.sep
+        self.soak_file = os.path.abspath(__file__)
+        lines, first = inspect.getsourcelines(HeapTrace)
+        self.own = range(first, first + len(lines))  # this class's lines in this script
+        self.baseline: dict[tuple[str, str, str], list[int]] | None = None
+        self.baseline_at = 0.0
+        self.baselines = 0  # how many times the baseline was taken
+        self.end: dict[tuple[str, str, str], list[int]] | None = None
+        self.end_at = 0.0
+        self.overhead = (0, 0)  # tracemalloc's own memory at the baseline, at the end
+        self.truncated = (0, 0)  # blocks at the end whose stack was cut to `frames`, of all blocks
+        self._cleared: set[int] = set()  # codec caches seen cleared once
+        self._last_caches: tuple[int, ...] = ()
+        tracemalloc.start(frames)
+
+    def _aggregate(self) -> tuple[dict[tuple[str, str, str], list[int]], int, int]:
+        """Live blocks now: (category, own line, innermost line) -> [bytes, blocks]; blocks with a
+        truncated stack, all blocks."""
+        import _tracemalloc
+
+        gc.collect()  # cyclic garbage is not growth
+        # (domain, size, frames from the most recent, frames before truncation): what take_snapshot()
+        # wraps; read raw, as the stacks are shared between blocks and classified once each.
+        traces: Sequence[Any] = _tracemalloc._get_traces()
+        kinds: dict[int, tuple[str, str, str] | None] = {}
+        totals: dict[tuple[str, str, str], list[int]] = {}
+        truncated = 0
+        for _domain, size, stack, depth in traces:
+            if id(stack) in kinds:
+                key = kinds[id(stack)]
+            else:
+                key = kinds[id(stack)] = self._classify(stack)
+            if key is None:
+                continue
+            if depth is not None and depth > len(stack):
+                truncated += 1
+            total = totals.get(key)
+            if total is None:
+                totals[key] = [size, 1]
+            else:
+                total[0] += size
+                total[1] += 1
+        count = len(traces)
+        del traces, kinds
+        return totals, truncated, count
+
+    def _classify(self, stack: tuple[tuple[str, int], ...]) -> tuple[str, str, str] | None:
+        """A stack (innermost frame first) -> (category, its own line, innermost line); None for this
+        class's own allocations."""
+        own: tuple[str, str] | None = None  # (category, line) of the innermost soak or client frame
+        sim = ""
+        for filename, lineno in stack:
+            if filename == self.soak_file:
+                if lineno in self.own:
+                    return None
+                own = own or ("soak", f"soak.py:{lineno}")
+            elif filename.startswith(self.sim_dir):
+                sim = sim or f"{filename[len(self.client_dir) :]}:{lineno}"
+            elif filename.startswith(self.client_dir):
+                own = own or ("client", f"{filename[len(self.client_dir) :]}:{lineno}")
+        innermost = self._short(*stack[0]) if stack else "?"
+        if sim:
+            return "simulator", sim, innermost
+        if own is not None:
+            return own[0], own[1], innermost
+        return "other", innermost, innermost
+
+    def _short(self, filename: str, lineno: int) -> str:
+        if filename.startswith(self.client_dir):
+            return f"{filename[len(self.client_dir) :]}:{lineno}"
+        if filename == self.soak_file:
+            return f"soak.py:{lineno}"
+        for marker in ("site-packages/", "lib/python3."):
+            at = filename.rfind(marker)
+            if at >= 0:
+                rest = filename[at + len(marker) :]
+                return f"{rest.split('/', 1)[1] if marker.startswith('lib/') else rest}:{lineno}"
+        return f"{filename}:{lineno}"
+
+    def look(self, sample: Sample, warm: float, duration: float) -> None:
+        """At each sample: the baseline once warm, again when a codec cache is first cleared (within
+        the first half of the run)."""
+        cleared = {
+            i for i, n in enumerate(sample.caches) if i < len(self._last_caches) and n < self._last_caches[i]
+        } - self._cleared
+        self._last_caches = sample.caches
+        self._cleared |= cleared
+        due = self.baseline is None and sample.at >= warm
+        due = due or (self.baseline is not None and bool(cleared) and sample.at <= duration / 2)
+        if due:
+            self.baseline, _, _ = self._aggregate()
+            self.baseline_at = sample.at
+            self.baselines += 1
+            self.overhead = (tracemalloc.get_tracemalloc_memory(), 0)
+
+    def finish(self, at: float) -> None:
+        """The last look (when the faults stop); tracing stops."""
+        if self.baseline is None:
+            self.baseline, _, _ = self._aggregate()
+            self.baseline_at = at
+        self.end, truncated, count = self._aggregate()
+        self.end_at = at
+        self.truncated = (truncated, count)
+        self.overhead = (self.overhead[0], tracemalloc.get_tracemalloc_memory())
+        tracemalloc.stop()
+
+    def report(self, samples: list[Sample]) -> dict[str, Any]:
+        """Python heap MiB per category at the baseline and at the end, the growth (MiB, MiB a
+        minute), its top lines per category; beside it the RSS growth over the same time."""
+        assert self.baseline is not None
+        assert self.end is not None
+        mib = 1 << 20
+        minutes = max(self.end_at - self.baseline_at, 1.0) / 60
+        growth: dict[tuple[str, str, str], list[int]] = {}
+        for key in self.baseline.keys() | self.end.keys():
+            before, after = self.baseline.get(key, [0, 0]), self.end.get(key, [0, 0])
+            growth[key] = [after[0] - before[0], after[1] - before[1]]
+
+        def by_category(table: Mapping[tuple[str, str, str], list[int]]) -> dict[str, float]:
+            sums = dict.fromkeys(HEAP_CATEGORIES, 0)
+            for (category, _, _), (size, _) in table.items():
+                sums[category] += size
+            return {c: round(n / mib, 2) for c, n in sums.items()}
+
+        grown = by_category(growth)
+        top: dict[str, list[tuple[str, float, int]]] = {}
+        files: dict[str, dict[str, float]] = {}
+        for category in HEAP_CATEGORIES:
+            lines: Counter[str] = Counter()
+            blocks: Counter[str] = Counter()
+            by_file: Counter[str] = Counter()
+            for (cat, line, innermost), (size, count) in growth.items():
+                if cat == category:
+                    name = line if innermost == line else f"{line} via {innermost}"
+                    lines[name] += size
+                    blocks[name] += count
+                    by_file[line.rpartition(":")[0]] += size
+            files[category] = {name: round(size / mib, 3) for name, size in by_file.most_common(TRACE_TOP)}
+            top[category] = [
+                (name, round(size / mib, 3), blocks[name])
+                for name, size in lines.most_common(TRACE_TOP)
+                if size > 0
+            ]
+        at_base = min(samples, key=lambda s: abs(s.at - self.baseline_at))
+        at_end = min(samples, key=lambda s: abs(s.at - self.end_at))
+        rss_growth = at_end.rss_mib - at_base.rss_mib
+        total = sum(grown.values())
+        # tracemalloc slows the run several times over: per message, the growth compares with a
+        # plain run's (its rate times these)
+        per = max(at_end.messages - at_base.messages, 1) / 100_000
+        return {
+            "frames": self.frames,
+            "truncated_pct": round(100 * self.truncated[0] / max(self.truncated[1], 1), 2),
+            "from_s": round(self.baseline_at),
+            "to_s": round(self.end_at),
+            "baselines": self.baselines,
+            "warm_mib": by_category(self.baseline),
+            "end_mib": by_category(self.end),
+            "growth_mib": grown,
+            "growth_mib_per_min": {c: round(n / minutes, 3) for c, n in grown.items()},
+            "total_growth_mib": round(total, 2),
+            "total_mib_per_min": round(total / minutes, 3),
+            "messages": at_end.messages - at_base.messages,
+            "growth_mib_per_100k_messages": {c: round(n / per, 3) for c, n in grown.items()},
+            "rss_growth_mib": round(rss_growth, 1),
+            "rss_mib_per_min": round(rss_growth / minutes, 2),
+            "tracemalloc_mib": [round(n / mib, 1) for n in self.overhead],
+            "files": files,
+            "top": top,
+        }
+
+
 # --- faults ---------------------------------------------------------------------------------------
 
 
@@ -612,8 +826,9 @@ def beyond_api(
     state: m.OrderState, seen: bool, gaps: Iterable[tuple[str, datetime, datetime]], speed: float
 ) -> bool:
     """True for an order no recovery can deliver: never delivered in any state, ended (cancelled or
-    rejected) without a fill, placed and ended inside one gap of its account's order-state stream.
-    Such an order is in no answer of the unary API (recovery's documented limit). Gap windows are in
+    rejected) without a fill, placed and ended inside one gap of its account's order-state stream, and
+    placed on an earlier (UTC) day than the gap ended. Such an order is in no answer of the unary API
+    (recovery's documented limit: GetOrders' filters see today's orders only). Gap windows are in
     the market's time (mapped when each gap arrived, see :class:`AccountLog`), as the order's are,
     give or take ``GAP_SLACK`` of wall time (times ``speed``)."""
     if seen or state.lots_executed or state.execution_report_status not in _ENDED_UNFILLED:
@@ -622,7 +837,10 @@ def beyond_api(
         return False
     placed, ended, slack = state.created_at, state.completion_time, GAP_SLACK * speed
     return any(
-        target in ("", state.account_id) and since - slack <= placed and ended <= until + slack
+        target in ("", state.account_id)
+        and since - slack <= placed
+        and ended <= until + slack
+        and placed.date() < until.date()
         for target, since, until in gaps
     )
 
@@ -669,6 +887,7 @@ class Report:
     subscriber_errors: list[str]
     metrics: dict[str, Any] | None  # a client.metrics snapshot at the end, where the client has it
     failures: list[str]
+    python_heap: dict[str, Any] | None = None  # --trace-memory: see HeapTrace.report
 
     @property
     def ok(self) -> bool:
@@ -790,7 +1009,7 @@ def print_report(report: Report, out: TextIO) -> None:
     line("lost", counts(report.lost))
     for example in report.lost_examples:
         print(f"  {example}", file=out)
-    line("beyond the API", f"{report.beyond_api} orders placed and cancelled inside a gap, unfilled")
+    line("beyond the API", f"{report.beyond_api} orders placed before midnight, cancelled unfilled in a gap")
     line("settled", f"{report.settled} in {report.settle_seconds:.1f} s")
     line("threads", counts(report.threads))
     line("RSS MiB", counts(report.rss_mib))
@@ -809,7 +1028,38 @@ def print_report(report: Report, out: TextIO) -> None:
         line("subscriber errors", report.subscriber_errors)
     if report.metrics is not None:
         line("client.metrics", report.metrics["summary"])
+    if report.python_heap is not None:
+        print_heap(report.python_heap, line, out)
     print(f"result: {'OK' if report.ok else 'FAIL: ' + '; '.join(report.failures)}", file=out)
+
+
+def print_heap(heap: Mapping[str, Any], line: Callable[[str, object], None], out: TextIO) -> None:
+    """The ``--trace-memory`` lines of the report."""
+    grown, rate = heap["growth_mib"], heap["growth_mib_per_min"]
+    line(
+        "Python heap growth",
+        f"{heap['total_growth_mib']:+.2f} MiB ({heap['total_mib_per_min']:+.3f} MiB/min) from "
+        f"{heap['from_s']} s to {heap['to_s']} s; RSS meanwhile {heap['rss_growth_mib']:+.1f} MiB "
+        f"({heap['rss_mib_per_min']:+.2f} MiB/min, traced run)",
+    )
+    line("  by category", ", ".join(f"{c} {grown[c]:+.2f} MiB ({rate[c]:+.3f}/min)" for c in grown))
+    per = heap["growth_mib_per_100k_messages"]
+    line(
+        "  per 100k messages",
+        f"{heap['messages']:,} messages meanwhile (tracing slows the run): "
+        + ", ".join(f"{c} {per[c]:+.3f} MiB" for c in per),
+    )
+    line("  heap MiB", f"warm {heap['warm_mib']}, end {heap['end_mib']}")
+    line(
+        "  tracemalloc",
+        f"{heap['frames']} frames ({heap['truncated_pct']} % of blocks cut), own memory MiB "
+        f"{heap['tracemalloc_mib']}, baseline taken {heap['baselines']} time(s)",
+    )
+    for category, files in heap["files"].items():
+        line(f"  {category} files", ", ".join(f"{name} {mib:+.3f}" for name, mib in files.items()) or "-")
+    for category, lines in heap["top"].items():
+        for name, mib, blocks in lines:
+            print(f"    {category:<10} {mib:+8.3f} MiB {blocks:+9,} blocks  {name}", file=out)
 
 
 # --- main -----------------------------------------------------------------------------------------
@@ -824,6 +1074,7 @@ class Soak:
         self.warm = min(WARMUP_SECONDS, self.duration / 4)  # seconds of warm-up
         self.samples: list[Sample] = []
         self.names_warm: set[str] = set()  # rxinvest's threads after warm-up
+        self.heap = HeapTrace(args.trace_memory) if args.trace_memory else None  # before the client
         self.client = rxinvest.connect(
             target="sim",
             ping_delay=PING_DELAY,
@@ -869,10 +1120,14 @@ class Soak:
             sample = self.sample(started)
             if not self.names_warm and sample.at >= self.warm:
                 self.names_warm = rxinvest_threads()
+            if self.heap is not None:
+                self.heap.look(sample, self.warm, self.duration)
             if time.monotonic() >= next_progress:
                 progress(sample, self.subs, self.chaos, self.out)
                 next_progress += PROGRESS_SECONDS
             if sample.at >= self.duration:
+                if self.heap is not None:
+                    self.heap.finish(sample.at)
                 return sample.at
             time.sleep(min(SAMPLE_SECONDS, self.duration - sample.at))
 
@@ -955,6 +1210,7 @@ class Soak:
             subscriber_errors=subs.errors()[:10],
             metrics=_metrics_dict(metrics),
             failures=failures,
+            python_heap=self.heap.report(self.samples) if self.heap is not None else None,
         )
 
 
@@ -1016,6 +1272,16 @@ def main() -> None:
         help="bound the codec's value caches lower (default: the codec's 65,536 entries each, which "
         "take minutes to fill): the caches are then full within seconds, and the RSS growth after "
         "warm-up is that of everything else",
+    )
+    parser.add_argument(
+        "--trace-memory",
+        type=int,
+        nargs="?",
+        const=TRACE_FRAMES,
+        default=0,
+        metavar="FRAMES",
+        help="trace Python allocations (tracemalloc, FRAMES deep, default %(const)s; slows the run) and "
+        "report the heap's growth after warm-up by simulator, soak, client and other code",
     )
     args = parser.parse_args()
     if args.cache_limit is not None:
