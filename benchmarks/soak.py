@@ -1,11 +1,19 @@
 """Soak: the client under random faults for minutes, checked against the simulator's broker at the end.
 
 Run: ``.venv/bin/python benchmarks/soak.py [--minutes 10] [--seed 1] [--speed 5] [--instruments 12]
-[--fault-every 10] [--cache-limit N] [--trace-memory [FRAMES]] [--json]`` (not run in CI;
-``--minutes 0.3`` is a smoke test).
+[--fault-every 10] [--cache-limit N] [--sim-process] [--trace-memory [FRAMES]] [--json]`` (not run
+in CI; ``--minutes 0.3`` is a smoke test).
 
 The embedded simulator runs at ``--speed`` (simulated seconds per real second); its accounts'
-automatic traders start once every account stream is live. The client subscribes:
+automatic traders start once every account stream is live. By default it runs in this process (the
+client's ``target="sim"``). With ``--sim-process`` it runs in a spawned child process instead,
+served by a ``multiprocessing`` manager (:class:`SimManager`, over a Unix socket with a random key;
+the simulator itself listens on 127.0.0.1 only), and the client connects to it as to any server
+(``rxinvest.connect(token, target=sim.base_url, rest_url=sim.rest_url)``); every use the soak
+makes of the simulator (faults, connections, the traders switch, the market's clock, the broker
+queries of the final check) goes through the manager's proxy (:class:`RemoteSim`). The child is
+stopped however the run ends (an error, Ctrl-C: it ignores SIGINT and is shut down by the soak; it
+also exits if the soak's process dies). The client subscribes:
 
 * market data over the first ``--instruments`` instruments: trades, depth-10 books, one-minute
   candles, last prices and trading statuses, each with three subscribers: one with markers (it counts
@@ -32,10 +40,16 @@ Reported: messages per kind delivered (to the subscribers with markers), reconne
 gaps (markers) per source and cause, recovered and lost events per account kind, drops and
 conflations per delivery policy (``client.metrics`` if the client has it, else ``client.deliveries``),
 malformed frames skipped, the faults applied, the thread count and the RSS (MiB, from
-``/proc/self/status``; the simulator runs in this process and is included) over time with the RSS
-growth after warm-up (goal: under 5 %; the wire codec's value caches, whose entries are reported
-too, fill during the first minutes), and whether an rxinvest thread died (``threading.excepthook``,
-or a thread name gone). A progress line every ``PROGRESS_SECONDS`` (on stderr with ``--json``).
+``/proc/self/status``) over time with the RSS growth after warm-up (goal: under 5 %; the wire
+codec's value caches, whose entries are reported too, fill during the first minutes; ``--cache-limit``
+fills them within seconds), and whether an rxinvest thread died (``threading.excepthook``, or a
+thread name gone). In process, that RSS includes the simulator's, which grows by design (its broker
+keeps every order, state and fill: the ground truth of the final check), so its growth is not the
+client's. With ``--sim-process`` it is the client's process alone (the client, its subscribers and
+the soak's own records of what was delivered, which grow with the messages: every order id and
+trade id), which is what the goal is about; the child's RSS is sampled with it and reported apart
+(``sim_rss_mib``, ``sim_timeline``), over the same warm-up. A progress line every
+``PROGRESS_SECONDS`` (on stderr with ``--json``).
 ``--trace-memory`` (off by default: it costs nothing then) also traces Python's allocations
 (tracemalloc) and reports the Python heap's growth from warm-up (once the codec's caches are full,
 if that is within the run's first half) to when the faults stop, split by the code that allocated
@@ -44,7 +58,8 @@ design), the soak's own records (every order id and trade id delivered), the cli
 outside ``sim/``) and other; in MiB, MiB a minute and MiB per 100k messages, with the top files and
 lines of each (see :class:`HeapTrace`), beside the RSS growth meanwhile. Tracing slows the run
 several times over (fewer messages, slower caches) and adds memory of its own: compare the heap's
-growth with the RSS growth of a run without it.
+growth with the RSS growth of a run without it. With ``--sim-process`` only this process is traced:
+the "simulator" category is then empty (the proxy's calls count as the soak's).
 
 Exit status 1 if anything was lost, a thread died, rxinvest reported an internal error or a
 subscription failed; else 0.
@@ -59,6 +74,7 @@ import inspect
 import itertools
 import json
 import logging
+import multiprocessing
 import os
 import random
 import statistics
@@ -67,10 +83,11 @@ import threading
 import time
 import tracemalloc
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from multiprocessing.managers import BaseManager
 from typing import Any, TextIO, TypeVar
 
 import attrs
@@ -79,7 +96,7 @@ from reactivex import Observable
 import rxinvest
 from rxinvest import model as m
 from rxinvest.derived import Gap, Refused, Subscribed
-from rxinvest.sim import Faults
+from rxinvest.sim import Faults, Simulator
 from rxinvest.streams.events import ConnectionStatus, SubscriptionStatus
 
 _T = TypeVar("_T")
@@ -348,6 +365,200 @@ class Sample:
     threads: int
     messages: int
     caches: tuple[int, ...] = ()  # entries in each decode cache
+    sim_rss_mib: float = 0.0  # --sim-process: the simulator's process's RSS (0 in process)
+
+
+# --- --sim-process: the simulator in a child process of its own ------------------------------------
+
+
+class SimService:
+    """The simulator in the child process, and every call the soak makes of it, as methods (a
+    manager's proxy reaches methods only); every answer is picklable (attrs frozen classes, tuples,
+    datetimes). The broker is read as in process: from a thread of its own, so a read may meet the
+    loop changing a dict (RuntimeError, which the proxy re-raises, and :func:`_retry` retries)."""
+
+    def __init__(self, options: Mapping[str, Any], cache_limit: int | None) -> None:
+        if cache_limit is not None:  # as in the client's process, so that the two compare
+            from rxinvest.wire import codec
+
+            codec.CACHE_LIMIT = cache_limit  # type: ignore[misc]
+        self.sim = Simulator(**options).start()  # on 127.0.0.1: the simulator refuses other hosts
+
+    def info(self) -> dict[str, Any]:
+        sim = self.sim
+        return {
+            "base_url": sim.base_url,
+            "rest_url": sim.rest_url,
+            "token": sim.token,
+            "accounts": sim.accounts,
+            "instruments": sim.instruments,
+            "speed": sim.speed,
+            "timeout": sim.timeout,
+            "pid": os.getpid(),
+        }
+
+    def rss_mib(self) -> float:
+        return rss_mib()
+
+    def set_trader(self, on: bool) -> None:
+        self.sim.trader = on
+
+    def market_now(self) -> datetime:
+        return self.sim.market.now
+
+    def connections(self) -> tuple[Any, ...]:
+        return self.sim.connections()
+
+    def set_connection_faults(self, connection_id: int, faults: Faults) -> None:
+        self.sim.set_connection_faults(connection_id, faults)
+
+    def fault_next(self, faults: Faults, count: int = 1) -> None:
+        self.sim.fault_next(faults, count)
+
+    def set_faults(self, faults: Faults) -> None:
+        self.sim.set_faults(faults)
+
+    def cancel_order(self, account_id: str, order_id: str) -> int:
+        """Cancel; returns how many events it caused (the events stay here)."""
+        return len(self.sim.cancel_order(account_id, order_id))
+
+    def orders(self, account_id: str) -> tuple[m.OrderState, ...]:
+        return tuple(broker_orders(self.sim.broker, account_id).values())
+
+    def active_orders(self, account_id: str) -> tuple[m.OrderState, ...]:
+        return self.sim.broker.active_orders(account_id)
+
+    def fills(self, account_id: str) -> tuple[Any, ...]:
+        return self.sim.broker.fills(account_id)
+
+    def positions(self, account_id: str, now: datetime) -> m.PositionsResponse:
+        return self.sim.broker.positions(account_id, now)
+
+    def portfolio(self, account_id: str, quotes: Mapping[str, Any]) -> m.PortfolioResponse:
+        return self.sim.broker.portfolio(account_id, quotes)
+
+    def stop(self) -> None:
+        self.sim.stop()
+
+
+class SimManager(BaseManager):
+    """Serves a :class:`SimService` from a spawned child process, over a Unix socket in a private
+    temporary directory (the manager's default address on Linux: nothing on the network), with a
+    random key; the child ignores SIGINT (the manager's server does), so Ctrl-C reaches the soak
+    only, which stops it."""
+
+
+SimManager.register("SimService", SimService)
+
+
+def _watch_parent() -> None:
+    """In the child: exit when the soak's process is gone, however it ended (SIGKILL too)."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        from multiprocessing.connection import wait
+
+        wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="soak-parent-watch", daemon=True).start()
+
+
+class _RemoteMarket:
+    def __init__(self, service: SimService) -> None:  # its proxy: the same methods
+        self._service = service
+
+    @property
+    def now(self) -> datetime:
+        return self._service.market_now()
+
+
+class _RemoteBroker:
+    """The broker queries the soak makes (``broker.orders`` ...), through the child's service."""
+
+    def __init__(self, service: SimService) -> None:  # its proxy: the same methods
+        self._service = service
+
+    def orders(self, account_id: str) -> tuple[m.OrderState, ...]:
+        return self._service.orders(account_id)
+
+    def active_orders(self, account_id: str) -> tuple[m.OrderState, ...]:
+        return self._service.active_orders(account_id)
+
+    def fills(self, account_id: str) -> tuple[Any, ...]:
+        return self._service.fills(account_id)
+
+    def positions(self, account_id: str, now: datetime) -> m.PositionsResponse:
+        return self._service.positions(account_id, now)
+
+    def portfolio(self, account_id: str, quotes: Mapping[str, Any]) -> m.PortfolioResponse:
+        return self._service.portfolio(account_id, dict(quotes))
+
+
+class RemoteSim:
+    """The soak's view of the simulator in the child: what it uses of a :class:`Simulator`
+    (attributes, ``trader``, ``market.now``, ``broker`` queries, faults, connections), each a call
+    through the manager's proxy (one connection per calling thread), plus the child's RSS."""
+
+    def __init__(self, service: SimService) -> None:  # its proxy: the same methods
+        self._service = service
+        info = service.info()
+        self.base_url: str = info["base_url"]
+        self.rest_url: str = info["rest_url"]
+        self.token: str = info["token"]
+        self.accounts: tuple[str, ...] = info["accounts"]
+        self.instruments: tuple[Any, ...] = info["instruments"]
+        self.speed: float = info["speed"]
+        self.timeout: float = info["timeout"]
+        self.pid: int = info["pid"]
+        self.market = _RemoteMarket(service)
+        self.broker = _RemoteBroker(service)
+
+    @property
+    def trader(self) -> bool:
+        raise AttributeError("write-only through the proxy")
+
+    @trader.setter
+    def trader(self, on: bool) -> None:
+        self._service.set_trader(on)
+
+    def rss_mib(self) -> float:
+        return self._service.rss_mib()
+
+    def connections(self) -> tuple[Any, ...]:
+        return self._service.connections()
+
+    def set_connection_faults(self, connection_id: int, faults: Faults) -> None:
+        self._service.set_connection_faults(connection_id, faults)
+
+    def fault_next(self, faults: Faults, count: int = 1) -> None:
+        self._service.fault_next(faults, count)
+
+    def set_faults(self, faults: Faults) -> None:
+        self._service.set_faults(faults)
+
+    def cancel_order(self, account_id: str, order_id: str) -> int:
+        return self._service.cancel_order(account_id, order_id)
+
+
+@contextlib.contextmanager
+def sim_process(options: Mapping[str, Any], cache_limit: int | None) -> Iterator[RemoteSim]:
+    """A simulator in a spawned child process for the duration of a ``with`` block: stopped, and
+    the child ended, however the block ends (the manager's shutdown terminates a child that does
+    not exit within a second); the child also exits if this process dies."""
+    manager = SimManager(ctx=multiprocessing.get_context("spawn"))  # a clean child: no tracemalloc
+    manager.start(_watch_parent)
+    try:
+        service: SimService = manager.SimService(dict(options), cache_limit)  # type: ignore[attr-defined]
+        try:
+            yield RemoteSim(service)
+        finally:
+            with contextlib.suppress(Exception):  # the child may be gone already
+                service.stop()
+    finally:
+        manager.shutdown()
 
 
 # --- --trace-memory: the Python heap's growth, by whose code allocated it ---------------------------
@@ -680,7 +891,7 @@ class Subscribers:
             self.internal_errors.append(str(error)[:200])
 
 
-def subscribe_all(client: Any, ids: list[str], accounts: tuple[str, ...]) -> Subscribers:
+def subscribe_all(client: Any, sim: Any, ids: list[str], accounts: tuple[str, ...]) -> Subscribers:
     """Subscribe everything the soak watches (see the module docstring); returns the subscribers."""
     md = client.market_data
     sources: dict[str, Callable[..., Any]] = {
@@ -706,7 +917,7 @@ def subscribe_all(client: Any, ids: list[str], accounts: tuple[str, ...]) -> Sub
         "portfolio": client.operations.portfolio(accounts),
     }
     for kind, source in account_sources.items():
-        log = subs.accounts[kind] = AccountLog(kind, lambda: client.sim.market.now, client.sim.speed)
+        log = subs.accounts[kind] = AccountLog(kind, lambda: sim.market.now, sim.speed)
         source.with_markers().subscribe(on_next=log.on_next, on_error=log.on_error)
     watch_metrics(client, subs)
     return subs
@@ -888,6 +1099,9 @@ class Report:
     metrics: dict[str, Any] | None  # a client.metrics snapshot at the end, where the client has it
     failures: list[str]
     python_heap: dict[str, Any] | None = None  # --trace-memory: see HeapTrace.report
+    sim_process: bool = False  # --sim-process: the RSS above is the client's process alone
+    sim_rss_mib: dict[str, float] | None = None  # --sim-process: the child's start, warm, end, max, growth %
+    sim_timeline: list[tuple[float, float]] = field(default_factory=list)  # (seconds, child's RSS MiB)
 
     @property
     def ok(self) -> bool:
@@ -930,21 +1144,7 @@ def summarise(
     (its first clearing: the issue's goal is "growth under 5 % once caches are full"); a run too
     short for that measures from ``warm`` and says so (``caches["full_at"]`` is -1). The end is the
     median of the last three samples, so that one garbage-collection moment does not decide it."""
-    from rxinvest.wire.codec import CACHE_LIMIT
-
-    cleared = [
-        next(
-            (b.at for a, b in itertools.pairwise(samples) if len(b.caches) > i and b.caches[i] < a.caches[i]),
-            None,
-        )
-        for i in range(len(samples[-1].caches))
-    ]
-    # A cache that never filled and holds under half its bound at the end weighs little: it does not
-    # hold up the end of warm-up (the money cache of a few accounts' events is one such).
-    small = [i for i, n in enumerate(samples[-1].caches) if cleared[i] is None and n < CACHE_LIMIT // 2]
-    pending = [i for i, at in enumerate(cleared) if at is None and i not in small]
-    done = [at for at in cleared if at is not None]
-    full_at = max(done) if done and not pending else None
+    full_at = caches_full_at(samples)
     if full_at is not None:
         warm = max(warm, full_at)
     after = [s for s in samples if s.at >= warm] or samples[-1:]
@@ -969,6 +1169,45 @@ def summarise(
         "full_at": -1 if full_at is None else round(full_at),
     }
     return threads, rss, round(growth, 2), caches
+
+
+def summarise_sim(samples: list[Sample], warm: float) -> dict[str, float]:
+    """``--sim-process``: the child's RSS at the start, from the same warm sample as the client's,
+    at the end (median of the last three) and at most, and its growth end/warm, %."""
+    full_at = caches_full_at(samples)
+    warm = max(warm, full_at) if full_at is not None else warm
+    warm_sample = ([s for s in samples if s.at >= warm] or samples[-1:])[0]
+    end = statistics.median(s.sim_rss_mib for s in samples[-3:])
+    growth = (
+        (end - warm_sample.sim_rss_mib) / warm_sample.sim_rss_mib * 100 if warm_sample.sim_rss_mib else 0.0
+    )
+    return {
+        "start": round(samples[0].sim_rss_mib, 1),
+        "warm": round(warm_sample.sim_rss_mib, 1),
+        "end": round(end, 1),
+        "max": round(max(s.sim_rss_mib for s in samples), 1),
+        "growth_pct": round(growth, 2),
+    }
+
+
+def caches_full_at(samples: list[Sample]) -> float | None:
+    """When every one of the codec's value caches had been full once (its first clearing), seconds;
+    None if one that matters never was (see :func:`summarise`)."""
+    from rxinvest.wire.codec import CACHE_LIMIT
+
+    cleared = [
+        next(
+            (b.at for a, b in itertools.pairwise(samples) if len(b.caches) > i and b.caches[i] < a.caches[i]),
+            None,
+        )
+        for i in range(len(samples[-1].caches))
+    ]
+    # A cache that never filled and holds under half its bound at the end weighs little: it does not
+    # hold up the end of warm-up (the money cache of a few accounts' events is one such).
+    small = [i for i, n in enumerate(samples[-1].caches) if cleared[i] is None and n < CACHE_LIMIT // 2]
+    pending = [i for i, at in enumerate(cleared) if at is None and i not in small]
+    done = [at for at in cleared if at is not None]
+    return max(done) if done and not pending else None
 
 
 def thin(samples: list[Sample]) -> list[Sample]:
@@ -1012,7 +1251,7 @@ def print_report(report: Report, out: TextIO) -> None:
     line("beyond the API", f"{report.beyond_api} orders placed before midnight, cancelled unfilled in a gap")
     line("settled", f"{report.settled} in {report.settle_seconds:.1f} s")
     line("threads", counts(report.threads))
-    line("RSS MiB", counts(report.rss_mib))
+    line("RSS MiB" + (" (client)" if report.sim_process else ""), counts(report.rss_mib))
     points = report.timeline[:: max(1, len(report.timeline) // 8)]
     line("RSS over time", ", ".join(f"{at:.0f} s {rss:.0f}" for at, rss, _ in points))
     full_at = report.decode_caches.get("full_at", -1)
@@ -1020,6 +1259,10 @@ def print_report(report: Report, out: TextIO) -> None:
         f"after the caches were full ({full_at} s)" if full_at >= 0 else "after warm-up (caches not all full)"
     )
     line("RSS growth", f"{report.rss_growth_pct:+.2f} % {since} (goal under 5 %)")
+    if report.sim_rss_mib is not None:
+        line("simulator RSS MiB", f"{counts(report.sim_rss_mib)} (child process, not the client's)")
+        sim_points = report.sim_timeline[:: max(1, len(report.sim_timeline) // 8)]
+        line("  over time", ", ".join(f"{at:.0f} s {rss:.0f}" for at, rss in sim_points))
     line("decode cache entries", counts(report.decode_caches))
     line("threads died", report.threads_died or "none")
     line("internal errors", report.internal_errors or "none")
@@ -1066,7 +1309,8 @@ def print_heap(heap: Mapping[str, Any], line: Callable[[str, object], None], out
 
 
 class Soak:
-    """One soak run: the client on its embedded simulator, the subscribers, the faults, the samples."""
+    """One soak run: the client on its embedded simulator (or, with ``--sim-process``, on the
+    simulator of a child process), the subscribers, the faults, the samples."""
 
     def __init__(self, args: argparse.Namespace, out: TextIO) -> None:
         self.args, self.out = args, out
@@ -1075,31 +1319,46 @@ class Soak:
         self.samples: list[Sample] = []
         self.names_warm: set[str] = set()  # rxinvest's threads after warm-up
         self.heap = HeapTrace(args.trace_memory) if args.trace_memory else None  # before the client
-        self.client = rxinvest.connect(
-            target="sim",
-            ping_delay=PING_DELAY,
-            sim_options={"seed": args.seed, "speed": args.speed, "trader": False},  # on once subscribed
-        )
+        options = {"seed": args.seed, "speed": args.speed, "trader": False}  # on once subscribed
+        self._stack = contextlib.ExitStack()  # closed last in, first out: client, then simulator
         try:
-            self.sim = self.client.sim
+            self.remote: RemoteSim | None = None
+            if args.sim_process:
+                self.remote = self._stack.enter_context(sim_process(options, args.cache_limit))
+                self.sim: Any = self.remote
+                self.client = rxinvest.connect(
+                    self.remote.token,
+                    target=self.remote.base_url,
+                    rest_url=self.remote.rest_url,
+                    ping_delay=PING_DELAY,
+                )
+                self._stack.callback(self.client.close)
+            else:
+                self.client = rxinvest.connect(target="sim", ping_delay=PING_DELAY, sim_options=options)
+                self._stack.callback(self.client.close)  # stops the embedded simulator too
+                self.sim = self.client.sim
             count = max(1, min(args.instruments, len(self.sim.instruments)))
             self.ids = [f"{i.ticker}_{i.class_code}" for i in self.sim.instruments[:count]]
             self.subs = Subscribers()
             self.chaos = Chaos(self.sim, args.seed, args.fault_every)
+            self._stack.callback(self.chaos.stop)
         except BaseException:
-            self.client.close()
+            self._stack.close()
             raise
 
     def close(self) -> None:
-        try:
-            self.chaos.stop()
-        finally:
-            self.client.close()  # stops the embedded simulator too
+        """Faults stopped, then the client closed, then the simulator stopped (and its child ended)."""
+        self._stack.close()
+
+    def sim_rss(self) -> float:
+        return self.remote.rss_mib() if self.remote is not None else 0.0
 
     def sample(self, started: float) -> Sample:
         messages = sum(self.subs.messages().values())
         at = time.monotonic() - started
-        sample = Sample(at, rss_mib(), threading.active_count(), messages, decode_cache_entries())
+        sample = Sample(
+            at, rss_mib(), threading.active_count(), messages, decode_cache_entries(), self.sim_rss()
+        )
         self.samples.append(sample)
         return sample
 
@@ -1107,7 +1366,7 @@ class Soak:
         """Subscribe, start the traders once every account stream is live (so that the broker's
         every event is one the client could see), then run with faults for the duration; returns
         the seconds it ran."""
-        self.subs = subscribe_all(self.client, self.ids, self.sim.accounts)
+        self.subs = subscribe_all(self.client, self.sim, self.ids, self.sim.accounts)
         expected = len(self.subs.accounts) * len(self.sim.accounts)
         deadline = time.monotonic() + LIVE_SECONDS
         while self.subs.accounts_confirmed < expected and time.monotonic() < deadline:
@@ -1155,9 +1414,11 @@ class Soak:
                 threading.active_count(),
                 messages_at_end,
                 decode_cache_entries(),
+                self.sim_rss(),
             )
         )
         threads, rss, growth, caches = summarise(self.samples, self.warm)
+        sim_rss = summarise_sim(self.samples, self.warm) if self.remote is not None else None
         died = deaths + [f"{name}: gone" for name in sorted(self.names_warm - rxinvest_threads())]
         metrics = subs.fresh_metrics()
         dropped, conflated = _policy_counts(self.client, metrics)
@@ -1211,6 +1472,11 @@ class Soak:
             metrics=_metrics_dict(metrics),
             failures=failures,
             python_heap=self.heap.report(self.samples) if self.heap is not None else None,
+            sim_process=self.remote is not None,
+            sim_rss_mib=sim_rss,
+            sim_timeline=[(round(s.at), round(s.sim_rss_mib, 1)) for s in thin(self.samples)]
+            if self.remote is not None
+            else [],
         )
 
 
@@ -1233,8 +1499,9 @@ def progress(sample: Sample, subs: Subscribers, chaos: Chaos, out: TextIO) -> No
     gaps += sum(log.gaps for log in subs.accounts.values())
     print(
         f"[{sample.at:6.0f} s] messages {sample.messages:,}, faults {sum(chaos.applied.values())}, "
-        f"reconnects {reconnects}, gaps {gaps}, threads {sample.threads}, RSS {sample.rss_mib:.1f} MiB, "
-        f"decode caches {' + '.join(f'{n:,}' for n in sample.caches)}",
+        f"reconnects {reconnects}, gaps {gaps}, threads {sample.threads}, RSS {sample.rss_mib:.1f} MiB"
+        + (f" (simulator's process {sample.sim_rss_mib:.1f})" if sample.sim_rss_mib else "")
+        + f", decode caches {' + '.join(f'{n:,}' for n in sample.caches)}",
         file=out,
         flush=True,
     )
@@ -1282,6 +1549,12 @@ def main() -> None:
         metavar="FRAMES",
         help="trace Python allocations (tracemalloc, FRAMES deep, default %(const)s; slows the run) and "
         "report the heap's growth after warm-up by simulator, soak, client and other code",
+    )
+    parser.add_argument(
+        "--sim-process",
+        action="store_true",
+        help="run the simulator in a child process (multiprocessing manager), so that the RSS "
+        "measured is the client's process alone; the child's RSS is reported apart",
     )
     args = parser.parse_args()
     if args.cache_limit is not None:
