@@ -16,6 +16,7 @@ Rules of this package:
 from rxinvest.derived.bars import Bar, BarState, ClosedBy, LateTrade
 from rxinvest.derived.books import BookDiff, BookHealth, BookProblem, ChangeKind, LevelChange, Quote, Side
 from rxinvest.derived.markers import Gap, GapCause, Marker, Recovered, Refused, Subscribed
+from rxinvest.derived.positions import CheckCause, CheckStatus, PositionCheck
 
 __all__ = [
     "Bar",
@@ -24,12 +25,15 @@ __all__ = [
     "BookHealth",
     "BookProblem",
     "ChangeKind",
+    "CheckCause",
+    "CheckStatus",
     "ClosedBy",
     "Gap",
     "GapCause",
     "LateTrade",
     "LevelChange",
     "Marker",
+    "PositionCheck",
     "Quote",
     "Recovered",
     "Refused",
