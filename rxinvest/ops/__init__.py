@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from reactivex import Observable, abc
 
-from rxinvest.derived import Bar, BookDiff, BookHealth, LateTrade, Quote
+from rxinvest.derived import Bar, BookDiff, BookHealth, LateTrade, PositionCheck, Quote
 from rxinvest.fold.bars import Interval
 from rxinvest.model import OrderBook, TradingStatus
 
@@ -30,6 +30,7 @@ __all__ = [
     "closed_candles",
     "healthy_books",
     "quotes",
+    "reconcile_positions",
     "require_markers",
     "resample",
     "tick_bars",
@@ -388,3 +389,68 @@ def quotes(
     from rxinvest.ops._books import quotes_
 
     return quotes_(levels, increments)
+
+
+# --- positions ----------------------------------------------------------------------------------------
+
+
+def reconcile_positions(
+    order_states: Observable[Any],
+    positions: Observable[Any],
+    *,
+    portfolio: Observable[Any] | None = None,
+    timeout: float | timedelta = 5.0,
+    money_tolerance: Decimal | None = None,
+    markers: bool = True,
+    scheduler: abc.SchedulerBase | None = None,
+) -> Observable[PositionCheck]:
+    """What the fills say an account holds, against what the positions stream says, per (account,
+    instrument) and per (account, currency): :class:`~rxinvest.derived.PositionCheck` events.
+
+    Not a pipeable operator: it joins two or three sources. Fills come from the order states
+    (cumulative ``lots_executed`` per order turned into deltas: repeats and older states give
+    nothing; the first state of an order under another id is the same order by its
+    ``order_request_id``; lots times ``lot_size`` make units); positions from the positions stream
+    (``with_initial_positions``: its first snapshot is the base) or a portfolio snapshot. A fill
+    without its position change, or the reverse, is ``PENDING`` until the other side comes; after
+    ``timeout`` on the scheduler's clock a fill is ``MISSING`` and a change no fill explains
+    (dividend, coupon, securities transfer) ``UNEXPLAINED``, each reported once; then the positions
+    stream is taken as the truth. After a gap on either stream the ledger re-bases on the next
+    snapshot instead of raising alarms. Money is reconciled only when ``money_tolerance`` is given:
+    against the fills' amounts, within it. The order stream carries no commissions, so on the real
+    API every commission beyond the tolerance would be a change no fill explains; the simulator
+    charges none (``Decimal(0)`` reconciles it exactly).
+    The same inputs give the same events; a duplicated input changes nothing. Rules in
+    :mod:`rxinvest.fold.ledger`.
+
+    ::
+
+        order_states:  --S--o1(2 lots filled)---------------------------o2(1 lot)-----------|
+        positions:     --S--P0---------------p(+20 units)---p(+5, no fill)--------------------|
+        reconcile_positions(timeout=5 s)
+                       -----M----PENDING-----MATCHED------PENDING-(5 s)UNEXPLAINED--PENDING-(5 s)MISSING|
+
+    Args:
+        order_states: ``client.orders.order_states(account).with_markers()``.
+        positions: ``client.operations.positions(account).with_markers()`` (with initial positions).
+        portfolio: optionally ``client.operations.portfolio(account).with_markers()``: a base when
+            the positions stream has not given one (after a gap).
+        timeout: seconds (or a ``timedelta``) a change may wait for its other side.
+        money_tolerance: how far money may differ from the fills, or None (the default): money
+            is not reconciled.
+        markers: the sources must have markers, so gaps are known: the default.
+        scheduler: the clock of the timeout (else the subscribe-time scheduler, else a timer thread).
+
+    Returns:
+        An Observable. ``on_error`` gets ConfigurationError for a source without markers and the
+        sources' errors; it completes when every source has. Bad arguments raise
+        ConfigurationError at the call.
+
+    Example:
+        >>> client.operations.reconciled_positions(account).subscribe(print)  # doctest: +SKIP
+    """
+    from rxinvest.ops._positions import reconcile_positions_
+
+    return reconcile_positions_(
+        order_states, positions, portfolio, timeout, money_tolerance, markers, scheduler
+    )

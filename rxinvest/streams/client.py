@@ -16,15 +16,17 @@ import time
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
 from rxinvest import model as m
-from rxinvest.derived import Marker
+from rxinvest.derived import Marker, PositionCheck
 from rxinvest.errors import ClientClosedError, ConfigurationError, RxInvestError
 from rxinvest.model.kinds import Kind
+from rxinvest.ops import reconcile_positions
 from rxinvest.protocol import AccountSession, Checked, MarketDataSession, Topic
 from rxinvest.protocol.pacing import Limits
 from rxinvest.protocol.recovery import AccountRecovery
@@ -628,6 +630,26 @@ class Operations:
     ) -> Source[m.PortfolioResponse]:
         """Full portfolio snapshots, one account per event, when something changes."""
         return self._client._account_source(Stream.PORTFOLIO, accounts, strict=strict)
+
+    def reconciled_positions(
+        self,
+        accounts: str | Sequence[str],
+        *,
+        timeout: float = 5.0,
+        money_tolerance: Decimal | None = None,
+        scheduler: abc.SchedulerBase | None = None,
+    ) -> Observable[PositionCheck]:
+        """:func:`rxinvest.ops.reconcile_positions` of ``accounts``' three live streams: order
+        states, positions (with the initial snapshot) and portfolio, each with markers. Each
+        subscription opens its own sources (shared connections, as any source)."""
+        return reconcile_positions(
+            self._client.orders.order_states(accounts).with_markers(),
+            self.positions(accounts, with_initial_positions=True).with_markers(),
+            portfolio=self.portfolio(accounts).with_markers(),
+            timeout=timeout,
+            money_tolerance=money_tolerance,
+            scheduler=scheduler,
+        )
 
 
 def _wait_check(shard: MarketDataConnection, since: datetime, deadline: float) -> Checked | None:
