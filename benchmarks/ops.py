@@ -40,7 +40,20 @@ from reactivex.subject import Subject
 from rxinvest import ops, wire
 from rxinvest.fold.bars import BarFold
 from rxinvest.fold.books import BookDiffFold, diff_books
-from rxinvest.model import Order, OrderBook, OrderBookType, Trade, TradeDirection
+from rxinvest.fold.ledger import PositionLedger
+from rxinvest.model import (
+    Order,
+    OrderBook,
+    OrderBookType,
+    OrderDirection,
+    OrderExecutionReportStatus,
+    OrderState,
+    PositionData,
+    PositionsResponse,
+    PositionsSecurities,
+    Trade,
+    TradeDirection,
+)
 
 T0 = datetime(2025, 11, 21, 7, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -333,18 +346,127 @@ def books_section(pairs: int, rounds: int) -> None:
     )
 
 
+# --- positions --------------------------------------------------------------------------------------
+
+LEDGER_ACCOUNT = "2000000001"
+LEDGER_TIMEOUT = timedelta(seconds=5)
+
+
+def ledger_tape(count: int) -> list[tuple[str, Any]]:
+    """``count`` events of one account, half order states with a new fill (1 lot of 10 units, four
+    instruments, buys and sells), half the positions stream's change for it, after its snapshot;
+    ("orders" | "positions", event). Each fill and its report come 1 ms apart."""
+    uids = [f"uid-{k}" for k in range(4)]
+    held = dict.fromkeys(uids, 1_000)
+    tape: list[tuple[str, Any]] = [
+        (
+            "positions",
+            PositionsResponse(
+                account_id=LEDGER_ACCOUNT,
+                securities=tuple(PositionsSecurities(instrument_uid=u, balance=held[u]) for u in uids),
+            ),
+        )
+    ]
+    for i in range(count // 2):
+        uid = uids[i % 4]
+        buy = i % 3 != 2
+        held[uid] += 10 if buy else -10
+        tape.append(
+            (
+                "orders",
+                OrderState(
+                    order_id=f"o{i}",
+                    order_request_id=f"r{i}",
+                    execution_report_status=OrderExecutionReportStatus.EXECUTION_REPORT_STATUS_FILL,
+                    lots_executed=1,
+                    lot_size=10,
+                    direction=OrderDirection.ORDER_DIRECTION_BUY
+                    if buy
+                    else OrderDirection.ORDER_DIRECTION_SELL,
+                    account_id=LEDGER_ACCOUNT,
+                    instrument_uid=uid,
+                ),
+            )
+        )
+        tape.append(
+            (
+                "positions",
+                PositionData(
+                    account_id=LEDGER_ACCOUNT,
+                    securities=(PositionsSecurities(instrument_uid=uid, balance=held[uid]),),
+                    date=T0 + timedelta(milliseconds=i),
+                ),
+            )
+        )
+    return tape
+
+
+def ledger_loop(tape: list[tuple[str, Any]]) -> None:
+    ledger = PositionLedger(LEDGER_TIMEOUT, money_tolerance=None)
+    for i, (feed, event) in enumerate(tape):
+        now = T0 + timedelta(microseconds=500 * i)
+        if feed == "orders":
+            ledger.order_state(event, now)
+        else:
+            ledger.positions(event, now)
+
+
+def ledger_hop(tape: list[tuple[str, Any]]) -> None:
+    subject: Subject[Any] = Subject()
+    subject.subscribe(lambda _: None)
+    for _, event in tape:
+        subject.on_next(event)
+
+
+def ledger_pipeline(tape: list[tuple[str, Any]]) -> None:
+    orders: Subject[Any] = Subject()
+    positions: Subject[Any] = Subject()
+    clock = _TapeClock()
+    subscription = ops.reconcile_positions(orders, positions, markers=False, scheduler=clock).subscribe(
+        lambda _: None
+    )
+    for i, (feed, event) in enumerate(tape):
+        clock.at = T0 + timedelta(microseconds=500 * i)
+        (orders if feed == "orders" else positions).on_next(event)
+    subscription.dispose()
+
+
+def positions_section(count: int, rounds: int) -> None:
+    tape = ledger_tape(count)
+    cases: dict[str, Callable[[list[Any]], None]] = {
+        "F (PositionLedger)": ledger_loop,
+        "R (Subject hop)": ledger_hop,
+        "P (reconcile)": ledger_pipeline,
+    }
+    med = medians(cases, tape, len(tape), rounds)
+    print(f"per event, medians of {rounds} rounds over {len(tape)} events (fills and their reports)")
+    print(f"{'case':<20} {'µs':>8}")
+    for name, value in med.items():
+        print(f"{name:<20} {value:>8.2f}")
+    fold_us, hop_us, pipeline_us = med["F (PositionLedger)"], med["R (Subject hop)"], med["P (reconcile)"]
+    print(f"\nledger per event     {fold_us:>8.2f} µs (goal <= 2 µs)")
+    print(f"P / (F + R)          {pipeline_us / (fold_us + hop_us):>8.2f}x   (goal <= 1.5x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trades", type=int, default=20_000, help="trades in the bar tape (0: skip bars)")
     parser.add_argument("--books", type=int, default=10_000, help="book pairs (0: skip books)")
+    parser.add_argument("--events", type=int, default=20_000, help="ledger events (0: skip positions)")
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
-    if args.trades > 0:
-        bars_section(args.trades, args.rounds)
-    if args.books > 0:
-        if args.trades > 0:
-            print()
-        books_section(args.books, args.rounds)
+    sections = [
+        (args.trades, bars_section),
+        (args.books, books_section),
+        (args.events, positions_section),
+    ]
+    first = True
+    for count, section in sections:
+        if count > 0:
+            if not first:
+                print()
+            section(count, args.rounds)
+            first = False
 
 
 if __name__ == "__main__":

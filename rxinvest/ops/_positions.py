@@ -11,7 +11,7 @@ from typing import Any
 
 import reactivex
 from reactivex import Observable, abc
-from reactivex.disposable import CompositeDisposable, Disposable, SerialDisposable, SingleAssignmentDisposable
+from reactivex.disposable import CompositeDisposable, SerialDisposable, SingleAssignmentDisposable
 from reactivex.scheduler import TimeoutScheduler
 
 from rxinvest.derived import Gap, PositionCheck
@@ -70,12 +70,14 @@ def reconcile_positions_(
                 observer.on_next(event)
 
         def arm() -> None:
-            """One pending timer, set for the ledger's next deadline unless it already is."""
+            """One pending timer, moved only to an earlier deadline: a timer left at an earlier
+            instant than needed fires, finds nothing due, and is set again (a change matched in
+            time would otherwise re-arm it on every event)."""
             deadline = ledger.next_deadline
-            if deadline == armed[0]:
+            if deadline is None or (armed[0] is not None and armed[0] <= deadline):
                 return
             armed[0] = deadline
-            timer.disposable = Disposable() if deadline is None else clock.schedule_absolute(deadline, fire)
+            timer.disposable = clock.schedule_absolute(deadline, fire)
 
         def fire(_: abc.SchedulerBase, __: Any = None) -> None:
             with lock:
@@ -97,16 +99,18 @@ def reconcile_positions_(
                         return
                     kind = type(item)
                     if kind is OrderState:
-                        send(ledger.order_state(item, clock.now))
+                        events = ledger.order_state(item, clock.now)
                     elif kind is PositionData or kind is PositionsResponse:
-                        send(ledger.positions(item, clock.now))
+                        events = ledger.positions(item, clock.now)
                     elif kind is PortfolioResponse:
-                        send(ledger.portfolio(item, clock.now))
+                        events = ledger.portfolio(item, clock.now)
                     elif isinstance(item, Gap):
-                        send(ledger.gap(feed, item.target, clock.now))
+                        events = ledger.gap(feed, item.target, clock.now)
                     else:
                         return  # other markers
-                    arm()
+                    if events:  # what changes nothing (a duplicate) moves no deadline either
+                        send(events)
+                        arm()
 
             def on_error(error: Exception) -> None:
                 with lock:
