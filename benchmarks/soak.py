@@ -13,7 +13,10 @@ the simulator itself listens on 127.0.0.1 only), and the client connects to it a
 makes of the simulator (faults, connections, the traders switch, the market's clock, the broker
 queries of the final check) goes through the manager's proxy (:class:`RemoteSim`). The child is
 stopped however the run ends (an error, Ctrl-C: it ignores SIGINT and is shut down by the soak; it
-also exits if the soak's process dies). The client subscribes:
+also exits if the soak's process dies). In that mode the soak also pins glibc's mmap threshold
+(:func:`pin_mmap_threshold`), so the RSS it reports follows the client's live memory rather than
+what the allocator keeps free after the gap recoveries' REST answers (which grow over a run because
+the simulated clock runs ahead of the wall clock). The client subscribes:
 
 * market data over the first ``--instruments`` instruments: trades, depth-10 books, one-minute
   candles, last prices and trading statuses, each with three subscribers: one with markers (it counts
@@ -69,6 +72,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
+import ctypes.util
 import gc
 import inspect
 import itertools
@@ -303,6 +308,20 @@ def rss_mib() -> float:
     except OSError:
         pass
     return 0.0
+
+
+def pin_mmap_threshold(size: int = 128 * 1024) -> bool:
+    """glibc only: fix malloc's mmap threshold (``M_MMAP_THRESHOLD``, which also stops its dynamic
+    rise). Otherwise the first freed mmapped block (a gap recovery's REST answer, 0.1-0.5 MiB)
+    raises it and doubles the trim threshold; later answers then come from the per-thread arenas,
+    each of which keeps up to the trim threshold free, so RSS follows the largest answer so far
+    times the number of arenas, not live memory. A process-wide setting: the soak's choice, never
+    the library's. False where there is no glibc."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(-3, size))  # -3: M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return False
 
 
 def decode_cache_entries() -> tuple[int, ...]:
@@ -1324,6 +1343,7 @@ class Soak:
         try:
             self.remote: RemoteSim | None = None
             if args.sim_process:
+                pin_mmap_threshold()  # RSS as live memory: see pin_mmap_threshold
                 self.remote = self._stack.enter_context(sim_process(options, args.cache_limit))
                 self.sim: Any = self.remote
                 self.client = rxinvest.connect(
