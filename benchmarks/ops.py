@@ -18,7 +18,11 @@ of interleaved rounds:
 * naive: two dicts of ``Decimal`` prices rebuilt from strings for every pair, set operations, sorted
   (the baseline of research/operators-anchors.md section 0);
 * diff: :func:`rxinvest.fold.books.diff_books` (goal: naive / diff >= 10x; section 0 asks <= 3 µs);
-* fold: :class:`rxinvest.fold.books.BookDiffFold` over the tape (the state the operator keeps).
+* fold: :class:`rxinvest.fold.books.BookDiffFold` over the tape (the state the operator keeps);
+* P (book_health), P (quotes): ``Subject -> operator -> subscriber``; what they add over R is the
+  goal (at most 1 µs a book for the two). ``Quote`` computes ``mid``, ``spread``, ``spread_ticks``
+  and ``microprice`` when read, so P (quotes, all read) has a subscriber that reads every field and
+  property (with an increment): the cost of a quote fully used.
 
 A row is one entry of ``BOOK_CASES`` (a function of the tape); the ratios are printed below the table.
 """
@@ -38,6 +42,7 @@ from reactivex.scheduler import CurrentThreadScheduler
 from reactivex.subject import Subject
 
 from rxinvest import ops, wire
+from rxinvest.derived import Quote
 from rxinvest.fold.bars import BarFold
 from rxinvest.fold.books import BookDiffFold, diff_books
 from rxinvest.fold.ledger import PositionLedger
@@ -134,6 +139,7 @@ class _TapeClock(CurrentThreadScheduler):
 
 BOOK_DEPTH = 20
 BOOK_STEP = timedelta(milliseconds=100)  # the API sends a book at most every 100 ms
+BOOK_UID = "e6123145-9665-43e0-8413-cd61b8aa9b13"
 
 
 def _price(ticks: int) -> Decimal:
@@ -191,7 +197,7 @@ def book_tape(count: int, *, depth: int = BOOK_DEPTH, seed: int = 7, decoded: bo
                 time=T0 + n * BOOK_STEP,
                 limit_up=_price(27_500),
                 limit_down=_price(22_500),
-                instrument_uid="e6123145-9665-43e0-8413-cd61b8aa9b13",
+                instrument_uid=BOOK_UID,
                 order_book_type=OrderBookType.ORDERBOOK_TYPE_EXCHANGE,
                 ticker="SBER",
                 class_code="TQBR",
@@ -249,14 +255,24 @@ def book_hop(books: list[OrderBook]) -> None:
         subject.on_next(book)
 
 
-def book_pipeline(operator: Callable[[], Any], *, timed: bool = False) -> Callable[[list[OrderBook]], None]:
+def read_quote(made: Quote) -> None:
+    """A subscriber that reads every field and property of a quote (``mid``, ``spread``,
+    ``spread_ticks`` and ``microprice`` are computed when read)."""
+    _ = (made.instrument_uid, made.time, made.bid, made.ask, made.bid_size, made.ask_size)
+    _ = (made.imbalance, made.levels, made.ofi, made.increment)
+    _ = (made.mid, made.spread, made.spread_ticks, made.microprice)
+
+
+def book_pipeline(
+    operator: Callable[[], Any], *, timed: bool = False, subscriber: Callable[[Any], None] = lambda _: None
+) -> Callable[[list[OrderBook]], None]:
     """``Subject -> operator -> subscriber`` over the tape (the first book primes it, as a pair's)."""
 
     def run(books: list[OrderBook]) -> None:
         subject: Subject[OrderBook] = Subject()
         clock = _TapeClock()
         options = {"scheduler": clock} if timed else {}
-        subscription = subject.pipe(operator(**options)).subscribe(lambda _: None)
+        subscription = subject.pipe(operator(**options)).subscribe(subscriber)
         subject.on_next(books[0])
         start = time.perf_counter()
         for book in books[1:]:
@@ -280,6 +296,9 @@ BOOK_CASES: dict[str, Callable[[list[OrderBook]], None]] = {
         lambda **clock: ops.book_health(markers=False, stale_after=timedelta(hours=1), **clock), timed=True
     ),
     "P (quotes)": book_pipeline(lambda: ops.quotes()),
+    "P (quotes, all read)": book_pipeline(
+        lambda: ops.quotes(increments={BOOK_UID: Decimal("0.01")}), subscriber=read_quote
+    ),
 }
 
 
@@ -339,6 +358,8 @@ def books_section(pairs: int, rounds: int) -> None:
     print(f"P / diff             {pipeline_us / pure:>8.2f}x   (goal <= 1.5x)")
     print(f"P / (diff + R)       {pipeline_us / (pure + hop_us):>8.2f}x")
     print(f"health + quotes add  {added:>8.2f} µs a book over two hops (goal <= 1 µs)")
+    read = med["P (quotes, all read)"] - hop_us
+    print(f"quotes, all read     {read:>8.2f} µs a book over the hop (four fields are computed when read)")
     fresh = book_tape(pairs + 1, decoded=False)
     fresh_us = statistics.median(per_item_us(diff_pairs, fresh, pairs) for _ in range(rounds))
     print(
@@ -352,19 +373,21 @@ LEDGER_ACCOUNT = "2000000001"
 LEDGER_TIMEOUT = timedelta(seconds=5)
 
 
-def ledger_tape(count: int) -> list[tuple[str, Any]]:
+def ledger_tape(count: int) -> list[tuple[str, Any, datetime]]:
     """``count`` events of one account, half order states with a new fill (1 lot of 10 units, four
     instruments, buys and sells), half the positions stream's change for it, after its snapshot;
-    ("orders" | "positions", event). Each fill and its report come 1 ms apart."""
+    ("orders" | "positions", event, received at). Events come 0.5 ms apart, from ``timeout`` after
+    the snapshot (the steady state: fills sooner are uncertain, rule 9 of the ledger)."""
     uids = [f"uid-{k}" for k in range(4)]
     held = dict.fromkeys(uids, 1_000)
-    tape: list[tuple[str, Any]] = [
+    tape: list[tuple[str, Any, datetime]] = [
         (
             "positions",
             PositionsResponse(
                 account_id=LEDGER_ACCOUNT,
                 securities=tuple(PositionsSecurities(instrument_uid=u, balance=held[u]) for u in uids),
             ),
+            T0 - LEDGER_TIMEOUT,
         )
     ]
     for i in range(count // 2):
@@ -386,6 +409,7 @@ def ledger_tape(count: int) -> list[tuple[str, Any]]:
                     account_id=LEDGER_ACCOUNT,
                     instrument_uid=uid,
                 ),
+                T0 + timedelta(microseconds=1000 * i),
             )
         )
         tape.append(
@@ -396,37 +420,37 @@ def ledger_tape(count: int) -> list[tuple[str, Any]]:
                     securities=(PositionsSecurities(instrument_uid=uid, balance=held[uid]),),
                     date=T0 + timedelta(milliseconds=i),
                 ),
+                T0 + timedelta(microseconds=1000 * i + 500),
             )
         )
     return tape
 
 
-def ledger_loop(tape: list[tuple[str, Any]]) -> None:
+def ledger_loop(tape: list[tuple[str, Any, datetime]]) -> None:
     ledger = PositionLedger(LEDGER_TIMEOUT, money_tolerance=None)
-    for i, (feed, event) in enumerate(tape):
-        now = T0 + timedelta(microseconds=500 * i)
+    for feed, event, now in tape:
         if feed == "orders":
             ledger.order_state(event, now)
         else:
             ledger.positions(event, now)
 
 
-def ledger_hop(tape: list[tuple[str, Any]]) -> None:
+def ledger_hop(tape: list[tuple[str, Any, datetime]]) -> None:
     subject: Subject[Any] = Subject()
     subject.subscribe(lambda _: None)
-    for _, event in tape:
+    for _, event, _ in tape:
         subject.on_next(event)
 
 
-def ledger_pipeline(tape: list[tuple[str, Any]]) -> None:
+def ledger_pipeline(tape: list[tuple[str, Any, datetime]]) -> None:
     orders: Subject[Any] = Subject()
     positions: Subject[Any] = Subject()
     clock = _TapeClock()
     subscription = ops.reconcile_positions(orders, positions, markers=False, scheduler=clock).subscribe(
         lambda _: None
     )
-    for i, (feed, event) in enumerate(tape):
-        clock.at = T0 + timedelta(microseconds=500 * i)
+    for feed, event, now in tape:
+        clock.at = now
         (orders if feed == "orders" else positions).on_next(event)
     subscription.dispose()
 

@@ -7,7 +7,8 @@ Rules of this module:
    has no price counts as empty); ``INCONSISTENT`` if the snapshot says ``is_consistent=False``;
    ``OUTSIDE_LIMITS`` if a level is priced below ``limit_down`` or above ``limit_up`` (each when
    given). Sides are taken in the API's order (bids best first, descending; asks best first,
-   ascending), so only the two ends of each side are compared with the limits.
+   ascending), so only the two ends of each side are compared with the limits, and of a book not
+   crossed only the outer ends (the worst bid and ask).
 2. **The state** of an instrument is the pair (problems, expected); the fold emits exactly one
    :class:`~rxinvest.derived.BookHealth` per change of it (edge-triggered), never one per book. The
    first state of an instrument is always emitted (it changes from "unknown"), a healthy one
@@ -113,16 +114,16 @@ def problems_of(book: OrderBook) -> frozenset[BookProblem]:
     if bids and asks:
         best_bid, best_ask = bids[0].price, asks[0].price
         if best_bid is not None and best_ask is not None:
-            if best_bid > best_ask:
-                mask |= _CROSSED
-            elif best_bid == best_ask:
-                mask |= _LOCKED
+            crossed = not best_bid < best_ask  # the common case costs one comparison
+            if crossed:
+                mask |= _LOCKED if best_bid == best_ask else _CROSSED
             if not limited:
                 return _TABLE[mask]
             worst_bid, worst_ask = bids[-1].price, asks[-1].price
             if worst_bid is not None and worst_ask is not None:  # the ends of sorted sides
-                if (up is not None and (best_bid > up or worst_ask > up)) or (
-                    down is not None and (worst_bid < down or best_ask < down)
+                # Not crossed, worst_bid <= best_bid < best_ask <= worst_ask: the outer ends decide.
+                if (up is not None and (worst_ask > up or (crossed and best_bid > up))) or (
+                    down is not None and (worst_bid < down or (crossed and best_ask < down))
                 ):
                     mask |= _OUTSIDE
                 return _TABLE[mask]

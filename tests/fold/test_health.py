@@ -147,6 +147,24 @@ def test_status_sets_partition_sensibly() -> None:
     assert not NORMAL_TRADING & NOT_TRADING
 
 
+@pytest.mark.parametrize(
+    ("bids", "asks", "up", "down", "want"),
+    [
+        ([100, 99], [101, 102], 102, 99, set()),  # the outer ends at the limits: inside
+        ([100, 99], [101, 103], 102, None, {P.OUTSIDE_LIMITS}),  # worst ask above up
+        ([100, 98], [101, 102], None, 99, {P.OUTSIDE_LIMITS}),  # worst bid below down
+        ([105, 99], [101, 102], 103, 90, {P.CROSSED, P.OUTSIDE_LIMITS}),  # only the best bid above up
+        ([100, 99], [96, 101], 110, 98, {P.CROSSED, P.OUTSIDE_LIMITS}),  # only the best ask below down
+        ([101, 99], [101, 102], 102, 99, {P.LOCKED}),
+    ],
+)
+def test_limits_by_hand(bids: list[int], asks: list[int], up: int | None, down: int | None,
+                        want: set[BookProblem]) -> None:  # fmt: skip
+    """Not crossed, the outer ends decide; crossed, the inner ends may lie outside alone."""
+    assert problems_of(make_book("A", bids, asks, up=up, down=down)) == want
+    assert want == oracle_problems(Spec(tuple(bids), tuple(asks), True, up, down))
+
+
 def test_one_sided_and_unpriced_levels_against_limits() -> None:
     assert problems_of(make_book("A", [100, 95], [], up=110, down=96)) == {P.OUTSIDE_LIMITS}
     assert problems_of(make_book("A", [], [100, 111], up=110)) == {P.OUTSIDE_LIMITS}

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rxinvest.derived import Quote
+from rxinvest.derived import PositionCheck, Quote
+from rxinvest.fold import _make
 from rxinvest.fold._make import positional
 
 NAMES = (
@@ -46,12 +47,43 @@ def test_a_positional_object_is_the_one_init_makes(
     ofi: int | None,
 ) -> None:
     values = (uid, datetime(2025, 1, 2, tzinfo=UTC), bid, ask, *sizes, imbalance, 5, ofi, Decimal("0.01"))
-    made = positional(Quote, NAMES)(*values)
     reference = Quote(**dict(zip(NAMES, values, strict=True)))
-    assert type(made) is Quote
-    assert made == reference and hash(made) == hash(reference) and repr(made) == repr(reference)
-    with pytest.raises(attrs.exceptions.FrozenInstanceError):
-        made.bid = None  # type: ignore[misc]
+    for make in (positional(Quote, NAMES), _descriptors(Quote, NAMES)):
+        made = make(*values)
+        assert type(made) is Quote
+        assert made == reference and hash(made) == hash(reference) and repr(made) == repr(reference)
+        assert attrs.asdict(made) == attrs.asdict(reference)
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            made.bid = None  # type: ignore[misc]
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            del made.ask  # type: ignore[misc]
+
+
+def _descriptors(cls: type, names: tuple[str, ...]) -> object:
+    """positional's second way, through the slot descriptors (where ``__class__`` cannot be set)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_make, "_WAYS", (_make._descriptors,))
+        return positional(cls, names)
+
+
+def test_the_fast_way_is_taken_for_the_hot_events() -> None:
+    """CPython allows the ``__class__`` assignment: the derived events of the hot folds take it."""
+    assert _make._faithful(_make._swapped(Quote, NAMES), Quote, NAMES)
+    names = tuple(field.name for field in attrs.fields(PositionCheck))
+    assert _make._faithful(_make._swapped(PositionCheck, names), PositionCheck, names)
+
+
+def test_a_class_with_a_slot_the_trial_misses_is_made_by_its_init() -> None:
+    """A cached hash lives in a slot of its own, which neither fast way sets: refused."""
+
+    @attrs.frozen(cache_hash=True)
+    class Cached:
+        amount: int
+
+    assert not _make._faithful(_make._swapped(Cached, ("amount",)), Cached, ("amount",))
+    assert not _make._faithful(_make._descriptors(Cached, ("amount",)), Cached, ("amount",))
+    made = positional(Cached, ("amount",))(3)
+    assert made == Cached(3) and hash(made) == hash(Cached(3))
 
 
 def test_a_class_that_is_not_plain_is_made_by_its_init() -> None:

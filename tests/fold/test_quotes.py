@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -232,3 +233,48 @@ def test_bad_increment(increment: object) -> None:
 def test_previous_of_another_instrument() -> None:
     with pytest.raises(ConfigurationError):
         quote(BEFORE, previous=quote(make_book("B", [("1", 1)], [("2", 1)])))
+
+
+# --- the fast constructor (rule 5) ------------------------------------------------------------------
+
+
+@given(books(), books(), st.integers(1, 6), st.sampled_from([None, TICK]))
+def test_a_quote_is_the_value_init_makes(
+    before: OrderBook, after: OrderBook, levels: int, increment: Decimal | None
+) -> None:
+    """The quote made by ``fold._make.positional`` is, as a value, the ``Quote(...)`` of its own
+    fields: same type, equal, same hash, repr and asdict, frozen."""
+    made = quote(after, levels=levels, increment=increment, previous=quote(before, levels=levels))
+    again = Quote(**{field.name: getattr(made, field.name) for field in attrs.fields(Quote)})
+    assert type(made) is Quote
+    assert made == again
+    assert hash(made) == hash(again)
+    assert repr(made) == repr(again)
+    assert attrs.asdict(made) == attrs.asdict(again)
+    assert attrs.evolve(made, ofi=None) == attrs.evolve(again, ofi=None)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        made.bid = None  # type: ignore[misc]
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        del made.ask  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("levels", [4, 5, 6])
+@pytest.mark.parametrize("depth", [(5, 5), (5, 7), (4, 6), (7, 4)])
+def test_sums_around_the_unrolled_default(levels: int, depth: tuple[int, int]) -> None:
+    """The default ``levels=5`` is summed unrolled when both sides have 5 levels, by a loop else."""
+    bids = [(f"{100 - i}", 10 + i) for i in range(depth[0])]
+    asks = [(f"{101 + i}", 100 + 7 * i) for i in range(depth[1])]
+    book = make_book("A", bids, asks)
+    check(quote(book, levels=levels), book, levels, None)
+
+
+def test_ofi_with_the_very_price_objects() -> None:
+    """Decoded prices are interned: the next book may hold the very Decimal objects."""
+    bid, ask = Decimal("100.00"), Decimal("100.05")
+    first = make_book("A", [], [])
+    first = attrs.evolve(first, bids=(Order(price=bid, quantity=10),), asks=(Order(price=ask, quantity=20),))
+    second = attrs.evolve(first, bids=(Order(price=bid, quantity=13),), asks=(Order(price=ask, quantity=5),))
+    fold = QuoteFold()
+    fold.step(first)
+    assert fold.step(first).ofi == 0
+    assert fold.step(second).ofi == 3 - (5 - 20)
