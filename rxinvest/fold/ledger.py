@@ -28,29 +28,54 @@ Rules of this module:
    change is a change no fill explains (rule 6).
 4. **Reports** (:meth:`PositionLedger.positions` with a ``PositionData``): each listed position's
    absolute value replaces ``reported``; the change from the previous value is a reported change.
-   A report dated before the last applied one of that position is stale and ignored, and so is
-   one with the same date and a value already applied at that date (a duplicate).
-5. **Matching.** Each fill and each reported change not yet matched is *pending* from its arrival
-   (``now``). A new one is matched with one opposite pending one of the same amount (money: within
-   the tolerance), the oldest (for a report: the oldest certain fill first), else with the oldest
-   two or more opposite ones together if their sum is that amount (one report of several fills).
-   Nothing else is netted: two reported changes that cancel out are two unexplained changes. A
-   money change within the tolerance with nothing pending is matched at once. ``expected`` follows
-   so that ``reported - expected`` is always (reported changes - fills) pending: MATCHED (nothing
-   pending) means ``expected == reported``. A position with anything pending is PENDING.
+   Reports apply in arrival order, whatever their dates: the stream keeps its order, while a
+   broker's dates may come from two clocks (the simulator dates an order placed between two market
+   steps after the next step's fills, so a real report may be dated before the last one). A report
+   is ignored when the very same message (date and every position it lists, not just the value:
+   two operations of one instant may leave a position at the same value) was applied before (a
+   repeat; those of the position's 16 newest dates are remembered), or when it is dated before
+   all of those 16 (a repeat forgotten).
+5. **Matching** (by totals). Each fill and each reported change not yet matched is *pending* from
+   its arrival (``now``), in arrival order per position. When the sum of the oldest one or more
+   pending fills agrees (money: within the tolerance) with the sum of the oldest one or more
+   pending reported changes, they are matched: the fewest fills, with the fewest changes for them.
+   The positions stream shows the fills in their order, so its changes always sum to a prefix of
+   the fills, whether one report shows several fills (two in one market step, or a report dropped
+   as a repeat), one fill's money comes in several changes, reports come before their fills or
+   other positions' events come between, and however rarely all the totals agree under
+   continuous traffic. Changes that cancel out inside a matched group are netted (a transfer in
+   and back out amid fills raises nothing); two reported changes that cancel out with no fill to
+   go with are two unexplained changes (rule 6). A money change within the tolerance with nothing
+   pending is matched at once. ``expected`` follows so that ``reported - expected`` is always
+   (reported changes - fills) pending: MATCHED (nothing pending) means ``expected == reported``. A
+   position with anything pending is PENDING.
 6. **Timeout** (:meth:`PositionLedger.advance`, :attr:`PositionLedger.next_deadline`). A pending
-   change ``timeout`` old (exactly ``timeout`` counts) gets a verdict, stamped with that instant: a
+   change ``timeout`` old (exactly ``timeout`` counts) is due, fills first, oldest first. What a
+   prefix of the others cannot explain because of a stray change before its counterpart (a
+   dividend, a fill never shown) is settled here. The due change is *judged* if the changes after
+   it on its side agree by prefixes with the other side without it (it is the stray one);
+   otherwise it is matched if, with the changes after it on its side, it agrees with a run of the
+   other side that starts after at most 8 of its pending changes, not counting uncertain fills
+   (rule 9), 64 at most in all (those passed over are set aside: they match nothing more and are
+   judged at their own deadline), but not by passing over a change that a run (of up to 9) of the
+   changes after it on its side could explain, nor in a bundle (several changes on either side)
+   of which one has a counterpart of its own among the changes left out of the match; fills may
+   also be matched with no change at all when they cancel out (one report of them shows no
+   change), unless a run of the other side could explain one of the others. Else it is judged: a
    fill is MISSING, a reported change UNEXPLAINED (cause TIMEOUT; ``difference`` is the amount
-   judged). Each is judged once: then ``expected`` is corrected by it (the positions stream is
-   taken as the truth), and the position's new state follows (cause REBASE). Every input first
-   runs :meth:`~PositionLedger.advance` to its ``now``, so verdicts never come after later events,
-   whenever the timer fires.
+   judged), once, at that instant; then ``expected`` is corrected by it (the positions stream is
+   taken as the truth), matching resumes, and the position's new state follows (cause REBASE).
+   Every input first runs :meth:`~PositionLedger.advance` to its ``now``, so verdicts never come
+   after later events, whenever the timer fires.
 7. **Snapshots.** A ``PositionsResponse`` re-bases every position of its account: ``reported`` =
    the snapshot's (0 for a known position it does not list), pending reported changes are dropped,
-   pending fills stay but become *uncertain* (the snapshot may or may not hold them), and
-   ``expected`` = ``reported`` + those fills. A ``PortfolioResponse`` does the same (its
-   ``quantity`` per position, currency positions by :data:`CURRENCY_FIGIS`), but only while the
-   account awaits a snapshot (rule 8): otherwise it is ignored (it lags and has no operation time).
+   pending fills stay but become *uncertain* (the snapshot may or may not hold them; a lagging
+   portfolio may not) and are no longer set aside, and ``expected`` = ``reported`` + those fills;
+   at their deadline they are written off unless matched by then (never matched further on by
+   rule 6: having arrived before the snapshot, they are almost surely in it). A ``PortfolioResponse`` does
+   the same (its ``quantity`` per position, currency positions by :data:`CURRENCY_FIGIS`), but
+   only while the account awaits a snapshot (rule 8): otherwise it is ignored (it lags and has no
+   operation time).
    Reports dated before the last portfolio snapshot's ``now`` are ignored afterwards (it holds
    them: the two streams overtake each other). A snapshot raises no verdict (cause SNAPSHOT); a
    pending fill whose deadline passed while the account awaited it is due at the snapshot.
@@ -59,30 +84,38 @@ Rules of this module:
    still match and move the state, but deadlines wait. After an order-stream gap the next fill of
    each order known before it is *uncertain* (its growth may hold fills the snapshot counted).
 9. **Uncertain fills** (those of rules 7 and 8, and every fill arriving less than ``timeout`` after
-   the account's last snapshot) match like others (after the certain ones) and at their deadline
+   the account's last snapshot) match like others, in their order, and when judged at their deadline
    are written off silently (cause REBASE, no MISSING): they may be fills the snapshot already
    counted. The growth of an order after an order-stream gap may also be matched in part by a
-   smaller reported change of the same sign (it may hold a new fill with the lost ones). So a
-   snapshot never raises an alarm, at the price of not reporting a fill missing within
-   ``timeout`` of a snapshot.
+   smaller reported change of the same sign (it may hold a new fill with the lost ones). As the
+   snapshot may hold them, a run of fills matched by rule 5 may start after up to 8 uncertain
+   fills at the head (so that their total cannot explain a later change by coincidence). Changes
+   matched with uncertain fills may show another fill of the same total instead: the first such
+   fill pending becomes uncertain, or else the first arriving before the changes' deadline. So a
+   snapshot never raises an alarm, at the price of not reporting a fill missing within ``timeout``
+   of a snapshot (or of a fill it makes uncertain).
 10. **Events.** One :class:`~rxinvest.derived.PositionCheck` per change of a position's (status,
     expected, reported), the first state included, plus one per verdict. Events of an input carry
     its ``now``. The same inputs give the same events (ids included); a duplicated input changes
     nothing (rules 2 and 4; a snapshot repeated later re-bases again: it is a new snapshot).
     Positions due at one instant are judged in the order of their keys (account, instrument_uid,
     currency): money (``""``) before securities.
-11. **Memory.** One entry per position; finished orders (FILL, CANCELLED, REJECTED) are remembered
-    up to ``finished_orders`` (the least recently finished forgotten first): a state of an order
-    forgotten counts its lots again. The deadlines are one heap entry per position with anything
-    pending, corrected lazily when looked at.
+11. **Memory and cost.** One entry per position, with its reports of 16 dates (rule 4); finished
+    orders (FILL, CANCELLED, REJECTED) are remembered up to ``finished_orders`` (the least recently
+    finished forgotten first): a state of an order forgotten counts its lots again. The deadlines
+    are one heap entry per position with anything pending, corrected lazily when looked at. An
+    input costs O(1) when its position has nothing pending on its own side, else O(p) for the p
+    changes pending on the position; a change due at its deadline O(p) for each start of a run (at
+    most 9 certain, 64 in all).
 """
 
 from __future__ import annotations
 
 import enum
 import heapq
+from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -121,6 +154,7 @@ class Feed(enum.Enum):
 
 
 _ZERO = Decimal(0)
+_DECIMALS: dict[int, Decimal] = {}  # Decimal(units) of the fills seen, up to 4,096 of them (speed)
 _BUY = OrderDirection.ORDER_DIRECTION_BUY
 _SELL = OrderDirection.ORDER_DIRECTION_SELL
 _S = OrderExecutionReportStatus
@@ -136,15 +170,12 @@ _CHECK_FIELDS = ("account_id", "instrument_uid", "currency", "time", "expected",
 _check = positional(PositionCheck, _CHECK_FIELDS)
 
 
-class _Order:
-    __slots__ = ("account", "amount", "lots", "stale", "trade_ids")
-
-    def __init__(self, account: str) -> None:
-        self.account = account
-        self.lots = 0  # the largest lots_executed seen
-        self.amount = _ZERO  # the executed money at that state
-        self.trade_ids: set[str] | None = None  # trade ids seen (only for states without a lot size)
-        self.stale = False  # known before an order-stream gap, no state since (rule 8)
+# An order seen: [account, lots (the largest lots_executed seen), amount (the executed money at that
+# state), trade ids seen (a set, only for states without a lot size; else None), stale (known before
+# an order-stream gap, no state since: rule 8)]. A list, not a class, as _Pending below: one is made
+# per order on the hot path.
+_Order = list[Any]
+_ACCOUNT, _LOTS, _MONEY, _TRADE_IDS, _STALE = 0, 1, 2, 3, 4
 
 
 class _Account:
@@ -157,17 +188,21 @@ class _Account:
         self.keys: dict[_Key, _Position] = {}
 
 
-# A fill or a reported change not matched yet (rule 5): [amount (signed Decimal), deadline, uncertain],
-# uncertain 0 (certain), _WINDOW (rules 7, 9) or _JUMP (the first growth of an order after a gap).
+# A fill or a reported change not matched yet (rule 5): [amount (signed Decimal), deadline, uncertain,
+# aside], uncertain 0 (certain), _WINDOW (rule 9), _HELD (pending at a snapshot: rule 7) or _JUMP (the
+# first growth of an order after a gap); aside True once a match at a deadline passed over it (rule 6).
 # A list, not a class: one is made per fill on the hot path, and a list costs a fifth of an object.
 _Pending = list[Any]
-_AMOUNT, _DEADLINE, _UNCERTAIN = 0, 1, 2
-_WINDOW, _JUMP = 1, 2
+_AMOUNT, _DEADLINE, _UNCERTAIN, _ASIDE = 0, 1, 2, 3
+_WINDOW, _JUMP, _HELD = 1, 2, 3
+_SKIP = 8  # rule 6: the most certain opposite changes a match at a deadline passes over
+_REACH = 64  # rule 6: ... and the most changes, certain or not (a bound on the cost)
+_SEEN = 16  # rule 4: the reports remembered per position
 
 
 class _Position:
-    __slots__ = ("account", "date", "expected", "fills", "key", "last", "queued", "reported", "reports",
-                 "seen", "seq", "tolerance")  # fmt: skip
+    __slots__ = ("account", "doubts", "expected", "fills", "key", "last", "newest", "queued", "reported",
+                 "reports", "seen", "seq", "tolerance")  # fmt: skip
 
     def __init__(self, key: _Key, account: _Account, tolerance: Decimal) -> None:
         self.key = key
@@ -177,11 +212,13 @@ class _Position:
         self.reported: Decimal | None = None
         self.fills: list[_Pending] = []  # oldest first
         self.reports: list[_Pending] = []  # oldest first
-        self.date: datetime | None = None  # the date of the last report applied (rule 4)
-        self.seen: list[Decimal] = []  # the values applied at that date
+        self.seen: dict[datetime, list[PositionData]] = {}  # reports applied, at the last 16 dates
+        self.newest: datetime | None = None  # the newest date applied (rule 4)
         self.last: PositionCheck | None = None  # the event last emitted
         self.seq = 0
         self.queued = False
+        # Totals of uncertain fills matched, and until when a fill of that total is uncertain (rule 9).
+        self.doubts: list[tuple[Decimal, datetime]] = []
 
 
 class PositionLedger:
@@ -241,9 +278,9 @@ class PositionLedger:
             key = self._aliases.get(order_id, order_id)
         order = self._orders.get(key)
         if order is None:
-            order = self._orders[key] = _Order(state.account_id)
+            order = self._orders[key] = [state.account_id, 0, _ZERO, None, False]
         lots = state.lots_executed
-        if lots > order.lots:
+        if lots > order[_LOTS]:
             direction = state.direction
             if direction is _BUY:
                 sign = 1
@@ -253,21 +290,27 @@ class PositionLedger:
                 return out
             lot_size = state.lot_size
             if lot_size > 0 and not state.trades:
-                units = (lots - order.lots) * lot_size
+                units = (lots - order[_LOTS]) * lot_size
             else:
-                units = self._units(state, order, lots - order.lots)
-            order.lots = lots
+                units = self._units(state, order, lots - order[_LOTS])
+            order[_LOTS] = lots
             account = self._accounts.get(state.account_id)
             if account is None:
                 account = self._accounts[state.account_id] = _Account()
             certain_from = account.certain_from
             uncertain = (
-                _JUMP if order.stale else _WINDOW if certain_from is not None and now < certain_from else 0
+                _JUMP if order[_STALE] else _WINDOW if certain_from is not None and now < certain_from else 0
             )
-            order.stale = False
+            order[_STALE] = False
             if units:
                 key3 = (state.account_id, state.instrument_uid, "")
-                out += self._fill(account, key3, Decimal(sign * units), now, uncertain)
+                units *= sign
+                amount = _DECIMALS.get(units)
+                if amount is None:
+                    amount = Decimal(units)
+                    if len(_DECIMALS) < 4096:
+                        _DECIMALS[units] = amount
+                out += self._fill(account, key3, amount, now, uncertain)
             if self.money_tolerance is not None:
                 amount, currency = self._money(state, order)
                 if amount and currency:
@@ -305,15 +348,15 @@ class PositionLedger:
         stale_before = account.stale_before
         if stale_before is not None and date is not None and date < stale_before:
             return out  # rule 7: a portfolio snapshot taken since holds it
-        for security in snapshot.securities:
-            value = Decimal(security.balance + security.blocked)
-            out += self._report(account, (account_id, security.instrument_uid, ""), value, date, now)
+        for sec in snapshot.securities:
+            value = Decimal(sec.balance + sec.blocked)
+            out += self._report(account, (account_id, sec.instrument_uid, ""), value, snapshot, date, now)
         for future in snapshot.futures:
             value = Decimal(future.balance + future.blocked)
-            out += self._report(account, (account_id, future.instrument_uid, ""), value, date, now)
+            out += self._report(account, (account_id, future.instrument_uid, ""), value, snapshot, date, now)
         for option in snapshot.options:
             value = Decimal(option.balance + option.blocked)
-            out += self._report(account, (account_id, option.instrument_uid, ""), value, date, now)
+            out += self._report(account, (account_id, option.instrument_uid, ""), value, snapshot, date, now)
         if self.money_tolerance is not None:
             for money in snapshot.money:
                 available, blocked = money.available_value, money.blocked_value
@@ -322,7 +365,7 @@ class PositionLedger:
                     continue
                 currency = named.currency
                 value = (available.amount if available else _ZERO) + (blocked.amount if blocked else _ZERO)
-                out += self._report(account, (account_id, "", currency), value, date, now)
+                out += self._report(account, (account_id, "", currency), value, snapshot, date, now)
         return out
 
     def portfolio(self, snapshot: PortfolioResponse, now: datetime) -> list[PositionCheck]:
@@ -371,8 +414,8 @@ class PositionLedger:
         if feed is Feed.ORDERS:
             targets = set(ids)
             for order in self._orders.values():
-                if order.account in targets:
-                    order.stale = True
+                if order[_ACCOUNT] in targets:
+                    order[_STALE] = True
         return out
 
     def advance(self, now: datetime) -> list[PositionCheck]:
@@ -416,9 +459,9 @@ class PositionLedger:
             if quantity != state.lots_executed * lot_size and quantity != units:
                 self.unit_mismatches += 1
             return units
-        seen = order.trade_ids
+        seen = order[_TRADE_IDS]
         if seen is None:
-            seen = order.trade_ids = set()
+            seen = order[_TRADE_IDS] = set()
         quantity = 0
         for trade in state.trades:
             if trade.trade_id not in seen:
@@ -430,15 +473,15 @@ class PositionLedger:
         """The money of the new fill (its absolute value) and its currency (rule 3)."""
         executed = state.executed_order_price
         if executed is not None:
-            amount = executed.amount - order.amount
-            order.amount = executed.amount
+            amount = executed.amount - order[_MONEY]
+            order[_MONEY] = executed.amount
             return amount, executed.currency or state.currency.lower()
         total = _ZERO
         for trade in state.trades:
             if trade.price is not None:
                 total += trade.price * trade.quantity
-        amount = total - order.amount
-        order.amount = total
+        amount = total - order[_MONEY]
+        order[_MONEY] = total
         return amount, state.currency.lower()
 
     def _finish(self, key: str, order_id: str) -> None:
@@ -465,96 +508,266 @@ class PositionLedger:
         """A fill of ``amount`` (signed) on a position (rules 5, 9)."""
         position = self._positions.get(key) or self._position(account, key)
         position.expected += amount
+        fills, reports = position.fills, position.reports
         tolerance = position.tolerance
-        reports = position.reports
-        if reports:
-            for index, item in enumerate(reports):  # rule 5: the oldest reported change of that amount
-                if abs(item[_AMOUNT] - amount) <= tolerance:
-                    del reports[index]
-                    position.expected += item[_AMOUNT] - amount
-                    return self._emit(position, now, _FILL)
-            if self._prefix(position, reports, amount):
-                return self._emit(position, now, _FILL)
-            if uncertain == _JUMP:  # rule 9: smaller reported changes of the same sign are part of it
-                index = 0
-                while index < len(reports):
-                    part = reports[index][_AMOUNT]
-                    if abs(part) < abs(amount) and (part > 0) == (amount > 0):
-                        amount -= part
-                        del reports[index]
-                    else:
-                        index += 1
-        elif not position.fills and abs(amount) <= tolerance:  # money within the tolerance of nothing
+        if position.doubts and not uncertain:
+            uncertain = self._doubted(position, amount, now)
+        # Within the tolerance of nothing (``tolerance`` first: 0 for securities, whose fills are not 0).
+        if tolerance and not fills and not reports and abs(amount) <= tolerance:
             position.expected -= amount
             return self._emit(position, now, _FILL)
-        position.fills.append([amount, now + self.timeout, uncertain])
+        item: _Pending = [amount, now + self.timeout, uncertain, False]
+        fills.append(item)
+        if reports and not self._arrived(position, fills, reports) and uncertain == _JUMP:
+            # Rule 9: smaller reported changes of the same sign are part of the growth after a gap.
+            index = 0
+            while index < len(reports):
+                part: Decimal = reports[index][_AMOUNT]
+                whole: Decimal = item[_AMOUNT]
+                if not reports[index][_ASIDE] and abs(part) < abs(whole) and (part > 0) == (whole > 0):
+                    item[_AMOUNT] = whole - part
+                    del reports[index]
+                else:
+                    index += 1
+            self._settle(position)
         if not position.queued:
             self._arm(position)
         return self._emit(position, now, _FILL)
 
+    @staticmethod
+    def _doubted(position: _Position, amount: Decimal, now: datetime) -> int:
+        """Rule 9: whether a fill of ``amount`` arriving at ``now`` may be one that changes matched with
+        uncertain fills showed (then that doubt is spent)."""
+        doubts = position.doubts = [doubt for doubt in position.doubts if doubt[1] >= now]
+        for index, (total, _) in enumerate(doubts):
+            if abs(total - amount) <= position.tolerance:
+                del doubts[index]
+                return _WINDOW
+        return 0
+
     def _report(
-        self, account: _Account, key: _Key, value: Decimal, date: datetime | None, now: datetime
+        self,
+        account: _Account,
+        key: _Key,
+        value: Decimal,
+        message: PositionData,
+        date: datetime | None,
+        now: datetime,
     ) -> list[PositionCheck]:
-        """A reported absolute ``value`` of a position (rules 4, 5, 9)."""
+        """A reported absolute ``value`` of a position, from ``message`` (rules 4, 5, 9)."""
         position = self._positions.get(key) or self._position(account, key)
-        if date is not None:
-            last = position.date
-            if last is not None and date <= last:
-                if date < last or value in position.seen:
+        if date is not None:  # rule 4: the message is compared, not the value
+            seen = position.seen
+            same = seen.get(date)
+            if same is not None:
+                if message in same:
                     return []
-                position.seen.append(value)
+                same.append(message)
             else:
-                position.date = date
-                position.seen = [value]
+                newest = position.newest
+                if newest is None or date > newest:
+                    position.newest = date
+                    seen[date] = [message]
+                elif len(seen) >= _SEEN and date < next(iter(seen)):  # before all remembered: a repeat
+                    return []  # forgotten
+                else:
+                    seen[date] = [message]
+                    position.seen = seen = dict(sorted(seen.items()))  # the oldest date first
+                if len(seen) > _SEEN:
+                    del seen[next(iter(seen))]
         old = position.reported
         change = value - old if old is not None else value
         position.reported = value
         if not change:
             return self._emit(position, now, _POSITION)
-        fills = position.fills
-        tolerance = position.tolerance
-        if fills:
-            match = None  # rule 5: the oldest certain fill of that amount, else the oldest uncertain
-            for index, item in enumerate(fills):
-                if abs(item[_AMOUNT] - change) <= tolerance:
-                    if not item[_UNCERTAIN]:
-                        match = index
-                        break
-                    if match is None:
-                        match = index
-            if match is not None:
-                item = fills.pop(match)
-                position.expected += change - item[_AMOUNT]
-                return self._emit(position, now, _POSITION)
-            if self._prefix(position, fills, change):
-                return self._emit(position, now, _POSITION)
-            for item in fills:  # rule 9: part of the growth of an order after a gap
-                amount = item[_AMOUNT]
-                if item[_UNCERTAIN] == _JUMP and abs(change) < abs(amount) and (change > 0) == (amount > 0):
-                    item[_AMOUNT] = amount - change
+        fills, reports = position.fills, position.reports
+        if not reports:
+            if not fills:
+                if abs(change) <= position.tolerance:  # within the tolerance of nothing
+                    position.expected += change
                     return self._emit(position, now, _POSITION)
-        elif not position.reports and abs(change) <= tolerance:  # money within the tolerance of nothing
-            position.expected += change
-            return self._emit(position, now, _POSITION)
-        position.reports.append([change, now + self.timeout, 0])
+            elif (
+                len(fills) == 1
+                and fills[0][_AMOUNT] == change
+                and not fills[0][_UNCERTAIN]
+                and not fills[0][_ASIDE]
+            ):
+                # The usual case, rule 5 at its simplest: the change of the one fill pending.
+                fills.clear()
+                return self._emit(position, now, _POSITION)
+        item: _Pending = [change, now + self.timeout, 0, False]
+        reports.append(item)
+        if fills and not self._arrived(position, reports, fills):
+            for fill in fills:  # rule 9: part of the growth of an order after a gap
+                amount = fill[_AMOUNT]
+                if (
+                    fill[_UNCERTAIN] == _JUMP
+                    and not fill[_ASIDE]
+                    and abs(change) < abs(amount)
+                    and (change > 0) == (amount > 0)
+                ):
+                    fill[_AMOUNT] = amount - change
+                    reports.remove(item)
+                    self._settle(position)
+                    break
         if not position.queued:
             self._arm(position)
         return self._emit(position, now, _POSITION)
 
-    @staticmethod
-    def _prefix(position: _Position, items: list[_Pending], amount: Decimal) -> bool:
-        """Match ``amount`` with the oldest two or more of ``items`` if their sum is within the
-        tolerance of it (rule 5: one report of several fills, or the reverse)."""
-        total = _ZERO
+    def _arrived(self, position: _Position, own: list[_Pending], other: list[_Pending]) -> bool:
+        """Rule 5 for the change just appended to ``own``: True if anything matched."""
         tolerance = position.tolerance
-        for count, item in enumerate(items, 1):
-            total += item[_AMOUNT]
-            if count > 1 and abs(total - amount) <= tolerance:
-                del items[:count]
-                # Keep expected - reported = fills pending - reports pending.
-                position.expected += (amount - total) if items is position.fills else (total - amount)
-                return True
+        last = own[-1]
+        if len(own) == 1:  # the usual case: the only one of its side, to match with a prefix of the other
+            # A run of fills may also start after uncertain ones at the head (see _settle).
+            if own is position.reports and other[0][_UNCERTAIN]:
+                return self._settle(position)
+            amount, total = last[_AMOUNT], _ZERO
+            for count, item in enumerate(other, 1):
+                if item[_ASIDE]:
+                    return self._settle(position)
+                total += item[_AMOUNT]
+                if abs(total - amount) <= tolerance:
+                    if own is position.fills:
+                        if last[_UNCERTAIN]:
+                            self._doubt(position, [last], other[:count])
+                    elif any(item[_UNCERTAIN] for item in other[:count]):
+                        self._doubt(position, other[:count], own)
+                    own.clear()
+                    del other[:count]
+                    position.expected += (total - amount) if own is position.fills else (amount - total)
+                    return True
+            return False
+        return self._settle(position)
+
+    def _settle(self, position: _Position) -> bool:
+        """Rule 5: while a prefix of the pending fills and one of the pending reported changes (those not
+        set aside, each in arrival order, one of each at least) agree in sum, match them: the shortest
+        prefix of fills, with the shortest prefix of changes for it. True if anything matched."""
+        tolerance = position.tolerance
+        matched = False
+        while True:
+            fills = [item for item in position.fills if not item[_ASIDE]]
+            reports = [item for item in position.reports if not item[_ASIDE]]
+            if not fills or not reports:
+                return matched
+            find = _finder(_sums(reports), tolerance)
+            # Uncertain fills at the head may be held by the snapshot already (rule 9): a run may
+            # start after them, so that their total cannot match a later report by coincidence.
+            lead = 0
+            while lead < len(fills) and lead < _SKIP and fills[lead][_UNCERTAIN]:
+                lead += 1
+            runs: list[tuple[int, int, int]] = []  # (fills, start, reports): the first match of each start
+            for start in range(lead + 1):
+                total = _ZERO
+                for count in range(1, len(fills) - start + 1):
+                    total += fills[start + count - 1][_AMOUNT]
+                    found = find(total)
+                    if found is not None:
+                        runs.append((count, start, found))
+                        break
+            if not runs:
+                return matched
+            count, start, found = min(runs)
+            self._take(position, fills[start : start + count], reports[:found])
+            matched = True
+
+    def _explain(self, position: _Position, own: list[_Pending], other: list[_Pending]) -> bool:
+        """Rule 6: the change at the head of ``own`` is due. Unless the others agree by prefixes
+        without it, match it, with the changes after it on its side, with a run of the other side
+        (for fills, possibly none: they cancel out, unless a run of the other side could explain one
+        of the others), passing over at most ``_SKIP`` changes at the front of the other side, which
+        are set aside, but none that a run of the changes after it on its side could explain (then it
+        is the stray one), and in no bundle of which one change has a counterpart of its own among
+        those left out. True if it matched."""
+        tolerance = position.tolerance
+        group = [item for item in own if not item[_ASIDE]]
+        rest = [item for item in other if not item[_ASIDE]]
+        if rest and len(group) > 1:  # the others agree without it: it is the stray one
+            find = _finder(_sums(rest), tolerance)
+            if any(find(total) is not None for total in _sums(group[1:])):
+                return False
+        find = _finder(_sums(group), tolerance)
+        found: list[tuple[int, int, int]] = []  # (changes of own, of other passed over, end of the run)
+        count = find(_ZERO) if own is position.fills else None
+        if count is not None and not self._explicable(group[1:count], rest, tolerance):
+            found.append((count, 0, 0))  # fills that cancel out
+        for start in _starts(rest):
+            best: tuple[int, int, int] | None = None
+            total = _ZERO
+            for end in range(start, len(rest)):
+                total += rest[end][_AMOUNT]
+                count = find(total)
+                if count is not None and (best is None or count < best[0]):
+                    best = (count, start, end + 1)
+            if best is not None:
+                found.append(best)
+        for count, start, end in sorted(found):
+            if start and self._explicable(rest[:start], group[1:], tolerance):
+                continue
+            # Nor a bundle on either side whose members have counterparts of their own.
+            if count > 1 and end and self._explicable(group[1:count], rest[:start] + rest[end:], tolerance):
+                continue
+            if end - start > 1 and self._explicable(rest[start:end], group[count:], tolerance):
+                continue
+            for item in rest[:start]:
+                item[_ASIDE] = True
+            if own is position.fills:
+                self._take(position, group[:count], rest[start:end])
+            else:
+                self._take(position, rest[start:end], group[:count])
+            self._settle(position)
+            return True
         return False
+
+    @staticmethod
+    def _explicable(items: list[_Pending], others: list[_Pending], tolerance: Decimal) -> bool:
+        """Whether any of ``items`` is within ``tolerance`` of the sum of a run of at most
+        ``_SKIP + 1`` of ``others``."""
+        if not items:
+            return False
+        find = _finder([item[_AMOUNT] for item in items], tolerance)
+        for start in range(len(others)):
+            total = _ZERO
+            for item in others[start : start + _SKIP + 1]:
+                total += item[_AMOUNT]
+                if find(total) is not None:
+                    return True
+        return False
+
+    @staticmethod
+    def _doubt(position: _Position, fills: list[_Pending], reports: list[_Pending]) -> None:
+        """Rule 9: ``reports`` matched with ``fills``, uncertain ones among them, may show another fill
+        of the same total instead: one pending becomes uncertain, or else one arriving before their
+        deadline will be."""
+        if not reports:
+            return
+        total = sum((item[_AMOUNT] for item in fills), _ZERO)
+        for item in position.fills:
+            if (
+                not item[_UNCERTAIN]
+                and abs(item[_AMOUNT] - total) <= position.tolerance
+                and all(item is not taken for taken in fills)
+            ):
+                item[_UNCERTAIN] = _WINDOW
+                return
+        doubts = position.doubts
+        doubts.append((total, max(item[_DEADLINE] for item in reports)))
+        if len(doubts) > _SKIP:
+            del doubts[0]
+
+    def _take(self, position: _Position, fills: list[_Pending], reports: list[_Pending]) -> None:
+        """Match ``fills`` with ``reports``: neither is pending any more, and ``expected`` follows so that
+        ``reported - expected`` stays (reported changes - fills) pending (rule 5)."""
+        if any(item[_UNCERTAIN] for item in fills):
+            self._doubt(position, fills, reports)
+        taken = {id(item) for item in fills}
+        position.fills[:] = [item for item in position.fills if id(item) not in taken]
+        taken = {id(item) for item in reports}
+        position.reports[:] = [item for item in position.reports if id(item) not in taken]
+        position.expected += sum((item[_AMOUNT] for item in reports), _ZERO) - sum(
+            (item[_AMOUNT] for item in fills), _ZERO
+        )
 
     def _rebase(
         self, account_id: str, values: dict[_Key, Decimal], now: datetime, keep: Iterable[_Key] | None
@@ -581,8 +794,8 @@ class PositionLedger:
             position.reports.clear()
             pending = _ZERO
             for item in position.fills:
-                if not item[_UNCERTAIN]:
-                    item[_UNCERTAIN] = _WINDOW
+                item[_ASIDE] = False
+                item[_UNCERTAIN] = _HELD
                 if item[_DEADLINE] < now:  # it waited while the account awaited this snapshot
                     item[_DEADLINE] = now
                 pending += item[_AMOUNT]
@@ -592,18 +805,31 @@ class PositionLedger:
         return out
 
     def _judge(self, position: _Position, deadline: datetime) -> list[PositionCheck]:
-        """The verdicts on the changes of ``position`` due at ``deadline`` (rules 6, 9)."""
+        """The changes of ``position`` due at ``deadline``, fills first: each is matched if anything
+        explains it, else judged (rules 6, 9)."""
         out: list[PositionCheck] = []
-        fills, reports = position.fills, position.reports
-        while fills and fills[0][_DEADLINE] == deadline:
-            item = fills.pop(0)
-            if not item[_UNCERTAIN]:
-                out.append(self._event(position, deadline, CheckStatus.MISSING, _TIMEOUT, -item[_AMOUNT]))
-            position.expected -= item[_AMOUNT]
-        while reports and reports[0][_DEADLINE] == deadline:
-            item = reports.pop(0)
-            out.append(self._event(position, deadline, CheckStatus.UNEXPLAINED, _TIMEOUT, item[_AMOUNT]))
-            position.expected += item[_AMOUNT]
+        while True:
+            fills, reports = position.fills, position.reports
+            if fills and fills[0][_DEADLINE] == deadline:
+                own, other = fills, reports
+            elif reports and reports[0][_DEADLINE] == deadline:
+                own, other = reports, fills
+            else:
+                break
+            head = own[0]
+            # A fill pending at a snapshot is almost surely held by it: written off, not matched
+            # further on, where it would take a change that shows a fill still to come (rule 7).
+            if not head[_ASIDE] and head[_UNCERTAIN] != _HELD and self._explain(position, own, other):
+                continue
+            item = own.pop(0)
+            if own is fills:
+                if not item[_UNCERTAIN]:
+                    out.append(self._event(position, deadline, CheckStatus.MISSING, _TIMEOUT, -item[_AMOUNT]))
+                position.expected -= item[_AMOUNT]
+            else:
+                out.append(self._event(position, deadline, CheckStatus.UNEXPLAINED, _TIMEOUT, item[_AMOUNT]))
+                position.expected += item[_AMOUNT]
+            self._settle(position)
         return out + self._emit(position, deadline, _REBASE)
 
     def _event(
@@ -676,3 +902,45 @@ class PositionLedger:
                 return deadline
             heapq.heapreplace(heap, (actual, key))
         return None
+
+
+def _starts(items: list[_Pending]) -> list[int]:
+    """Where a run may start after passing over the items before it (rule 6): at most ``_SKIP``
+    certain ones; uncertain ones (fills a snapshot may hold) do not count, up to ``_REACH`` items."""
+    out: list[int] = []
+    certain = 0
+    for index, item in enumerate(items[:_REACH]):
+        out.append(index)
+        if not item[_UNCERTAIN]:
+            certain += 1
+            if certain > _SKIP:
+                break
+    return out
+
+
+def _sums(items: list[_Pending]) -> list[Decimal]:
+    """The running totals of the amounts of ``items``."""
+    out: list[Decimal] = []
+    total = _ZERO
+    for item in items:
+        total += item[_AMOUNT]
+        out.append(total)
+    return out
+
+
+def _finder(sums: list[Decimal], tolerance: Decimal) -> Callable[[Decimal], int | None]:
+    """A function of an amount: the least ``count`` whose ``sums[count - 1]`` is within
+    ``tolerance`` of it, else None."""
+    if not tolerance:
+        first: dict[Decimal, int] = {}
+        for count, total in enumerate(sums, 1):
+            first.setdefault(total, count)
+        return first.get
+    ordered = sorted(zip(sums, range(1, len(sums) + 1), strict=True))
+    keys = [total for total, _ in ordered]
+
+    def find(amount: Decimal) -> int | None:
+        low, high = bisect_left(keys, amount - tolerance), bisect_right(keys, amount + tolerance)
+        return min((count for _, count in ordered[low:high]), default=None)
+
+    return find
