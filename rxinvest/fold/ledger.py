@@ -438,6 +438,13 @@ class PositionLedger:
         None."""
         return self._top()
 
+    @property
+    def deadline_floor(self) -> datetime | None:
+        """No instant before :attr:`next_deadline`, in O(1) (the heap keeps deadlines that may have
+        moved later): a timer already set at or before it needs no look at ``next_deadline``."""
+        heap = self._heap
+        return heap[0][0] if heap else None
+
     def current(self, account_id: str, instrument_uid: str = "", currency: str = "") -> PositionCheck | None:
         """The last event of a position (a security by ``instrument_uid``, money by ``currency``)."""
         position = self._positions.get((account_id, instrument_uid, currency.lower()))
@@ -518,6 +525,7 @@ class PositionLedger:
             return self._emit(position, now, _FILL)
         item: _Pending = [amount, now + self.timeout, uncertain, False]
         fills.append(item)
+        alone = not reports  # then nothing can match: ``expected`` moved, the state changed
         if reports and not self._arrived(position, fills, reports) and uncertain == _JUMP:
             # Rule 9: smaller reported changes of the same sign are part of the growth after a gap.
             index = 0
@@ -532,7 +540,7 @@ class PositionLedger:
             self._settle(position)
         if not position.queued:
             self._arm(position)
-        return self._emit(position, now, _FILL)
+        return self._emit(position, now, _FILL, alone)
 
     @staticmethod
     def _doubted(position: _Position, amount: Decimal, now: datetime) -> int:
@@ -558,23 +566,23 @@ class PositionLedger:
         position = self._positions.get(key) or self._position(account, key)
         if date is not None:  # rule 4: the message is compared, not the value
             seen = position.seen
-            same = seen.get(date)
-            if same is not None:
-                if message in same:
-                    return []
-                same.append(message)
+            newest = position.newest
+            if newest is None or date > newest:  # the usual case: a new date
+                position.newest = date
+                seen[date] = [message]
             else:
-                newest = position.newest
-                if newest is None or date > newest:
-                    position.newest = date
-                    seen[date] = [message]
+                same = seen.get(date)
+                if same is not None:
+                    if message in same:
+                        return []
+                    same.append(message)
                 elif len(seen) >= _SEEN and date < next(iter(seen)):  # before all remembered: a repeat
                     return []  # forgotten
                 else:
                     seen[date] = [message]
                     position.seen = seen = dict(sorted(seen.items()))  # the oldest date first
-                if len(seen) > _SEEN:
-                    del seen[next(iter(seen))]
+            if len(seen) > _SEEN:
+                del seen[next(iter(seen))]
         old = position.reported
         change = value - old if old is not None else value
         position.reported = value
@@ -594,7 +602,7 @@ class PositionLedger:
             ):
                 # The usual case, rule 5 at its simplest: the change of the one fill pending.
                 fills.clear()
-                return self._emit(position, now, _POSITION)
+                return self._emit(position, now, _POSITION, True)  # ``reported`` moved
         item: _Pending = [change, now + self.timeout, 0, False]
         reports.append(item)
         if fills and not self._arrived(position, reports, fills):
@@ -851,13 +859,17 @@ class PositionLedger:
         position.seq += 1
         return event
 
-    def _emit(self, position: _Position, time: datetime, cause: CheckCause) -> list[PositionCheck]:
-        """An event if the position's state differs from the one last emitted (rule 10)."""
+    def _emit(
+        self, position: _Position, time: datetime, cause: CheckCause, changed: bool = False
+    ) -> list[PositionCheck]:
+        """An event if the position's state differs from the one last emitted (rule 10); ``changed``:
+        the caller knows it does."""
         status = _PENDING if position.fills or position.reports else _MATCHED
         expected, reported = position.expected, position.reported
         last = position.last
         if (
-            last is not None
+            not changed
+            and last is not None
             and last.status is status
             and last.expected == expected
             and last.reported == reported

@@ -73,6 +73,9 @@ def reconcile_positions_(
             """One pending timer, moved only to an earlier deadline: a timer left at an earlier
             instant than needed fires, finds nothing due, and is set again (a change matched in
             time would otherwise re-arm it on every event)."""
+            floor = ledger.deadline_floor
+            if floor is None or (armed[0] is not None and armed[0] <= floor):
+                return  # the common case, in O(1): the timer is set early enough
             deadline = ledger.next_deadline
             if deadline is None or (armed[0] is not None and armed[0] <= deadline):
                 return
@@ -92,9 +95,13 @@ def reconcile_positions_(
             for upstream in upstreams:
                 upstream.dispose()
 
+        # Bound once: a ``with lock`` block costs twice what these calls do, per event.
+        acquire, release = lock.acquire, lock.release
+
         def handler(feed: Feed) -> tuple[Any, Any, Any]:
             def on_next(item: Any) -> None:
-                with lock:
+                acquire()
+                try:
                     if done[0]:
                         return
                     kind = type(item)
@@ -111,6 +118,8 @@ def reconcile_positions_(
                     if events:  # what changes nothing (a duplicate) moves no deadline either
                         send(events)
                         arm()
+                finally:
+                    release()
 
             def on_error(error: Exception) -> None:
                 with lock:
