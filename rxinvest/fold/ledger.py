@@ -88,7 +88,7 @@ Rules of this module:
    are written off silently (cause REBASE, no MISSING): they may be fills the snapshot already
    counted. The growth of an order after an order-stream gap may also be matched in part by a
    smaller reported change of the same sign (it may hold a new fill with the lost ones). As the
-   snapshot may hold them, a run of fills matched by rule 5 may start after up to 8 uncertain
+   snapshot may hold them, a run of fills matched by rule 5 may start after up to 64 uncertain
    fills at the head (so that their total cannot explain a later change by coincidence). Changes
    matched with uncertain fills may show another fill of the same total instead: the first such
    fill pending becomes uncertain, or else the first arriving before the changes' deadline. So a
@@ -105,7 +105,8 @@ Rules of this module:
     finished forgotten first): a state of an order forgotten counts its lots again. The deadlines
     are one heap entry per position with anything pending, corrected lazily when looked at. An
     input costs O(1) when its position has nothing pending on its own side, else O(p) for the p
-    changes pending on the position; a change due at its deadline O(p) for each start of a run (at
+    changes pending on the position (O(u p) with u uncertain fills at the head, up to 64: mostly
+    within ``timeout`` of a snapshot); a change due at its deadline O(p) for each start of a run (at
     most 9 certain, 64 in all).
 """
 
@@ -663,7 +664,7 @@ class PositionLedger:
             # Uncertain fills at the head may be held by the snapshot already (rule 9): a run may
             # start after them, so that their total cannot match a later report by coincidence.
             lead = 0
-            while lead < len(fills) and lead < _SKIP and fills[lead][_UNCERTAIN]:
+            while lead < len(fills) and lead < _REACH and fills[lead][_UNCERTAIN]:
                 lead += 1
             runs: list[tuple[int, int, int]] = []  # (fills, start, reports): the first match of each start
             for start in range(lead + 1):

@@ -688,6 +688,23 @@ def test_a_match_at_a_deadline_passes_over_any_number_of_uncertain_fills() -> No
     assert last is not None and (last.status, last.expected, last.reported) == (M, 1300, 1300)
 
 
+def test_a_run_of_fills_may_start_after_many_uncertain_ones() -> None:
+    """Nine fills a snapshot holds arrive after it, then a sale and its report: the report matches
+    the sale alone, not the sale with held fills around it."""
+    ledger = based(None)
+    ledger.positions(snapshot("A1", {"X": 1900}, Decimal(0)), at(0))  # holds the nine
+    for n in range(9):
+        ledger.order_state(state(f"b{n}", f"rb{n}", "X", BUY, 1, Decimal(300)), at(1 + n / 100))
+    ledger.order_state(state("s1", "rs1", "X", SELL, 1, Decimal(300)), at(2))
+    ledger.positions(report("A1", at(2), {"X": 1800}), at(2.1))
+    ledger.order_state(state("s2", "rs2", "X", SELL, 1, Decimal(300)), at(2.2))
+    ledger.positions(report("A1", at(2.2), {"X": 1700}), at(2.3))
+    out = ledger.advance(at(100))
+    assert [e.status for e in out if e.status in (U, X)] == []
+    last = ledger.current("A1", "X")
+    assert last is not None and (last.status, last.expected, last.reported) == (M, 1700, 1700)
+
+
 def test_a_fill_soon_after_a_snapshot_is_never_missing() -> None:
     ledger = based(None)
     ledger.positions(snapshot("A1", {"X": 1100}, Decimal(0)), at(1))
