@@ -1,7 +1,8 @@
 """Soak: the client under random faults for minutes, checked against the simulator's broker at the end.
 
 Run: ``.venv/bin/python benchmarks/soak.py [--minutes 10] [--seed 1] [--speed 5] [--instruments 12]
-[--fault-every 10] [--cache-limit N] [--sim-process] [--trace-memory [FRAMES]] [--json]`` (not run
+[--fault-every 10] [--cache-limit N] [--recovery-limit N] [--sim-process] [--trace-memory [FRAMES]]
+[--json]`` (not run
 in CI; ``--minutes 0.3`` is a smoke test).
 
 The embedded simulator runs at ``--speed`` (simulated seconds per real second); its accounts'
@@ -51,7 +52,15 @@ keeps every order, state and fill: the ground truth of the final check), so its 
 client's. With ``--sim-process`` it is the client's process alone (the client, its subscribers and
 the soak's own records of what was delivered, which grow with the messages: every order id and
 trade id), which is what the goal is about; the child's RSS is sampled with it and reported apart
-(``sim_rss_mib``, ``sim_timeline``), over the same warm-up. A progress line every
+(``sim_rss_mib``, ``sim_timeline``), over the same warm-up. Beside the RSS, the heap's live memory
+("in use": glibc's ``mallinfo2`` in use plus pymalloc's allocated blocks, see :class:`Allocators`;
+Linux with glibc only, 0 elsewhere), what each allocator holds (free memory it keeps included), the
+soak's own records (measured apart: :meth:`AccountLog.records_bytes`) and the entries of the client's
+recovery memories. Warm-up is defined in :func:`warm_sample_of`: the first minute (a quarter of a
+shorter run), and until the codec's caches and the recovery memories that matter are full; growth
+is from there to the end, with the verdict against 5 %. ``--recovery-limit`` bounds the recovery
+memories lower, so that they fill within the run (a bound under the orders a recovery's answers
+list makes it deliver again what it forgot: duplicates, never losses). A progress line every
 ``PROGRESS_SECONDS`` (on stderr with ``--json``).
 ``--trace-memory`` (off by default: it costs nothing then) also traces Python's allocations
 (tracemalloc) and reports the Python heap's growth from warm-up (once the codec's caches are full,
@@ -118,6 +127,7 @@ LIVE_SECONDS = 10.0  # at most this long for the account streams to be confirmed
 SETTLE_SECONDS = 60.0  # at most this long for the client to catch up after the faults stop
 QUIET_SECONDS = 3.0  # settled: every connection open and no account event for this long
 FAULT_KINDS = {"drop": 3, "stall": 1, "close_1011": 3, "malformed": 2, "drop_twice": 1}  # weights
+RECOVERY_SMALL = 1000  # entries: a recovery memory holding fewer weighs little (see recovery_full_at)
 GAP_SLACK = timedelta(seconds=1)  # how far the simulator's clock may stray from the wall clock
 ACCOUNT_KINDS = ("order_states", "order_trades", "positions", "portfolio")
 
@@ -246,7 +256,11 @@ class AccountLog:
         self.recovery_errors: list[str] = []
         self.errors: list[str] = []
         self.last_event = time.monotonic()
-        self.order_states: dict[str, set[tuple[Any, ...]]] = {}  # order id -> states seen
+        # Compact, as they grow with the run and share the client's RSS: per order id, a bit mask of
+        # the states seen (bit i: the i-th distinct _final() tuple, of which there are few), not a
+        # set of tuples; trade ids as a set of strings. See records_bytes().
+        self.order_states: dict[str, int] = {}  # order id -> mask of the states seen
+        self._state_bits: dict[tuple[Any, ...], int] = {}  # _final() tuple -> its bit
         self.trade_ids: set[str] = set()
         self.positions: dict[str, Positions] = {}  # by account
         self.portfolios: dict[str, m.PortfolioResponse] = {}  # the last one of each account
@@ -276,7 +290,9 @@ class AccountLog:
 
     def _fold(self, item: object) -> None:
         if isinstance(item, m.OrderState):
-            self.order_states.setdefault(item.order_id, set()).add(_final(item))
+            final = _final(item)
+            bit = self._state_bits.setdefault(final, len(self._state_bits))
+            self.order_states[item.order_id] = self.order_states.get(item.order_id, 0) | 1 << bit
         elif isinstance(item, m.OrderTrades):
             self.trade_ids.update(trade.trade_id for trade in item.trades)
         elif isinstance(item, m.PositionsResponse):
@@ -285,6 +301,24 @@ class AccountLog:
             self.positions.setdefault(item.account_id, Positions()).apply(item)
         elif isinstance(item, m.PortfolioResponse):
             self.portfolios[item.account_id] = item
+
+    def seen_state(self, order_id: str, final: tuple[Any, ...]) -> tuple[bool, bool]:
+        """(whether any state of the order was delivered, whether ``final`` was); under the lock."""
+        mask = self.order_states.get(order_id, 0)
+        bit = self._state_bits.get(final)
+        return bool(mask), bit is not None and bool(mask >> bit & 1)
+
+    def records_bytes(self) -> int:
+        """What this log's records of delivered events take now, bytes (``sys.getsizeof`` of the
+        containers and what they hold; strings shared with other objects are counted all the same)."""
+        with self.lock:
+            size = sys.getsizeof(self.order_states) + sys.getsizeof(self.trade_ids)
+            size += sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in self.order_states.items())
+            size += sum(map(sys.getsizeof, self.trade_ids))
+            size += sys.getsizeof(self.gap_windows) + 200 * len(
+                self.gap_windows
+            )  # 3-tuples of a str, 2 times
+            return size
 
     def on_error(self, error: Exception) -> None:
         self.errors.append(f"{type(error).__name__}: {error}")
@@ -322,6 +356,126 @@ def pin_mmap_threshold(size: int = 128 * 1024) -> bool:
         return bool(libc.mallopt(-3, size))  # -3: M_MMAP_THRESHOLD
     except (OSError, AttributeError):
         return False
+
+
+class _Mallinfo2(ctypes.Structure):
+    """glibc's ``struct mallinfo2`` (glibc 2.33 and later): ten ``size_t``."""
+
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+            "keepcost",
+        )
+    ]  # fmt: skip
+
+
+class Allocators:
+    """This process's allocators, read where that is possible (glibc 2.33+ on Linux, CPython's
+    pymalloc); a reading is None elsewhere (macOS, musl, ``PYTHONMALLOC=malloc`` for pymalloc).
+
+    * glibc, in use: ``uordblks + hblkhd`` of ``mallinfo2()`` (chunks handed out, in every arena, and
+      mmapped blocks); held: ``arena + hblkhd`` (the arenas' whole size, their free chunks included).
+    * pymalloc, in use: its "bytes in allocated blocks" (``_PyObject_DebugMallocStats``, written to
+      an ``open_memstream``). Its arenas are mmapped, not malloc'd: they are not in glibc's numbers.
+
+    In use, the sum, is the heap's live memory: unlike RSS, it does not count free memory that an
+    allocator keeps (glibc's per-thread arenas, pymalloc's partly used arenas). Called from the
+    sampling thread only; each reading takes the allocator's locks for a moment (milliseconds).
+    """
+
+    def __init__(self) -> None:
+        self._mallinfo2: Any = None
+        self._libc: Any = None
+        self._stats: Any = None
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            mallinfo2 = libc.mallinfo2
+        except (OSError, AttributeError):
+            return
+        mallinfo2.restype, mallinfo2.argtypes = _Mallinfo2, []
+        self._mallinfo2, self._libc = mallinfo2, libc
+        try:
+            stats = ctypes.pythonapi._PyObject_DebugMallocStats
+            memstream = libc.open_memstream
+        except AttributeError:
+            return
+        stats.restype, stats.argtypes = ctypes.c_int, [ctypes.c_void_p]
+        memstream.restype = ctypes.c_void_p
+        memstream.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t)]
+        libc.fclose.argtypes = [ctypes.c_void_p]
+        libc.free.argtypes = [ctypes.c_void_p]
+        self._stats = stats
+
+    def glibc_mib(self) -> tuple[float, float] | None:
+        """(in use, held) MiB, or None without glibc's ``mallinfo2``."""
+        if self._mallinfo2 is None:
+            return None
+        info = self._mallinfo2()
+        return (info.uordblks + info.hblkhd) / (1 << 20), (info.arena + info.hblkhd) / (1 << 20)
+
+    def pymalloc_mib(self) -> tuple[float, float] | None:
+        """pymalloc's (bytes in allocated blocks, bytes of its arenas), MiB, or None where it cannot
+        be read (or is off). An arena goes back to the system only once all its blocks are free."""
+        if self._stats is None:
+            return None
+        libc, buffer, size = self._libc, ctypes.c_void_p(), ctypes.c_size_t()
+        stream = libc.open_memstream(ctypes.byref(buffer), ctypes.byref(size))
+        if not stream:
+            return None
+        try:
+            used = self._stats(stream)  # 0: pymalloc is not in use
+        finally:
+            libc.fclose(stream)  # sets buffer and size
+        try:
+            text = (
+                ctypes.string_at(buffer.value, size.value).decode("ascii", "replace") if buffer.value else ""
+            )
+        finally:
+            libc.free(buffer)
+        found: dict[str, float] = {}
+        for line in text.splitlines():
+            for key in ("# bytes in allocated blocks", "Total"):  # the first "Total": the arenas
+                if used and line.startswith(key) and key not in found:
+                    found[key] = int(line.rpartition("=")[2].strip().replace(",", "")) / (1 << 20)
+        if len(found) < 2:
+            return None
+        return found["# bytes in allocated blocks"], found["Total"]
+
+
+def recovery_entries(client: Any) -> tuple[dict[str, int], int]:
+    """The account streams' recovery memories (a ``Seen`` per stream and account, six LRUs each):
+    the entries each holds now, by "stream account memory", and the bound of each. Private names,
+    read only to explain RSS growth (they fill with every order and fill delivered, up to their
+    bound, ``--recovery-limit``); ({}, 0) where the client has none."""
+
+    def read() -> tuple[dict[str, int], int]:
+        entries: dict[str, int] = {}
+        bound = 0
+        for connection in list(getattr(client, "_accounts", {}).values()):
+            recovery = getattr(connection, "_recovery", None)
+            for account, seen in list(getattr(recovery, "_seen", {}).items()):
+                for name, lru in list(vars(seen).items()):
+                    if hasattr(lru, "_limit"):
+                        entries[f"{connection.stream} {account} {name}"] = len(lru)
+                        bound = max(bound, lru._limit)
+        return entries, bound
+
+    return _retry(read)
+
+
+def bound_recovery_memories(limit: int) -> None:
+    """``--recovery-limit``: every recovery memory the client makes from now on keeps ``limit``
+    entries (the ``limit`` of :class:`~rxinvest.protocol.recovery.AccountRecovery`, which the client
+    does not expose), so that they fill within the run's first minutes, as ``--cache-limit`` does for
+    the codec's caches. A smaller memory can only make recovery re-deliver (never lose) an event
+    that it forgot was delivered, as long as it holds every order active at once."""
+    from rxinvest.protocol.recovery import AccountRecovery
+
+    defaults = AccountRecovery.__init__.__kwdefaults__
+    if defaults is None or "limit" not in defaults:  # the library changed: say so, do not guess
+        raise SystemExit("--recovery-limit: AccountRecovery takes no keyword-only limit")
+    defaults["limit"] = limit
 
 
 def decode_cache_entries() -> tuple[int, ...]:
@@ -385,6 +539,22 @@ class Sample:
     messages: int
     caches: tuple[int, ...] = ()  # entries in each decode cache
     sim_rss_mib: float = 0.0  # --sim-process: the simulator's process's RSS (0 in process)
+    glibc_mib: float = 0.0  # glibc's in use (0: not readable), see Allocators
+    glibc_held_mib: float = 0.0  # glibc's arenas and mmapped blocks, free chunks included
+    pymalloc_mib: float = 0.0  # pymalloc's allocated blocks (0: not readable)
+    pymalloc_held_mib: float = 0.0  # pymalloc's arenas, free blocks included
+    records_mib: float = 0.0  # the soak's own records of what was delivered (AccountLog.records_bytes)
+    recovery: dict[str, int] = field(default_factory=dict)  # recovery memories' entries (recovery_entries)
+    recovery_bound: int = 0  # the bound of each
+
+    @property
+    def recovery_total(self) -> int:
+        return sum(self.recovery.values())
+
+    @property
+    def in_use_mib(self) -> float:
+        """The heap's live memory: glibc's in use plus pymalloc's (0 where neither is readable)."""
+        return self.glibc_mib + self.pymalloc_mib
 
 
 # --- --sim-process: the simulator in a child process of its own ------------------------------------
@@ -1021,11 +1191,11 @@ def lost_events(sim: Any, subs: Subscribers) -> tuple[dict[str, list[str]], list
         portfolio = _retry(lambda account=account: broker.portfolio(account, {}))
         with states.lock:
             for order_id, state in orders.items():
-                seen = states.order_states.get(order_id, set())
-                if _final(state) in seen:
+                any_seen, seen = states.seen_state(order_id, _final(state))
+                if seen:
                     continue
                 line = f"{account} order {order_id} {_final(state)}"
-                if beyond_api(state, bool(seen), states.gap_windows, sim.speed):
+                if beyond_api(state, any_seen, states.gap_windows, sim.speed):
                     beyond.append(line)
                 else:
                     lost["order_states"].append(line)
@@ -1110,7 +1280,7 @@ class Report:
     rss_mib: dict[str, float]  # start, warm, end, max
     rss_growth_pct: float  # end over warm
     decode_caches: dict[str, int]  # codec cache entries: warm, end; full_at: first clearing, s (-1: never)
-    timeline: list[tuple[float, float, int]]  # (seconds, RSS MiB, threads), at most TIMELINE_POINTS
+    timeline: list[tuple[float, float, float, int]]  # (seconds, RSS MiB, in use MiB, threads), sampled
     threads_died: list[str]
     internal_errors: list[str]
     errors_logged: list[str]
@@ -1121,6 +1291,9 @@ class Report:
     sim_process: bool = False  # --sim-process: the RSS above is the client's process alone
     sim_rss_mib: dict[str, float] | None = None  # --sim-process: the child's start, warm, end, max, growth %
     sim_timeline: list[tuple[float, float]] = field(default_factory=list)  # (seconds, child's RSS MiB)
+    warmup: dict[str, float] = field(default_factory=dict)  # see summarise_memory
+    in_use_mib: dict[str, float] = field(default_factory=dict)  # the heap's live memory (Allocators)
+    memory_parts: dict[str, Any] = field(default_factory=dict)  # see summarise_memory
 
     @property
     def ok(self) -> bool:
@@ -1163,11 +1336,8 @@ def summarise(
     (its first clearing: the issue's goal is "growth under 5 % once caches are full"); a run too
     short for that measures from ``warm`` and says so (``caches["full_at"]`` is -1). The end is the
     median of the last three samples, so that one garbage-collection moment does not decide it."""
-    full_at = caches_full_at(samples)
-    if full_at is not None:
-        warm = max(warm, full_at)
-    after = [s for s in samples if s.at >= warm] or samples[-1:]
-    warm_sample, tail = after[0], samples[-3:]
+    warm_sample, _ = warm_sample_of(samples, warm)
+    tail = samples[-3:]
     end_rss = statistics.median(s.rss_mib for s in tail)
     threads = {
         "start": samples[0].threads,
@@ -1182,6 +1352,7 @@ def summarise(
         "max": round(max(s.rss_mib for s in samples), 1),
     }
     growth = (end_rss - warm_sample.rss_mib) / warm_sample.rss_mib * 100 if warm_sample.rss_mib else 0.0
+    full_at = caches_full_at(samples)
     caches = {
         "warm": sum(warm_sample.caches),
         "end": sum(samples[-1].caches),
@@ -1190,12 +1361,95 @@ def summarise(
     return threads, rss, round(growth, 2), caches
 
 
+def warm_sample_of(samples: list[Sample], warm: float) -> tuple[Sample, float | None]:
+    """The first sample after warm-up, and when the caches were full (None: not all in the run).
+
+    Warm-up, the definition every growth figure uses: the first ``warm`` seconds of the run under
+    faults (``WARMUP_SECONDS``, or a quarter of a shorter run), extended until every one of the
+    codec's value caches had been full once (:func:`caches_full_at`) and every recovery memory that
+    matters had reached its bound (:func:`recovery_full_at`). Growth is measured from the first
+    sample at or after that moment to the end (the median of the last three samples). A run too short
+    for the caches to fill measures from what it has, and the report says so."""
+    codec, recovery = caches_full_at(samples), recovery_full_at(samples)
+    full_at = None if codec is None or recovery is None else max(codec, recovery)
+    warm = max([warm] + [at for at in (codec, recovery) if at is not None])
+    return ([s for s in samples if s.at >= warm] or samples[-1:])[0], full_at
+
+
+def recovery_full_at(samples: list[Sample]) -> float | None:
+    """When every recovery memory that matters had reached its bound, seconds (0.0: none matters);
+    None if one never did. One that holds fewer than ``RECOVERY_SMALL`` entries (or half its bound,
+    if that is fewer) at the end weighs little and is left out (the lot sizes of a few instruments,
+    the orders active at once, ...); one that holds more and is not full is still filling."""
+    last = samples[-1]
+    bound = last.recovery_bound
+    keys = [key for key, n in last.recovery.items() if n >= min(bound // 2, RECOVERY_SMALL)]
+    times = [next((s.at for s in samples if s.recovery.get(key, 0) >= bound), None) for key in keys]
+    if any(at is None for at in times):
+        return None
+    return max((at for at in times if at is not None), default=0.0)
+
+
+def summarise_memory(
+    samples: list[Sample], warm: float
+) -> tuple[dict[str, float], dict[str, float], dict[str, Any]]:
+    """Warm-up (seconds: its minimum, when the caches were full, where growth is measured from);
+    the heap's live memory (glibc's and pymalloc's in use) at the start, after warm-up, at the end
+    and at most, with its growth end/warm, %; and its parts after warm-up and at the end: glibc's in
+    use and held, pymalloc's, the soak's own records, the recovery memories' entries (of their
+    bound), and the RSS growth less the records' growth, % (what the client's RSS did)."""
+    warm_sample, full_at = warm_sample_of(samples, warm)
+    tail = samples[-3:]
+
+    def end(read: Callable[[Sample], float]) -> float:
+        return statistics.median(read(s) for s in tail)
+
+    def growth(read: Callable[[Sample], float]) -> float:
+        base = read(warm_sample)
+        return round((end(read) - base) / base * 100, 2) if base else 0.0
+
+    codec, recovery = caches_full_at(samples), recovery_full_at(samples)
+    warmup: dict[str, float] = {
+        "min_s": round(warm),
+        "codec_caches_full_s": -1 if codec is None else round(codec),
+        "recovery_memories_full_s": -1 if recovery is None else round(recovery),
+        "caches_full_s": -1 if full_at is None else round(full_at),
+    }
+    warmup["from_s"] = round(warm_sample.at)
+    in_use = {
+        "start": round(samples[0].in_use_mib, 1),
+        "warm": round(warm_sample.in_use_mib, 1),
+        "end": round(end(lambda s: s.in_use_mib), 1),
+        "max": round(max(s.in_use_mib for s in samples), 1),
+        "growth_pct": growth(lambda s: s.in_use_mib),
+    }
+    records = end(lambda s: s.records_mib) - warm_sample.records_mib
+    rss_less = end(lambda s: s.rss_mib) - warm_sample.rss_mib - records
+    parts: dict[str, Any] = {
+        "glibc_in_use": [round(warm_sample.glibc_mib, 1), round(end(lambda s: s.glibc_mib), 1)],
+        "glibc_held": [round(warm_sample.glibc_held_mib, 1), round(end(lambda s: s.glibc_held_mib), 1)],
+        "pymalloc": [round(warm_sample.pymalloc_mib, 1), round(end(lambda s: s.pymalloc_mib), 1)],
+        "pymalloc_held": [
+            round(warm_sample.pymalloc_held_mib, 1),
+            round(end(lambda s: s.pymalloc_held_mib), 1),
+        ],
+        "soak_records": [round(warm_sample.records_mib, 2), round(end(lambda s: s.records_mib), 2)],
+        "recovery_entries": [
+            warm_sample.recovery_total,
+            samples[-1].recovery_total,
+            samples[-1].recovery_bound * len(samples[-1].recovery),
+        ],
+        "rss_growth_less_records_pct": round(rss_less / warm_sample.rss_mib * 100, 2)
+        if warm_sample.rss_mib
+        else 0.0,
+    }
+    return warmup, in_use, parts
+
+
 def summarise_sim(samples: list[Sample], warm: float) -> dict[str, float]:
     """``--sim-process``: the child's RSS at the start, from the same warm sample as the client's,
     at the end (median of the last three) and at most, and its growth end/warm, %."""
-    full_at = caches_full_at(samples)
-    warm = max(warm, full_at) if full_at is not None else warm
-    warm_sample = ([s for s in samples if s.at >= warm] or samples[-1:])[0]
+    warm_sample, _ = warm_sample_of(samples, warm)
     end = statistics.median(s.sim_rss_mib for s in samples[-3:])
     growth = (
         (end - warm_sample.sim_rss_mib) / warm_sample.sim_rss_mib * 100 if warm_sample.sim_rss_mib else 0.0
@@ -1270,14 +1524,44 @@ def print_report(report: Report, out: TextIO) -> None:
     line("beyond the API", f"{report.beyond_api} orders placed before midnight, cancelled unfilled in a gap")
     line("settled", f"{report.settled} in {report.settle_seconds:.1f} s")
     line("threads", counts(report.threads))
-    line("RSS MiB" + (" (client)" if report.sim_process else ""), counts(report.rss_mib))
-    points = report.timeline[:: max(1, len(report.timeline) // 8)]
-    line("RSS over time", ", ".join(f"{at:.0f} s {rss:.0f}" for at, rss, _ in points))
-    full_at = report.decode_caches.get("full_at", -1)
-    since = (
-        f"after the caches were full ({full_at} s)" if full_at >= 0 else "after warm-up (caches not all full)"
+    warmup = report.warmup
+
+    def when(key: str) -> str:
+        at = warmup.get(key, -1)
+        return f"{at:g} s" if at >= 0 else "NOT full in the run"
+
+    line(
+        "warm-up",
+        f"the first {warmup.get('min_s', 0):g} s, and until the codec caches were full "
+        f"({when('codec_caches_full_s')}) and the recovery memories that matter too "
+        f"({when('recovery_memories_full_s')}): growth is from the sample at "
+        f"{warmup.get('from_s', 0):g} s to the end",
     )
-    line("RSS growth", f"{report.rss_growth_pct:+.2f} % {since} (goal under 5 %)")
+    line("RSS MiB" + (" (client)" if report.sim_process else ""), counts(report.rss_mib))
+    line("in use MiB", counts(report.in_use_mib) + " (glibc + pymalloc live memory)")
+    points = report.timeline[:: max(1, len(report.timeline) // 10)]
+    line(
+        "RSS / in use over time", ", ".join(f"{at:.0f} s {rss:.1f}/{used:.1f}" for at, rss, used, _ in points)
+    )
+    line("threads over time", ", ".join(f"{at:.0f} s {threads}" for at, _, _, threads in points))
+    parts = report.memory_parts
+    if parts:
+        line(
+            "  warm -> end MiB",
+            f"glibc in use {parts['glibc_in_use']}, glibc held {parts['glibc_held']}, pymalloc in use "
+            f"{parts['pymalloc']}, pymalloc held {parts['pymalloc_held']}, soak records "
+            f"{parts['soak_records']}; recovery memories "
+            f"{parts['recovery_entries'][0]:,} -> {parts['recovery_entries'][1]:,} entries "
+            f"(of {parts['recovery_entries'][2]:,})",
+        )
+    verdict = "reached" if report.rss_growth_pct < 5 else "NOT reached"
+    line("RSS growth", f"{report.rss_growth_pct:+.2f} % after warm-up: goal under 5 % {verdict}")
+    if parts:
+        line(
+            "  less soak records",
+            f"{parts['rss_growth_less_records_pct']:+.2f} %; "
+            f"in use {report.in_use_mib.get('growth_pct', 0):+.2f} %",
+        )
     if report.sim_rss_mib is not None:
         line("simulator RSS MiB", f"{counts(report.sim_rss_mib)} (child process, not the client's)")
         sim_points = report.sim_timeline[:: max(1, len(report.sim_timeline) // 8)]
@@ -1336,6 +1620,7 @@ class Soak:
         self.duration = args.minutes * 60  # seconds under faults
         self.warm = min(WARMUP_SECONDS, self.duration / 4)  # seconds of warm-up
         self.samples: list[Sample] = []
+        self.allocators = Allocators()
         self.names_warm: set[str] = set()  # rxinvest's threads after warm-up
         self.heap = HeapTrace(args.trace_memory) if args.trace_memory else None  # before the client
         options = {"seed": args.seed, "speed": args.speed, "trader": False}  # on once subscribed
@@ -1374,13 +1659,31 @@ class Soak:
         return self.remote.rss_mib() if self.remote is not None else 0.0
 
     def sample(self, started: float) -> Sample:
-        messages = sum(self.subs.messages().values())
-        at = time.monotonic() - started
-        sample = Sample(
-            at, rss_mib(), threading.active_count(), messages, decode_cache_entries(), self.sim_rss()
-        )
+        sample = self.measure(time.monotonic() - started, sum(self.subs.messages().values()))
         self.samples.append(sample)
         return sample
+
+    def measure(self, at: float, messages: int) -> Sample:
+        """One sample now: RSS, the allocators, threads, caches, the soak's own records."""
+        glibc = self.allocators.glibc_mib() or (0.0, 0.0)
+        pymalloc = self.allocators.pymalloc_mib() or (0.0, 0.0)
+        records = sum(log.records_bytes() for log in self.subs.accounts.values()) / (1 << 20)
+        recovery, bound = recovery_entries(self.client)
+        return Sample(
+            at,
+            rss_mib(),
+            threading.active_count(),
+            messages,
+            decode_cache_entries(),
+            self.sim_rss(),
+            glibc_mib=glibc[0],
+            glibc_held_mib=glibc[1],
+            pymalloc_mib=pymalloc[0],
+            pymalloc_held_mib=pymalloc[1],
+            records_mib=records,
+            recovery=recovery,
+            recovery_bound=bound,
+        )
 
     def under_faults(self) -> float:
         """Subscribe, start the traders once every account stream is live (so that the broker's
@@ -1427,17 +1730,9 @@ class Soak:
         subs, chaos = self.subs, self.chaos
         lost, beyond = lost_events(self.sim, subs)
         messages_at_end = self.samples[-1].messages
-        self.samples.append(
-            Sample(
-                self.samples[-1].at + settle_seconds,
-                rss_mib(),
-                threading.active_count(),
-                messages_at_end,
-                decode_cache_entries(),
-                self.sim_rss(),
-            )
-        )
+        self.samples.append(self.measure(self.samples[-1].at + settle_seconds, messages_at_end))
         threads, rss, growth, caches = summarise(self.samples, self.warm)
+        warmup, in_use, parts = summarise_memory(self.samples, self.warm)
         sim_rss = summarise_sim(self.samples, self.warm) if self.remote is not None else None
         died = deaths + [f"{name}: gone" for name in sorted(self.names_warm - rxinvest_threads())]
         metrics = subs.fresh_metrics()
@@ -1484,7 +1779,13 @@ class Soak:
             rss_mib=rss,
             rss_growth_pct=growth,
             decode_caches=caches,
-            timeline=[(round(s.at), round(s.rss_mib, 1), s.threads) for s in thin(self.samples)],
+            timeline=[
+                (round(s.at), round(s.rss_mib, 1), round(s.in_use_mib, 1), s.threads)
+                for s in thin(self.samples)
+            ],
+            warmup=warmup,
+            in_use_mib=in_use,
+            memory_parts=parts,
             threads_died=died,
             internal_errors=subs.internal_errors[:5],
             errors_logged=logs.errors,
@@ -1520,6 +1821,7 @@ def progress(sample: Sample, subs: Subscribers, chaos: Chaos, out: TextIO) -> No
     print(
         f"[{sample.at:6.0f} s] messages {sample.messages:,}, faults {sum(chaos.applied.values())}, "
         f"reconnects {reconnects}, gaps {gaps}, threads {sample.threads}, RSS {sample.rss_mib:.1f} MiB"
+        f" (in use {sample.in_use_mib:.1f}, soak records {sample.records_mib:.1f})"
         + (f" (simulator's process {sample.sim_rss_mib:.1f})" if sample.sim_rss_mib else "")
         + f", decode caches {' + '.join(f'{n:,}' for n in sample.caches)}",
         file=out,
@@ -1561,6 +1863,15 @@ def main() -> None:
         "warm-up is that of everything else",
     )
     parser.add_argument(
+        "--recovery-limit",
+        type=int,
+        default=None,
+        help="bound each of the account streams' recovery memories to this many entries (default: the "
+        "library's 10,000, which a 10-minute run does not fill); with a few hundred, they are full "
+        "within minutes, and the growth after warm-up is that of everything else (recoveries then "
+        "deliver again the orders they forgot: many more recovered events, duplicates, not losses)",
+    )
+    parser.add_argument(
         "--trace-memory",
         type=int,
         nargs="?",
@@ -1581,6 +1892,8 @@ def main() -> None:
         from rxinvest.wire import codec
 
         codec.CACHE_LIMIT = args.cache_limit  # type: ignore[misc]  # read at each store: takes effect now
+    if args.recovery_limit is not None:
+        bound_recovery_memories(args.recovery_limit)  # before the client makes its connections
     out = sys.stderr if args.json else sys.stdout  # progress lines: stdout stays JSON with --json
     report = run(args, out)
     if args.json:

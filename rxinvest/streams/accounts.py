@@ -5,8 +5,18 @@ With a ``recovery`` (:class:`~rxinvest.protocol.recovery.AccountRecovery`), a re
 filled from the unary API. Rules (on top of the base's):
 
 * When an account is accepted again with a gap, its :class:`~rxinvest.derived.Gap` marker goes out
-  at once, and its live events (and a refusal, if one comes) are held, in order, while a worker
-  thread recovers. The reader thread never waits for the REST calls.
+  at once, and its live events (and a refusal, if one comes) are held, in order, while the
+  connection's recovery worker recovers. The reader thread never waits for the REST calls.
+* The worker is one thread per connection (``rxinvest-recovery-<stream>``), started at the first
+  gap and fed by a queue; it lives until the connection closes. One long-lived thread, not one per
+  gap: with a thread per gap, the gaps of every account after a reconnect ran at once, each thread
+  in a malloc arena of its own, and glibc keeps each arena's free memory, so RSS grew with the
+  largest REST answers (a few hundred KiB) times the arenas used; now they go through one.
+  Recoveries run one at a time, oldest gap first: an account's next gap waits for its previous
+  one, and another account's recovery waits for the ones queued before it. That is acceptable
+  because each one is bounded (below), a connection has few accounts and each account has at most
+  one recovery in the queue, and the REST calls share one client and one rate limit anyway: held
+  events wait at most the recoveries queued before theirs, each at most ``time_limit``.
 * When the recovery ends, the worker delivers, in order: the recovered events (de-duplicated, see
   :mod:`rxinvest.protocol.recovery`), a :class:`~rxinvest.derived.Recovered` marker, then the held
   events; the account is then live again. Events put in mailboxes are decided under the lock and
@@ -18,9 +28,10 @@ filled from the unary API. Rules (on top of the base's):
   ``Recovered(error=...)``; the held events go out all the same. Nothing stops the stream or a thread.
 * Every event delivered updates the account's :class:`~rxinvest.protocol.recovery.Seen`; after a
   recovery, live events that repeat what it emitted are dropped.
-* A recovery takes at most the recovery's ``time_limit`` (then it ends with an error), so held events
-  wait a bounded time. ``close()`` abandons recoveries between calls and waits for their threads at
-  most ``join_timeout`` seconds (a call under way ends within the REST client's timeout).
+* A recovery takes at most the recovery's ``time_limit`` from its start (then it ends with an
+  error), so held events wait a bounded time. ``close()`` abandons recoveries between calls (those
+  still queued end at once, ``Recovered(error=...)``, their held events released) and waits for the
+  worker at most ``join_timeout`` seconds (a call under way ends within the REST client's timeout).
 """
 
 from __future__ import annotations
@@ -104,7 +115,9 @@ class AccountConnection(StreamConnection):
         self._join_timeout = join_timeout
         self._holds: dict[str, deque[_Hold]] = {}  # accounts recovering: their gaps, oldest first
         self._starting: list[tuple[str, _Hold]] = []  # recoveries to start once their Gap is out
-        self._workers: set[threading.Thread] = set()
+        self._queue: deque[tuple[str, _Hold]] = deque()  # recoveries waiting for the worker (lock)
+        self._wakeup = threading.Condition(self.lock)  # the worker waits on it for the queue
+        self._worker: threading.Thread | None = None  # the recovery worker, while it runs (lock)
         self._cancel = threading.Event()
         self.recovered = 0
         self.recoveries = 0
@@ -139,13 +152,15 @@ class AccountConnection(StreamConnection):
             return tuple(self._holds)
 
     def close(self) -> None:
+        """Close for good: abandon the recoveries (see the rules) and wait for the worker at most
+        ``join_timeout`` seconds (not at all when called from the worker, by a subscriber)."""
         self._cancel.set()
         super().close()
         with self.lock:
-            workers = list(self._workers)
-        for worker in workers:
-            if worker is not threading.current_thread():
-                worker.join(self._join_timeout)
+            self._wakeup.notify_all()  # under the lock: the worker cannot miss it between check and wait
+            worker = self._worker
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(self._join_timeout)
 
     # --- holding, under the lock (reader thread) -----------------------------------------------------
 
@@ -200,15 +215,39 @@ class AccountConnection(StreamConnection):
     # --- recovering (worker thread) ------------------------------------------------------------------
 
     def _start(self, account: str, hold: _Hold) -> None:
-        worker = threading.Thread(
-            target=self._recover, args=(account, hold), name=f"rxinvest-recovery-{self.stream}", daemon=True
-        )
+        """Queue ``hold``'s recovery for the worker, starting the worker if none runs (any thread)."""
         with self.lock:
-            self._workers.add(worker)
-        worker.start()
+            self._queue.append((account, hold))
+            if self._worker is not None:
+                self._wakeup.notify()
+                return
+            # Started under the lock, so that close() never sees a worker it cannot join yet; the
+            # new thread needs the lock only once start() has returned.
+            self._worker = threading.Thread(
+                target=self._work, name=f"rxinvest-recovery-{self.stream}", daemon=True
+            )
+            self._worker.start()
+
+    def _work(self) -> None:
+        """The worker thread: recover the queued gaps in order until the connection closes and
+        the queue is empty (after close the queued ones end at once, abandoned). Never raises: an
+        error is logged and the next recovery goes on."""
+        while True:
+            with self.lock:
+                while not self._queue and not self._cancel.is_set():
+                    self._wakeup.wait()
+                if not self._queue:  # closed and nothing left; a later gap starts a new worker
+                    self._worker = None
+                    return
+                account, hold = self._queue.popleft()
+            try:
+                self._recover(account, hold)
+            except Exception:  # a bug in the last resort itself: the worker must serve the next ones
+                log.exception("%s: the recovery worker failed on account %s", self.stream, account)
 
     def _recover(self, account: str, hold: _Hold) -> None:
-        """Run the recovery of ``hold`` and release it; whatever happens, the account's events flow on."""
+        """Run the recovery of ``hold`` and release it (worker thread); whatever happens, the account's
+        events flow on."""
         recovery = self._recovery
         assert recovery is not None
         events: list[StreamEvent] = []
@@ -237,9 +276,6 @@ class AccountConnection(StreamConnection):
         except Exception:  # a bug: whatever it was, the held events must not stay held
             log.exception("%s: releasing the events of account %s failed", self.stream, account)
             self._unhold(account)
-        finally:
-            with self.lock:
-                self._workers.discard(threading.current_thread())
 
     def _unhold(self, account: str) -> None:
         """The last resort after a bug: end every hold of ``account``, delivering what waits in order
@@ -312,7 +348,7 @@ class AccountConnection(StreamConnection):
         self._hand(refusals, kicks)
         for box in kicks:
             box.kick()
-        if following is not None and not self._cancel.is_set():
+        if following is not None:  # even after close: it then ends at once, its events released
             if following.marker is not None:
                 for box in following.boxes:
                     if box.mark(following.marker):
