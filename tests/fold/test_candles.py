@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from rxinvest.errors import ConfigurationError, DataIntegrityError
 from rxinvest.fold.candles import apply_trade, interval_end, interval_start
 from rxinvest.model import Candle, CandleSource, SubscriptionInterval, Trade, TradeDirection
-from tests.strategies import TICKS
+from rxinvest.testing.strategies import TICKS
 
 I = SubscriptionInterval  # noqa: E741
 BUY = TradeDirection.TRADE_DIRECTION_BUY

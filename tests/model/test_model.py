@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from rxinvest import model as m
 from rxinvest import wire
-from tests.strategies import messages, model_classes
+from rxinvest.testing.strategies import messages, model_classes
 
 
 @pytest.mark.parametrize("cls", [*model_classes(), m.Money], ids=lambda c: c.__name__)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from reactivex.testing import ReactiveTest, TestScheduler
@@ -19,6 +20,7 @@ from rxinvest.model import (
     TradeDirection,
     TradingStatus,
 )
+from rxinvest.testing.marbles import run_marbles
 
 on_next, on_completed = ReactiveTest.on_next, ReactiveTest.on_completed
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -40,12 +42,11 @@ def bars(messages: list[object]) -> list[tuple[float, Bar | LateTrade]]:
     return [(m.time, m.value.value) for m in messages if m.value.kind == "N"]  # type: ignore[attr-defined]
 
 
-def run(*events: object, **options: object) -> tuple[list[tuple[float, object]], list[str]]:
-    scheduler = TestScheduler()
-    source = scheduler.create_hot_observable(*events)
+def run(*events: Any, **options: Any) -> tuple[list[tuple[float, Any]], list[str]]:
+    # The operator gets no scheduler: it takes the subscribe-time one, run_marbles' TestScheduler.
     options.setdefault("markers", False)
-    result = scheduler.start(lambda: source.pipe(ops.to_bars(MINUTE, scheduler=scheduler, **options)))  # type: ignore[arg-type]
-    return bars(result.messages), [m.value.kind for m in result.messages]
+    outcome = run_marbles(ops.to_bars(MINUTE, **options), events, subscribe_at=200, until=1000)
+    return list(outcome.values), list(outcome.kinds)
 
 
 def test_a_bar_closes_at_the_first_trade_of_the_next_bucket() -> None:

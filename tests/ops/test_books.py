@@ -27,6 +27,7 @@ from rxinvest.derived import (
 )
 from rxinvest.errors import BookIntegrityError, ConfigurationError
 from rxinvest.model import Order, OrderBook, SecurityTradingStatus, TradingStatus
+from rxinvest.testing.marbles import run_marbles
 
 on_next, on_completed = ReactiveTest.on_next, ReactiveTest.on_completed
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -160,15 +161,13 @@ def test_book_diffs_want_markers_unless_told() -> None:
 
 
 def health(*events: Any, statuses: list[Any] | None = None, **options: Any) -> list[tuple[float, BookHealth]]:
-    scheduler = TestScheduler()
-    source = scheduler.create_hot_observable(*events)
-    status_source = scheduler.create_hot_observable(*statuses) if statuses else None
     options.setdefault("stale_after", timedelta(seconds=10))
-    result = scheduler.start(
-        lambda: source.pipe(ops.book_health(trading_statuses=status_source, scheduler=scheduler, **options)),
-        disposed=400,
-    )
-    return values(result.messages)
+
+    def pipeline(books: Any, status_source: Any = None) -> Any:
+        return books.pipe(ops.book_health(trading_statuses=status_source, **options))
+
+    timelines = [events, statuses] if statuses else [events]
+    return list(run_marbles(pipeline, *timelines, subscribe_at=200, until=400).values)
 
 
 def test_health_goes_stale_at_exactly_stale_after_and_recovers_with_a_book() -> None:

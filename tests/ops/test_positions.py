@@ -23,6 +23,7 @@ from rxinvest.model import (
     PositionsResponse,
     PositionsSecurities,
 )
+from rxinvest.testing.marbles import run_marbles
 
 on_next, on_completed = ReactiveTest.on_next, ReactiveTest.on_completed
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -65,15 +66,11 @@ def filled(
 
 
 def run(orders: list[Any], positions: list[Any], **options: Any) -> list[tuple[float, PositionCheck]]:
-    scheduler = TestScheduler()
-    order_source = scheduler.create_hot_observable(*orders)
-    position_source = scheduler.create_hot_observable(*positions)
     options.setdefault("markers", False)
-    result = scheduler.start(
-        lambda: ops.reconcile_positions(order_source, position_source, scheduler=scheduler, **options),
-        disposed=400,
+    outcome = run_marbles(
+        lambda o, p: ops.reconcile_positions(o, p, **options), orders, positions, subscribe_at=200, until=400
     )
-    return [(m.time, m.value.value) for m in result.messages if m.value.kind == "N"]
+    return list(outcome.values)
 
 
 def states(

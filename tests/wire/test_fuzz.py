@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from rxinvest import wire
 from rxinvest.errors import DecodeError
-from tests.strategies import messages
+from rxinvest.testing.strategies import messages
 from tests.wire.test_roundtrip import REQUESTS, RESPONSES
 
 STREAMS = list(RESPONSES)

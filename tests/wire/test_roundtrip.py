@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from rxinvest import model as m
 from rxinvest import wire
 from rxinvest.model import unary as unary_module
-from tests.strategies import messages, model_classes
+from rxinvest.testing.strategies import messages, model_classes
 
 DIALECTS = ["json", "json-proto"]
 

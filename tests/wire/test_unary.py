@@ -14,8 +14,8 @@ from rxinvest import model as m
 from rxinvest import wire
 from rxinvest.errors import ConfigurationError, DecodeError, EncodeError
 from rxinvest.model import unary
+from rxinvest.testing.strategies import messages
 from rxinvest.wire import Unary
-from tests.strategies import messages
 
 METHODS = list(Unary)
 # The contract, written out by hand from the proto files (not read from the code under test).
