@@ -96,7 +96,7 @@ def reconcile_positions_(
                 upstream.dispose()
 
         # Bound once: a ``with lock`` block costs twice what these calls do, per event.
-        acquire, release = lock.acquire, lock.release
+        acquire, release, emit = lock.acquire, lock.release, observer.on_next
 
         def handler(feed: Feed) -> tuple[Any, Any, Any]:
             def on_next(item: Any) -> None:
@@ -116,7 +116,8 @@ def reconcile_positions_(
                     else:
                         return  # other markers
                     if events:  # what changes nothing (a duplicate) moves no deadline either
-                        send(events)
+                        for event in events:
+                            emit(event)
                         arm()
                 finally:
                     release()
