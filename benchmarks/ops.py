@@ -427,12 +427,12 @@ def ledger_tape(count: int) -> list[tuple[str, Any, datetime]]:
 
 
 def ledger_loop(tape: list[tuple[str, Any, datetime]]) -> None:
+    """F: the ledger in a plain loop, its two methods bound once (securities only: ``money_tolerance``
+    None; money reconciled too would add a second position per fill)."""
     ledger = PositionLedger(LEDGER_TIMEOUT, money_tolerance=None)
+    method = {"orders": ledger.order_state, "positions": ledger.positions}
     for feed, event, now in tape:
-        if feed == "orders":
-            ledger.order_state(event, now)
-        else:
-            ledger.positions(event, now)
+        method[feed](event, now)
 
 
 def ledger_hop(tape: list[tuple[str, Any, datetime]]) -> None:

@@ -202,8 +202,8 @@ _SEEN = 16  # rule 4: the reports remembered per position
 
 
 class _Position:
-    __slots__ = ("account", "doubts", "expected", "fills", "key", "last", "newest", "queued", "reported",
-                 "reports", "seen", "seq", "tolerance")  # fmt: skip
+    __slots__ = ("account", "doubts", "expected", "fills", "key", "last", "queued", "reported", "reports",
+                 "seen", "seq", "tolerance")  # fmt: skip
 
     def __init__(self, key: _Key, account: _Account, tolerance: Decimal) -> None:
         self.key = key
@@ -213,8 +213,8 @@ class _Position:
         self.reported: Decimal | None = None
         self.fills: list[_Pending] = []  # oldest first
         self.reports: list[_Pending] = []  # oldest first
-        self.seen: dict[datetime, list[PositionData]] = {}  # reports applied, at the last 16 dates
-        self.newest: datetime | None = None  # the newest date applied (rule 4)
+        # Reports applied, by date, at the position's 16 newest dates, the oldest first (rule 4).
+        self.seen: list[tuple[datetime, list[PositionData]]] = []
         self.last: PositionCheck | None = None  # the event last emitted
         self.seq = 0
         self.queued = False
@@ -318,8 +318,12 @@ class PositionLedger:
                     key3 = (state.account_id, "", currency)
                     out += self._fill(account, key3, -amount if sign > 0 else amount, now, uncertain)
         status = state.execution_report_status
-        if (status is _DONE or status is _CANCELLED or status is _REJECTED) and key not in self._finished:
-            self._finish(key, order_id)
+        if status is _DONE or status is _CANCELLED or status is _REJECTED:
+            finished = self._finished
+            if key not in finished:
+                finished[key] = order_id
+                if len(finished) > self.finished_orders:
+                    self._forget_finished()
         return out
 
     def positions(self, snapshot: PositionsResponse | PositionData, now: datetime) -> list[PositionCheck]:
@@ -492,9 +496,9 @@ class PositionLedger:
         order[_MONEY] = total
         return amount, state.currency.lower()
 
-    def _finish(self, key: str, order_id: str) -> None:
+    def _forget_finished(self) -> None:
+        """Rule 11: forget the least recently finished orders beyond ``finished_orders``."""
         finished = self._finished
-        finished[key] = order_id
         while len(finished) > self.finished_orders:
             old, old_id = finished.popitem(last=False)
             self._orders.pop(old, None)
@@ -567,23 +571,22 @@ class PositionLedger:
         position = self._positions.get(key) or self._position(account, key)
         if date is not None:  # rule 4: the message is compared, not the value
             seen = position.seen
-            newest = position.newest
-            if newest is None or date > newest:  # the usual case: a new date
-                position.newest = date
-                seen[date] = [message]
+            if not seen or date > seen[-1][0]:  # the usual case: a new date (no hashing, no search)
+                seen.append((date, [message]))
             else:
-                same = seen.get(date)
-                if same is not None:
+                dates = [when for when, _ in seen]
+                index = bisect_left(dates, date)
+                if index < len(seen) and dates[index] == date:
+                    same = seen[index][1]
                     if message in same:
                         return []
                     same.append(message)
-                elif len(seen) >= _SEEN and date < next(iter(seen)):  # before all remembered: a repeat
-                    return []  # forgotten
+                elif index == 0 and len(seen) >= _SEEN:  # before all remembered: a repeat forgotten
+                    return []
                 else:
-                    seen[date] = [message]
-                    position.seen = seen = dict(sorted(seen.items()))  # the oldest date first
+                    seen.insert(index, (date, [message]))
             if len(seen) > _SEEN:
-                del seen[next(iter(seen))]
+                del seen[0]
         old = position.reported
         change = value - old if old is not None else value
         position.reported = value
