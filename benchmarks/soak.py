@@ -16,8 +16,11 @@ queries of the final check) goes through the manager's proxy (:class:`RemoteSim`
 stopped however the run ends (an error, Ctrl-C: it ignores SIGINT and is shut down by the soak; it
 also exits if the soak's process dies). In that mode the soak also pins glibc's mmap threshold
 (:func:`pin_mmap_threshold`), so the RSS it reports follows the client's live memory rather than
-what the allocator keeps free after the gap recoveries' REST answers (which grow over a run because
-the simulated clock runs ahead of the wall clock). The client subscribes:
+what the allocator keeps free after the gap recoveries' REST answers. (Those answers used to grow
+over a run: the simulated clock runs ahead of the wall clock, and the gap was taken on the client's
+clock, so GetOrders "since the gap" listed nearly every order of the run. Recovery now takes the gap
+on the server's clock, estimated from the pings: see :mod:`rxinvest.protocol.accounts`.) The client
+subscribes:
 
 * market data over the first ``--instruments`` instruments: trades, depth-10 books, one-minute
   candles, last prices and trading statuses, each with three subscribers: one with markers (it counts

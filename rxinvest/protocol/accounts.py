@@ -3,12 +3,30 @@
 Sans-I/O. These streams take one request when the connection opens and then only talk. The answer
 tells, account by account, what was granted; refused accounts come back as :class:`AccountRejected`.
 Every data event is delivered: order states, fills, positions and portfolios are never dropped.
+
+Gaps and clocks. When an account granted on a lost connection is granted again, its
+:class:`AccountAccepted` carries the gap ``(since, until)`` on the CLIENT's clock (the ``now`` the
+transport passes): ``since`` is when the lost connection last received anything, ``until`` when the
+new one was granted. That is the gap the ``Gap`` and ``Recovered`` markers show. The unary API
+filters by the SERVER's times (orders' ``created_at``, operations' ``date``), so recovery takes the
+same gap on the server's clock, :meth:`AccountSession.server_gap`:
+
+* the session estimates the server's clock from the pings
+  (:class:`~rxinvest.protocol.liveness.ServerClock`: the offset of the latest ping). The estimate
+  outlives a connection: a connection lost before its first ping (pings are periodic, so a new
+  connection has usually not pinged when it is granted) keeps the one measured before it, which
+  is far closer to the truth than the client's clock (the API's servers presumably keep one time);
+* ``since`` is moved by the estimate as it was when the connection was lost (the first lost one,
+  when the account was lost on several in a row); ``until`` by the estimate when it was granted;
+* with no ping ever seen, the server's clock is unknown: the server gap is the client's one (as
+  before this estimate existed). The recovery's slack (a minute) is then the only margin for the
+  clocks' difference.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from rxinvest import model as m
 from rxinvest.errors import (
@@ -28,7 +46,7 @@ from rxinvest.protocol.events import (
     Send,
     StreamFailed,
 )
-from rxinvest.protocol.liveness import Liveness
+from rxinvest.protocol.liveness import Liveness, ServerClock, on_server_clock
 from rxinvest.wire import Stream, decode, encode
 
 __all__ = ["ACCOUNT_STREAMS", "AccountSession"]
@@ -59,7 +77,21 @@ class AccountSession(Liveness):
         self.dialect = dialect
         self.with_initial_positions = with_initial_positions
         self._granted: set[str] = set()  # accounts the current connection streams
-        self._gap_since: dict[str, datetime] = {}  # accounts streamed on a lost connection: since when
+        # Accounts streamed on a lost connection: since when (client's clock), and the estimate of the
+        # server's clock then (None: no ping yet).
+        self._gap_since: dict[str, tuple[datetime, timedelta | None]] = {}
+        self._clock = ServerClock()  # the server's clock, as the latest ping tells
+        self._server_gaps: dict[str, tuple[datetime, datetime]] = {}  # see server_gap()
+
+    @property
+    def server_offset(self) -> timedelta | None:
+        """The server's clock minus ours as the latest ping tells (None: no ping yet)."""
+        return self._clock.offset
+
+    def server_gap(self, account_id: str) -> tuple[datetime, datetime] | None:
+        """The gap of ``account_id``'s last :class:`AccountAccepted` on the server's clock, as far as
+        the pings tell (see the module docstring); None if that acceptance had no gap."""
+        return self._server_gaps.get(account_id)
 
     def request(
         self,
@@ -88,7 +120,7 @@ class AccountSession(Liveness):
         """A new connection is open: the request. Accounts granted on a lost connection remember
         since when their events may be missing: their next :class:`AccountAccepted` carries the gap."""
         if self._granted:
-            lost_at = self._last_received or now
+            lost_at = (self._last_received or now, self._clock.offset)
             self._gap_since = {account: self._gap_since.get(account, lost_at) for account in self._granted}
             self._granted = set()
         self.alive(now)
@@ -101,6 +133,8 @@ class AccountSession(Liveness):
         except DecodeError as exc:
             return [Malformed(exc)]
         if isinstance(event, m.Ping):
+            if event.time is not None:
+                self._clock.heard(event.time, now)
             return []
         if isinstance(event, m.RpcStatus):
             return [StreamFailed(event)]
@@ -138,8 +172,16 @@ class AccountSession(Liveness):
 
     def _accepted(self, account: str, tracking_id: str, now: datetime) -> AccountAccepted:
         self._granted.add(account)
-        since = self._gap_since.pop(account, None)
-        return AccountAccepted(account, tracking_id, None if since is None else (since, now))
+        lost = self._gap_since.pop(account, None)
+        if lost is None:
+            self._server_gaps.pop(account, None)
+            return AccountAccepted(account, tracking_id, None)
+        since, offset = lost
+        self._server_gaps[account] = (
+            on_server_clock(since, offset),
+            on_server_clock(now, self._clock.offset),
+        )
+        return AccountAccepted(account, tracking_id, (since, now))
 
     def _rejected(
         self, account: str, status: AccountStatus, code: str, message: str, tracking_id: str

@@ -127,8 +127,10 @@ MAX_ORDER_CALLS = 200
 #: Seconds one recovery may take before it stops with an error (a call under way ends within the REST
 #: client's timeout): the account's live events wait meanwhile.
 TIME_LIMIT = 60.0
-#: Operations are asked for from this long before the gap began: the server's clock and ours differ a
-#: little, and the overlap is de-duplicated by trade id.
+#: Orders and operations are asked for from this long before the gap began: the margin for the error
+#: of the gap's translation to the server's clock (a ping's transit, the clocks' drift since the last
+#: ping; the clocks' whole difference when no ping told it, see :mod:`rxinvest.protocol.accounts`).
+#: The overlap is de-duplicated (by trade id, by order rank).
 SLACK = timedelta(minutes=1)
 
 
@@ -272,6 +274,10 @@ class Call:
 
 class Plan:
     """The recovery of one account's gap on one stream, as data (see the module's rules).
+
+    ``gap`` is ``(since, until)`` on the server's clock (the unary API's filters compare it with the
+    server's times: :meth:`~rxinvest.protocol.AccountSession.server_gap`); ``slack`` is the margin
+    taken before ``since``.
 
     ``calls()`` gives the calls to make now (each once), ``answer``/``failed`` take their outcome,
     ``done`` says when nothing more is to be asked; then ``events()`` are the stream's events the
@@ -661,7 +667,8 @@ class AccountRecovery:
         return seen
 
     def plan(self, account_id: str, gap: tuple[datetime, datetime]) -> Plan:
-        """The plan of ``account_id``'s gap, from what its stream has delivered so far."""
+        """The plan of ``account_id``'s gap (on the server's clock, see :class:`Plan`), from what its
+        stream has delivered so far."""
         return Plan(self.stream, account_id, gap, self.seen(account_id).known(), **self._plan_options)
 
 

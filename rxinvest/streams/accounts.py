@@ -4,6 +4,10 @@ every connection, every event to every subscriber (see :mod:`rxinvest.streams.co
 With a ``recovery`` (:class:`~rxinvest.protocol.recovery.AccountRecovery`), a reconnect's gap is
 filled from the unary API. Rules (on top of the base's):
 
+* Clocks: the ``Gap`` and ``Recovered`` markers show the gap on the client's clock (as the session's
+  :class:`~rxinvest.protocol.AccountAccepted` gives it); the recovery's REST filters take it on the
+  server's clock, as the session estimates it from the pings
+  (:meth:`~rxinvest.protocol.AccountSession.server_gap`; the client's clock when no ping came).
 * When an account is accepted again with a gap, its :class:`~rxinvest.derived.Gap` marker goes out
   at once, and its live events (and a refusal, if one comes) are held, in order, while the
   connection's recovery worker recovers. The reader thread never waits for the REST calls.
@@ -70,17 +74,24 @@ _ROUNDS = 8
 class _Hold:
     """One gap of one account and the live outcomes that came after it, waiting for its recovery.
 
+    ``gap`` is on the client's clock (the markers'), ``server_gap`` on the server's (the recovery's).
     ``boxes`` are the subscribers the gap concerns (they get the recovered events and the marker);
     ``marker`` is the gap's ``Gap`` marker when it is still to be delivered (a gap that came while an
     earlier one of the account was being recovered).
     """
 
-    __slots__ = ("boxes", "gap", "items", "marker", "taken")
+    __slots__ = ("boxes", "gap", "items", "marker", "server_gap", "taken")
 
     def __init__(
-        self, gap: tuple[datetime, datetime], boxes: list[Mailbox], marker: Gap | None = None
+        self,
+        gap: tuple[datetime, datetime],
+        boxes: list[Mailbox],
+        marker: Gap | None = None,
+        *,
+        server_gap: tuple[datetime, datetime] | None = None,
     ) -> None:
         self.gap = gap
+        self.server_gap = server_gap or gap
         self.boxes = boxes
         self.items: list[Routed] = []
         self.taken: list[Routed] = []  # taken from ``items`` to hand over, not handed yet
@@ -186,8 +197,9 @@ class AccountConnection(StreamConnection):
                 out.append(item if event is outcome.event else (Delivered((), event), boxes, fails))
             elif isinstance(outcome, AccountAccepted) and outcome.gap is not None:
                 holds = self._holds.get(outcome.account_id)
+                server_gap = self.session.server_gap(outcome.account_id)
                 if holds is None:  # its Gap goes out now (the base delivers it), then the recovery starts
-                    hold = _Hold(outcome.gap, boxes)
+                    hold = _Hold(outcome.gap, boxes, server_gap=server_gap)
                     self._holds[outcome.account_id] = deque([hold])
                     self._starting.append((outcome.account_id, hold))
                     out.append(item)
@@ -196,7 +208,7 @@ class AccountConnection(StreamConnection):
                     marker = Gap(
                         cause=GapCause.RECONNECT, since=since, until=until, target=outcome.account_id
                     )
-                    holds.append(_Hold(outcome.gap, boxes, marker))
+                    holds.append(_Hold(outcome.gap, boxes, marker, server_gap=server_gap))
                     out.append((attrs.evolve(outcome, gap=None), boxes, fails))
             elif isinstance(outcome, AccountRejected) and outcome.account_id in self._holds:
                 self._holds[outcome.account_id][-1].items.append(item)
@@ -263,7 +275,7 @@ class AccountConnection(StreamConnection):
 
         try:
             with self.lock:
-                plan = recovery.plan(account, hold.gap)
+                plan = recovery.plan(account, hold.server_gap)
             execute(plan, recovery.call, stop=stop)
             events, error = plan.events(), plan.error
         except Exception as exc:  # a bug of ours must not keep the account's events held
