@@ -94,10 +94,11 @@ def connect(
             raise ConfigurationError(f"target {target!r} needs a token: pass token= or set INVEST_TOKEN")
     recorder = None
     if record is not None:
+        from rxinvest import __version__
         from rxinvest.replay import Recorder
 
         try:
-            recorder = Recorder(record, dialect=dialect, secrets=[token]).start()
+            recorder = Recorder(record, dialect=dialect, secrets=[token], version=__version__).start()
         except BaseException:
             for hook in hooks:  # the embedded simulator
                 hook()

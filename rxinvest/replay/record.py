@@ -93,9 +93,8 @@ class Recorder:
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         queue_limit: int = 100_000,
         level: int = 1,
+        version: str = "",
     ) -> None:
-        from rxinvest import __version__
-
         if not 0 < flush_interval <= 1.0:
             raise RecordingError(f"flush_interval must be in (0, 1] seconds, not {flush_interval!r}")
         self.path = os.fspath(path)
@@ -104,7 +103,7 @@ class Recorder:
         self._flush_interval = flush_interval
         self._limit = queue_limit
         self._level = level
-        self._version = __version__
+        self._version = version
         self._queue: deque[tuple[Any, ...]] = deque()
         self._lock = threading.Lock()
         self._last = 0  # the latest time stamped (ns)
