@@ -81,7 +81,8 @@ class Recorder:
     """Writes the frames of the connections it taps to a recording; a context manager.
 
     It is a :class:`~rxinvest.transport.Tap`: ``Client(tap=recorder)`` records every stream the
-    client opens. Thread-safe; :meth:`close` is idempotent.
+    client opens. Thread-safe; :meth:`close` is idempotent. If the file cannot be written (a full
+    disk), the recording stops there, :attr:`error` says why, and the client goes on.
     """
 
     def __init__(
