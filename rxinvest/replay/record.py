@@ -287,7 +287,7 @@ class Recorder:
         )
 
     def _write(self, lines: list[str]) -> None:
-        data = "".join(lines).encode("ascii")
+        data = "".join(lines).encode("utf-8")
         for secret in self._secrets:
             if secret in data:
                 self.redacted += data.count(secret)
