@@ -5,7 +5,9 @@ Run: ``.venv/bin/python benchmarks/e2e.py [--frames 20000] [--rounds 5] [--secon
 Throughput: the simulator's burst mode sends N depth-20 books (or trades) as fast as it can. The
 floor is a websocket-client ``recv()`` loop with ``orjson.loads`` of each frame (no typing, no
 threads); rxinvest is ``connect()`` plus a subscriber that counts. Rounds alternate; reported are
-medians and the ratio rxinvest / floor (goal: at least 0.6). The rxinvest rate counts events handed
+medians and the ratio rxinvest / floor (goal: at least 0.6). A third reader, rxinvest recording
+every frame to a file (``connect(record=...)``), runs in the same rounds: its cost is the rate lost
+against plain rxinvest (goal: at most 10%). The rxinvest rate counts events handed
 to the subscriber's mailbox while the burst lasts; "delivered/s" those its ``on_next`` received,
 until the last (books are subscribed without conflation, so every one is delivered).
 
@@ -21,6 +23,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -87,13 +90,16 @@ def floor(sim: Server, kind: str, count: int) -> float:
     return count / elapsed
 
 
-def rxinvest_rate(base_url: str, token: str, kind: str, count: int) -> tuple[float, float]:
+def rxinvest_rate(
+    base_url: str, token: str, kind: str, count: int, record: str | None = None
+) -> tuple[float, float]:
     """Events per second through rxinvest: (handed to the subscriber's mailbox, delivered to it).
 
     Books without conflation here, so that every book is delivered: the rate of the whole pipeline.
+    With ``record``, every frame is also recorded to that file.
     """
     seen = [0]
-    with rxinvest.connect(token, target=base_url) as client:
+    with rxinvest.connect(token, target=base_url, record=record) as client:
         md = client.market_data
         source = md.order_books(IDS, depth=20, conflate=False) if kind == "books" else md.trades(IDS)
         source.subscribe(lambda event: seen.__setitem__(0, seen[0] + 1))
@@ -119,18 +125,32 @@ def throughput(count: int, rounds: int) -> None:
     print(f"throughput, {count} frames a round, {rounds} rounds (medians)")
     print(
         f"{'kind':<7} {'floor msg/s':>12} {'rxinvest msg/s':>15} {'ratio':>7} {'goal':>6} {'delivered/s':>12}"
+        f" {'recording msg/s':>16} {'cost':>6} {'goal':>5}"
     )
     for kind in ("books", "trades"):
-        # A generous cap: the burst must outlast both readers whatever they lag.
-        with simulator("burst=yes", f"burst_frames={(WARMUP + count) * 2}") as sim:
-            floors, rates, delivered = [], [], []
-            for _ in range(rounds):
+        # A generous cap: the burst must outlast every reader whatever they lag.
+        with (
+            simulator("burst=yes", f"burst_frames={(WARMUP + count) * 3}") as sim,
+            tempfile.TemporaryDirectory() as tmp,
+        ):
+            floors, rates, delivered, recorded = [], [], [], []
+            for round_ in range(rounds):
                 floors.append(floor(sim, kind, count))
-                rate, delivery = rxinvest_rate(sim.base_url, sim.token, kind, count)
-                rates.append(rate)
-                delivered.append(delivery)
+                # plain and recording alternate which goes first: the machine's speed drifts
+                order = (None, f"{tmp}/e2e.jsonl.gz") if round_ % 2 == 0 else (f"{tmp}/e2e.jsonl.gz", None)
+                for record in order:
+                    rate, delivery = rxinvest_rate(sim.base_url, sim.token, kind, count, record)
+                    if record is None:
+                        rates.append(rate)
+                        delivered.append(delivery)
+                    else:
+                        recorded.append(rate)
         f, r, d = statistics.median(floors), statistics.median(rates), statistics.median(delivered)
-        print(f"{kind:<7} {f:>12,.0f} {r:>15,.0f} {r / f:>6.2f}x {'0.6x':>6} {d:>12,.0f}")
+        rec = statistics.median(recorded)
+        print(
+            f"{kind:<7} {f:>12,.0f} {r:>15,.0f} {r / f:>6.2f}x {'0.6x':>6} {d:>12,.0f}"
+            f" {rec:>16,.0f} {1 - rec / r:>6.1%} {'10%':>5}"
+        )
 
 
 def percentile(values: list[float], q: float) -> float:

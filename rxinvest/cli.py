@@ -1,4 +1,4 @@
-"""The ``rxinvest`` command line: ``demo``, ``sim`` and ``decode``.
+"""The ``rxinvest`` command line: ``demo``, ``sim``, ``decode`` and ``record``.
 
 Rules: an error the user can cause (a bad option or value, an unknown fault, a file that cannot be
 read, a port that is taken ...) is one line on stderr, ``rxinvest: <what is wrong>``, and exit
@@ -12,12 +12,15 @@ import argparse
 import json
 import sys
 import textwrap
-from collections.abc import Iterable, Sequence
-from typing import NoReturn
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from rxinvest import __version__
 from rxinvest.errors import ConfigurationError, DecodeError, RxInvestError
 from rxinvest.wire import Stream, decode
+
+if TYPE_CHECKING:
+    from reactivex import Observable
 
 _USAGE_ERROR = 2
 _STREAMS = [s.value for s in Stream]
@@ -133,9 +136,80 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if sum(counts.values()) else 1
 
 
+def _record_streams(text: str) -> list[str]:
+    """``--streams``: market-data kinds (:class:`~rxinvest.model.kinds.Kind`) and account streams."""
+    from rxinvest.model.kinds import Kind
+
+    valid = [k.value for k in Kind] + [s.value for s in _ACCOUNT_STREAMS]
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in valid]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown streams {unknown}; choose among: {', '.join(valid)}")
+    return names
+
+
+_ACCOUNT_STREAMS = (Stream.ORDER_STATE, Stream.TRADES, Stream.POSITIONS, Stream.PORTFOLIO)
+
+
+def _record(args: argparse.Namespace) -> int:
+    """Record the chosen streams for ``args.duration`` seconds, with a progress line on stderr."""
+    import time
+
+    import rxinvest
+    from rxinvest import model as m
+    from rxinvest.demo import INSTRUMENTS
+    from rxinvest.model.kinds import Kind
+
+    sim_options = {"seed": args.seed} if args.target in (None, "sim") and not args.token else None
+    with rxinvest.connect(
+        args.token, target=args.target, record=args.file, sim_options=sim_options
+    ) as client:
+        instruments = args.instrument or list(INSTRUMENTS)
+        accounts = args.account or (client.sim.accounts[:1] if client.sim is not None else [])
+        md, orders, operations = client.market_data, client.orders, client.operations
+        sources: dict[str, Callable[[], Observable[Any]]] = {
+            Kind.ORDER_BOOKS.value: lambda: md.order_books(instruments, depth=args.depth),
+            Kind.TRADES.value: lambda: md.trades(instruments),
+            Kind.CANDLES.value: lambda: md.candles(
+                instruments, m.SubscriptionInterval.SUBSCRIPTION_INTERVAL_ONE_MINUTE
+            ),
+            Kind.LAST_PRICES.value: lambda: md.last_prices(instruments),
+            Kind.INFO.value: lambda: md.trading_statuses(instruments),
+            Stream.ORDER_STATE.value: lambda: orders.order_states(accounts),
+            Stream.TRADES.value: lambda: orders.order_trades(accounts),
+            Stream.POSITIONS.value: lambda: operations.positions(accounts),
+            Stream.PORTFOLIO.value: lambda: operations.portfolio(accounts),
+        }
+        for name in args.streams:
+            if name in (s.value for s in _ACCOUNT_STREAMS) and not accounts:
+                raise ConfigurationError(f"{name} needs an account: pass --account")
+            sources[name]().subscribe(lambda _: None, lambda exc: None)
+        recorder = client.recorder
+        started = time.monotonic()
+        deadline = started + args.duration
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(0.5, left))
+            _progress(recorder, time.monotonic() - started)
+    _progress(recorder, time.monotonic() - started, final=True)
+    if recorder.error is not None:
+        raise ConfigurationError(f"the recording stopped: {recorder.error}")
+    return 0
+
+
+def _progress(recorder: object, seconds: float, *, final: bool = False) -> None:
+    frames, size = getattr(recorder, "frames", 0), getattr(recorder, "bytes", 0)
+    lost = getattr(recorder, "lost", 0)
+    line = (
+        f"recording: {frames:,} frames, {size / 1e3:,.1f} kB, {frames / max(seconds, 1e-9):,.0f} frames/s"
+        + (f", {lost:,} lost" if lost else "")
+        + (f" in {seconds:.1f} s" if final else "")
+    )
+    print(f"\r{line}", end="\n" if final else "", file=sys.stderr, flush=True)
+
+
 def _parser() -> _Parser:
     parser = _Parser(
-        prog="rxinvest", description="rxinvest: a live demo, a local simulator, a frame decoder."
+        prog="rxinvest", description="rxinvest: a live demo, a local simulator, a frame decoder, a recorder."
     )
     parser.add_argument("--version", action="version", version=f"rxinvest {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -185,6 +259,37 @@ def _parser() -> _Parser:
     )
     demo.add_argument("--account", action="append", default=[], help="account ids to show (real targets)")
     demo.set_defaults(run=_demo)
+
+    from rxinvest.model.kinds import Kind
+
+    default_streams = [Kind.ORDER_BOOKS.value, Kind.TRADES.value, Kind.LAST_PRICES.value]
+    default_streams += [Stream.ORDER_STATE.value, Stream.POSITIONS.value]
+    recorder = commands.add_parser(
+        "record",
+        help="record streams to a file (gzip JSON lines), from the embedded simulator by default",
+        description="Record the frames of the chosen streams, both ways, with their times and the "
+        "connections' lifecycle, to FILE (gzip-compressed JSON lines; never the token). A progress "
+        "line (frames, bytes, rate) goes to stderr.",
+    )
+    recorder.add_argument("--duration", type=float, default=10.0, help="seconds to record (default 10)")
+    recorder.add_argument(
+        "--streams",
+        type=_record_streams,
+        default=default_streams,
+        help=f"comma-separated market-data kinds and account streams (default: {','.join(default_streams)})",
+    )
+    recorder.add_argument(
+        "--target",
+        default=None,
+        help="sim (default without INVEST_TOKEN), prod, sandbox or a ws(s):// base URL",
+    )
+    recorder.add_argument("--token", default=None, help="the API token (default: INVEST_TOKEN)")
+    recorder.add_argument("--instrument", action="append", default=[], help="instrument ids (repeatable)")
+    recorder.add_argument("--account", action="append", default=[], help="account ids (repeatable)")
+    recorder.add_argument("--depth", type=int, default=10, help="order-book depth (default 10)")
+    recorder.add_argument("--seed", type=int, default=1, help="the embedded simulator's seed")
+    recorder.add_argument("file", metavar="FILE", help="the recording to write (overwritten)")
+    recorder.set_defaults(run=_record)
     return parser
 
 

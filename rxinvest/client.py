@@ -29,6 +29,7 @@ def connect(
     sim_options: Mapping[str, Any] | None = None,
     limits: Limits = Limits(),  # noqa: B008 (frozen: one shared default is safe)
     rest_url: str | None = None,
+    record: str | os.PathLike[str] | None = None,
 ) -> Client:
     """Connect to the T-Invest streams; returns a :class:`~rxinvest.streams.Client` (a context manager).
 
@@ -55,6 +56,11 @@ def connect(
       ``rxinvest.wire.rest_base_url(base)`` for a proxy that serves both.
     * ``limits``: the API limits to keep to (:class:`~rxinvest.Limits`): subscription requests a
       minute (90), MarketDataStream connections (15) and subscriptions per connection (300).
+    * ``record``: a file to record every stream of the client to (see :mod:`rxinvest.replay`):
+      the frames both ways with their times, and connection and gap marks, gzip-compressed JSON
+      lines, never the token. It is flushed at least every second and closed by ``client.close()``;
+      ``client.recorder`` is the :class:`~rxinvest.replay.Recorder` (counts of frames, bytes,
+      losses).
 
     Raises :class:`~rxinvest.errors.ConfigurationError` for a bad target or dialect, a real target
     without a token, or a simulator option it does not take or whose value is bad. Nothing connects
@@ -86,18 +92,37 @@ def connect(
             rest_url = rest_url or rest_base_url(base_url)
         if not token:
             raise ConfigurationError(f"target {target!r} needs a token: pass token= or set INVEST_TOKEN")
-    client = Client(
-        base_url=base_url,
-        token=token,
-        dialect=dialect,
-        app_name=app_name,
-        ping_delay=ping_delay,
-        scheduler=scheduler,
-        open_timeout=open_timeout,
-        on_close=hooks,
-        limits=limits,
-        rest_url=rest_url,
-    )
+    recorder = None
+    if record is not None:
+        from rxinvest import __version__
+        from rxinvest.replay import Recorder
+
+        try:
+            recorder = Recorder(record, dialect=dialect, secrets=[token], version=__version__).start()
+        except BaseException:
+            for hook in hooks:  # the embedded simulator
+                hook()
+            raise
+        hooks.insert(0, recorder.close)  # after the streams closed: their last marks are in
+    try:
+        client = Client(
+            base_url=base_url,
+            token=token,
+            dialect=dialect,
+            app_name=app_name,
+            ping_delay=ping_delay,
+            scheduler=scheduler,
+            open_timeout=open_timeout,
+            on_close=hooks,
+            limits=limits,
+            rest_url=rest_url,
+            tap=recorder,
+        )
+    except BaseException:
+        if recorder is not None:
+            recorder.close()
+        raise
+    client.recorder = recorder
     if target == "sim":
         client.sim = sim
     return client

@@ -16,6 +16,8 @@
     │   ├── PermissionDeniedError              the token may not do this (40002)
     │   ├── RateLimitedError                   too many streams or requests (4008, 8000x)
     │   └── SubscriptionRejectedError          one instrument or account refused, with its status
+    ├── RecordingError                         a recording (:mod:`rxinvest.replay`) cannot be written or read
+    │   └── CorruptRecordingError (also ValueError)  a line is not a record; carries ``line`` (1-based)
     ├── DataIntegrityError                     the data contradicts itself; carries ``instrument``
     │   ├── BookIntegrityError                 an order book is crossed, unsorted or inconsistent
     │   └── ReconciliationError                positions disagree with the fills that made them
@@ -41,6 +43,7 @@ __all__ = [
     "ConfigurationError",
     "ConnectionFailedError",
     "ConnectionLostError",
+    "CorruptRecordingError",
     "DataIntegrityError",
     "DecodeError",
     "EncodeError",
@@ -48,6 +51,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitedError",
     "ReconciliationError",
+    "RecordingError",
     "RxInvestError",
     "SubscriptionRejectedError",
     "TransportError",
@@ -163,6 +167,24 @@ class SubscriptionRejectedError(ApiError):
         self.status = status
         self.target = target
         super().__init__(message, code=status.name, tracking_id=tracking_id)
+
+
+class RecordingError(RxInvestError):
+    """A recording cannot be written (the file cannot be opened) or read."""
+
+
+class CorruptRecordingError(RecordingError, ValueError):
+    """A line of a recording is not a record (or its compressed block is damaged).
+
+    ``line`` is the 1-based number of the bad line (for a damaged block: the first line it would
+    have held); ``path`` the file. A file merely cut short (a recorder killed mid-write) is not
+    corrupt: reading it ends with a :class:`~rxinvest.replay.Truncated` record instead.
+    """
+
+    def __init__(self, message: str, *, line: int, path: str = "") -> None:
+        super().__init__(f"{path}: line {line}: {message}" if path else f"line {line}: {message}")
+        self.line = line
+        self.path = path
 
 
 class DataIntegrityError(RxInvestError):

@@ -294,3 +294,22 @@ def test_the_demo_view_fits_whatever_arrives(
     view = _full_view(tickers or ["X"], price, orders, error)
     _fits(_rendered(view.render("rxinvest demo · " + "x" * 100, 1e9, 10**6)))
     _fits(_rendered(view.summary(1e9)), rows=ROWS - 1)
+
+
+def test_record_writes_the_simulator_streams_with_a_progress_line(tmp_path: Path) -> None:
+    from rxinvest.replay import Frame, Mark, read
+
+    path = tmp_path / "cli.jsonl.gz"
+    result = _rxinvest(
+        "record", "--duration", "1.5", "--streams", "trades,order_books,PositionsStream", str(path)
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"recording: [\d,]+ frames, [\d.,]+ kB, [\d,]+ frames/s in ", result.stderr)
+    records = list(read(path))
+    assert {r.stream for r in records if isinstance(r, Frame)} == {"MarketDataStream", "PositionsStream"}
+    assert isinstance(records[-1], Mark) and records[-1].name == "end"
+
+
+def test_record_refuses_an_unknown_stream() -> None:
+    result = _rxinvest("record", "--streams", "gossip", "x.gz")
+    assert result.returncode == 2 and "unknown streams ['gossip']" in result.stderr

@@ -19,6 +19,8 @@ BLOCKS = re.findall(r"^```python\n(.*?)^```", README.read_text(), flags=re.S | r
 @pytest.mark.parametrize("code", BLOCKS, ids=[f"block{i + 1}" for i in range(len(BLOCKS))])
 def test_the_readme_block_runs_as_pasted(code: str, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "INVEST_TOKEN"}
+    # the rxinvest of this tree, not whichever one is installed
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(README.parent), env.get("PYTHONPATH", "")]))
     process = subprocess.Popen(
         [sys.executable, "-c", code],
         cwd=tmp_path,

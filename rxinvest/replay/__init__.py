@@ -1,13 +1,45 @@
 """Record raw frames with their receive times, and replay them through the codec under virtual time.
 
-A recorder wraps a :class:`~rxinvest.transport.base.Listener`: it sees the bytes and the time each
-frame arrived, never the headers, so never a token. A replay source is a
-:class:`~rxinvest.transport.base.Transport` that feeds recorded frames to a client's connection at
-their recorded times on a virtual-time scheduler, so every layer above it (sessions, mailboxes,
-operators) runs as it did live.
+Recording (:func:`record`, or ``rxinvest.connect(record=path)``): a :class:`Recorder` taps each stream
+connection between its session and its transport (a :class:`~rxinvest.transport.Tap`): it sees
+the frames both ways with their times, and the connection's lifecycle, never the handshake's
+headers, so never a token. A background thread writes them to a gzip JSON-lines file
+(:mod:`rxinvest.replay.format`); :func:`read` gives them back as typed records.
+
+Why gzip and not zstd: the standard library has it (no compiled dependency), ``zcat`` reads it,
+and a deflate stream sync-flushed every half second and cut short by a kill decodes up to its last
+flush. At level 1 it costs the writer thread little next to what the reader threads do.
 
 It may import the transport interface (:mod:`rxinvest.transport`), the protocol, the codec and the
 model; it sits beside :mod:`rxinvest.streams`, not under it, and never opens a socket.
 """
 
-__all__: list[str] = []
+from rxinvest.replay.format import (
+    FORMAT,
+    Frame,
+    Header,
+    Mark,
+    MarkName,
+    Record,
+    Truncated,
+    decode_line,
+    encode_line,
+)
+from rxinvest.replay.read import read
+from rxinvest.replay.record import DEFAULT_FLUSH_INTERVAL, Recorder, record
+
+__all__ = [
+    "DEFAULT_FLUSH_INTERVAL",
+    "FORMAT",
+    "Frame",
+    "Header",
+    "Mark",
+    "MarkName",
+    "Record",
+    "Recorder",
+    "Truncated",
+    "decode_line",
+    "encode_line",
+    "read",
+    "record",
+]

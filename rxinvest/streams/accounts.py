@@ -209,6 +209,7 @@ class AccountConnection(StreamConnection):
                         cause=GapCause.RECONNECT, since=since, until=until, target=outcome.account_id
                     )
                     holds.append(_Hold(outcome.gap, boxes, marker, server_gap=server_gap))
+                    self._noted(marker)  # recorded where the gap happened, delivered in its turn
                     out.append((attrs.evolve(outcome, gap=None), boxes, fails))
             elif isinstance(outcome, AccountRejected) and outcome.account_id in self._holds:
                 self._holds[outcome.account_id][-1].items.append(item)

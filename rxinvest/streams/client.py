@@ -36,7 +36,7 @@ from rxinvest.streams.connection import ListenerTransport
 from rxinvest.streams.delivery import Broadcast, DeliveryScheduler, DeliveryStats, Mailbox, Policy
 from rxinvest.streams.events import ConnectionStatus, Metrics, SubscriptionCheck, SubscriptionStatus
 from rxinvest.streams.market_data import MarketDataConnection, MarketDataPool, SharedBudget
-from rxinvest.transport import Listener, RestClient, Transport, TransportFactory, WebSocketTransport
+from rxinvest.transport import Listener, RestClient, Tap, Transport, TransportFactory, WebSocketTransport
 from rxinvest.wire import Dialect, Stream
 
 __all__ = ["DEFAULT_BACKLOG", "DEFAULT_PING_DELAY", "Client", "MarketData", "Operations", "Orders", "Source"]
@@ -147,6 +147,7 @@ class Client:
         on_close: Sequence[Callable[[], None]] = (),
         limits: Limits = Limits(),  # noqa: B008 (frozen: one shared default is safe)
         rest_url: str | None = None,
+        tap: Tap | None = None,
     ) -> None:
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self.dialect = Dialect.parse(dialect).value
@@ -159,6 +160,7 @@ class Client:
         self._open_timeout = open_timeout
         ping_delay = _ping_delay(ping_delay)
         self._transport_factory = transport_factory
+        self._tap = tap
         self._own_scheduler = scheduler is None
         self.scheduler: abc.SchedulerBase = scheduler or DeliveryScheduler()
         # Account events never wait behind market data: with the default pools they have their own.
@@ -170,6 +172,8 @@ class Client:
         self._rest = None if rest_url is None else RestClient(rest_url, token, app_name=app_name)
         #: The embedded simulator when connected with ``target="sim"`` (else None).
         self.sim: Any = None
+        #: The recorder when connected with ``record=`` (a :class:`~rxinvest.replay.Recorder`), else None.
+        self.recorder: Any = None
         self._statuses = Broadcast(self.scheduler)
         self._lock = threading.Lock()
         self._closed = False
@@ -341,20 +345,26 @@ class Client:
     def _factory(self, stream: Stream) -> ListenerTransport:
         url = self.base_url + stream.path
 
+        factory = self._transport_factory or self._websocket
+        tap = self._tap
+
         def make(listener: Listener) -> Transport:
-            if self._transport_factory is not None:
-                return self._transport_factory(listener, stream=stream, url=url)
-            return WebSocketTransport(
-                url,
-                listener,
-                token=self._token.reveal(),
-                dialect=self.dialect,
-                app_name=self._app_name,
-                open_timeout=self._open_timeout,
-                name=f"rxinvest-reader-{stream.value}",
-            )
+            if tap is not None:
+                return tap(listener, stream=stream, url=url, factory=factory)
+            return factory(listener, stream=stream, url=url)
 
         return make
+
+    def _websocket(self, listener: Listener, *, stream: Stream, url: str) -> Transport:
+        return WebSocketTransport(
+            url,
+            listener,
+            token=self._token.reveal(),
+            dialect=self.dialect,
+            app_name=self._app_name,
+            open_timeout=self._open_timeout,
+            name=f"rxinvest-reader-{stream.value}",
+        )
 
     def _source(
         self,

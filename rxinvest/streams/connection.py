@@ -187,6 +187,7 @@ class StreamConnection:
                         cause=GapCause.RECONNECT, since=since, until=until, target=name, instrument_uid=uid
                     )
                     self._mark(boxes, gap)
+                    self._noted(gap)
             elif isinstance(outcome, Rejected | AccountRejected):
                 self._refused(outcome, boxes, fails)
             else:
@@ -206,6 +207,12 @@ class StreamConnection:
                 box.fail(outcome.error)
             elif box.mark(marker):
                 box.kick()
+
+    def _noted(self, marker: Gap) -> None:
+        """Tell a tapping transport (a recorder, :class:`~rxinvest.transport.Tap`) of ``marker``."""
+        note = getattr(self._transport, "note", None)
+        if note is not None:
+            note(marker)
 
     @staticmethod
     def _mark(boxes: Iterable[Mailbox], marker: Gap) -> None:

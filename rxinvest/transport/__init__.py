@@ -5,9 +5,17 @@ The stream transports implement the :class:`~rxinvest.transport.base.Transport` 
 ``transport/base.py``, whose :class:`~rxinvest.transport.base.Listener` is the connection that owns them.
 """
 
-from rxinvest.transport.base import Listener, Transport, TransportFactory
+from rxinvest.transport.base import Listener, Tap, Transport, TransportFactory
 from rxinvest.transport.memory import MemoryTransport
 from rxinvest.transport.rest import RestClient
 from rxinvest.transport.websocket import WebSocketTransport
 
-__all__ = ["Listener", "MemoryTransport", "RestClient", "Transport", "TransportFactory", "WebSocketTransport"]
+__all__ = [
+    "Listener",
+    "MemoryTransport",
+    "RestClient",
+    "Tap",
+    "Transport",
+    "TransportFactory",
+    "WebSocketTransport",
+]

@@ -14,7 +14,7 @@ from typing import Protocol
 from rxinvest.errors import RxInvestError
 from rxinvest.wire import Stream
 
-__all__ = ["Listener", "Transport", "TransportFactory"]
+__all__ = ["Listener", "Tap", "Transport", "TransportFactory"]
 
 
 class Listener(Protocol):
@@ -70,3 +70,17 @@ class TransportFactory(Protocol):
     """Makes the transport of one stream for ``listener``: ``Client(transport_factory=...)``."""
 
     def __call__(self, listener: Listener, *, stream: Stream, url: str) -> Transport: ...
+
+
+class Tap(Protocol):
+    """Stands between a stream connection and its transport to watch the traffic (a recorder):
+    ``Client(tap=...)``. It makes the transport with ``factory`` for a listener of its own that
+    passes every call on to ``listener``, and returns a transport that passes every call on to it.
+
+    The transport it returns may also have ``note(marker)``: the connection then tells it of the
+    in-band markers (gaps) it makes for its subscribers.
+    """
+
+    def __call__(
+        self, listener: Listener, *, stream: Stream, url: str, factory: TransportFactory
+    ) -> Transport: ...

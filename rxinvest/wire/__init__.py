@@ -21,6 +21,7 @@ from rxinvest.wire.codec import (
     encode,
     encode_unary,
     encode_unary_error,
+    json_string,
     load,
 )
 from rxinvest.wire.endpoints import (
@@ -59,6 +60,7 @@ __all__ = [
     "encode_unary",
     "encode_unary_error",
     "endpoint_url",
+    "json_string",
     "load",
     "resolve_base_url",
     "rest_base_url",

@@ -26,6 +26,7 @@ import linecache
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Context, Decimal
+from json.encoder import encode_basestring_ascii
 from types import MappingProxyType
 from typing import Any, Final, Literal, NamedTuple, overload
 
@@ -52,6 +53,7 @@ __all__ = [
     "encode",
     "encode_unary",
     "encode_unary_error",
+    "json_string",
     "load",
 ]
 
@@ -967,3 +969,18 @@ def encode_unary_error(code: int, message: str, description: str = "") -> bytes:
     """The body of a failed REST call, as the gateway writes it (what :func:`decode_unary_error`
     reads): ``code`` the gRPC status code, ``message`` the API error code as text."""
     return msgspec.json.encode({"code": code, "message": message, "description": description})
+
+
+_STRING = msgspec.json.Encoder()
+
+
+def json_string(data: bytes) -> str:
+    """``data`` as a JSON string literal (quotes included) that gives back these very bytes: UTF-8
+    as is, through msgspec's escaper (about 4 µs for a 3 KB book frame, a third of json's); bytes
+    that are not valid UTF-8 as an ASCII string of their surrogate escapes (decode it, then
+    ``.encode("utf-8", "surrogateescape")``). For recordings of raw frames."""
+    text = data.decode("utf-8", "surrogateescape")
+    try:
+        return _STRING.encode(text).decode()
+    except UnicodeEncodeError:  # surrogate escapes: not UTF-8
+        return encode_basestring_ascii(text)

@@ -1,0 +1,84 @@
+"""Reading a recording: :func:`read` yields its records in file order.
+
+Rules:
+
+* A line that is not a record, or a compressed block that is damaged, raises
+  :class:`~rxinvest.errors.CorruptRecordingError` with its line number: never taken for the end.
+* A file that stops short (its recorder was killed: no gzip trailer, or a last line without its
+  newline) ends the iteration with a :class:`~rxinvest.replay.Truncated` record saying how many
+  lines were read; every line up to the recorder's last flush is there.
+* A cleanly closed file ends with the ``end`` mark and nothing after it.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Iterator
+
+from rxinvest.errors import CorruptRecordingError, RecordingError
+from rxinvest.replay.format import Header, Record, Truncated, decode_line
+
+__all__ = ["read"]
+
+_CHUNK = 1 << 16
+
+
+def read(path: str | os.PathLike[str]) -> Iterator[Record | Truncated]:
+    """The records of the recording at ``path``, in order: a :class:`~rxinvest.replay.Header` first,
+    then :class:`~rxinvest.replay.Frame` and :class:`~rxinvest.replay.Mark` records, and a
+    :class:`~rxinvest.replay.Truncated` last if the file was cut short.
+
+    Raises :class:`~rxinvest.errors.RecordingError` if the file cannot be opened, and
+    :class:`~rxinvest.errors.CorruptRecordingError` (with ``line``) at a damaged line.
+    """
+    name = os.fspath(path)
+    try:
+        file = open(name, "rb")  # noqa: SIM115 (closed below, also when the caller stops early)
+    except OSError as exc:
+        raise RecordingError(f"cannot read {name}: {exc.strerror or exc}") from exc
+    with file:
+        yield from _records(file, name)
+
+
+def _records(file: object, name: str) -> Iterator[Record | Truncated]:
+    number = 0
+    pending = b""
+    decompressor = zlib.decompressobj(31)
+    finished = False  # the current gzip member ended with its trailer
+    started = False
+    while True:
+        chunk = file.read(_CHUNK)  # type: ignore[attr-defined]
+        if not chunk:
+            break
+        while chunk:
+            if finished:  # another member follows (gzip allows concatenation)
+                decompressor, finished = zlib.decompressobj(31), False
+            try:
+                text = decompressor.decompress(chunk)
+            except zlib.error as exc:
+                raise CorruptRecordingError(
+                    f"damaged compressed data: {exc}", line=number + 1, path=name
+                ) from exc
+            started = True
+            chunk = b""
+            if decompressor.eof:
+                finished = True
+                chunk = decompressor.unused_data
+            if text:
+                lines = (pending + text).split(b"\n")
+                pending = lines.pop()
+                for line in lines:
+                    number += 1
+                    record = decode_line(line, number, name)
+                    if number == 1 and not isinstance(record, Header):
+                        raise CorruptRecordingError("not a recording: no header", line=1, path=name)
+                    yield record
+    if not started:
+        raise CorruptRecordingError("not a recording: the file is empty", line=1, path=name)
+    if pending:
+        yield Truncated(
+            lines=number, reason=f"the last line stops short ({len(pending)} bytes without a newline)"
+        )
+    elif not finished:
+        yield Truncated(lines=number, reason="the compressed stream stops short (no gzip trailer)")

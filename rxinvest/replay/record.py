@@ -1,0 +1,385 @@
+"""Recording: every frame of the tapped streams, both ways, with lifecycle and gap marks, to a gzip
+JSON-lines file written by a background thread.
+
+Rules:
+
+* The reader threads never wait for the disk. Each tapped call takes one short lock (to stamp the
+  line's time and keep the file's times in order) and appends to a queue of at most ``queue_limit``
+  items; the writer thread alone encodes, compresses and writes. When the queue is full the item is
+  dropped and counted, and the next item that fits is preceded by a ``loss`` mark saying how many
+  were dropped and between which times: a loss is never silent.
+* The writer flushes (a zlib sync flush, then the OS write) at least every ``flush_interval``
+  seconds (default 0.5), so a recorder killed at any moment leaves a file readable up to its last
+  flush. :meth:`Recorder.close` writes what is queued, an ``end`` mark, and closes the gzip stream.
+* Compression is gzip (stdlib ``zlib`` at level 1): no dependency, any ``zcat`` reads it, and a
+  sync-flushed deflate stream cut short decodes up to the cut. zstd compresses better and faster,
+  but would add a compiled dependency for a file that is mostly written at a few MB a minute.
+* What is written is what went over the wire, never the headers of the handshake; the token is not
+  in any frame, and the writer checks: every secret it was given is replaced by ``***`` in what it
+  writes (and counted in :attr:`Recorder.redacted`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import zlib
+from collections import deque
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import attrs
+
+from rxinvest.errors import RecordingError, RxInvestError
+from rxinvest.replay.format import Detail, Header, MarkName, encode_frame, encode_line, encode_mark
+from rxinvest.transport import Listener, Transport, TransportFactory
+from rxinvest.wire import Stream
+
+__all__ = ["DEFAULT_FLUSH_INTERVAL", "Recorder", "record"]
+
+#: Seconds between two flushes of the file at most.
+DEFAULT_FLUSH_INTERVAL = 0.5
+_TICK = 0.05  # seconds the writer sleeps when the queue is empty
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+_IN, _OUT, _MARK, _LOSS = 0, 1, 2, 3
+
+
+def _ns(moment: datetime) -> int:
+    """An aware datetime in ns since the epoch, exactly (datetimes hold microseconds)."""
+    return (moment - _EPOCH) // _MICROSECOND * 1000
+
+
+def record(
+    path: str | os.PathLike[str],
+    *,
+    dialect: str = "json",
+    secrets: Iterable[str] = (),
+    flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+    queue_limit: int = 100_000,
+    level: int = 1,
+) -> Recorder:
+    """Open ``path`` (overwritten) and start a :class:`Recorder` writing to it.
+
+    ``secrets`` (the token) are never written. Raises :class:`~rxinvest.errors.RecordingError` if
+    the file cannot be opened. Usually called for you: ``rxinvest.connect(record=path)``.
+    """
+    return Recorder(
+        path,
+        dialect=dialect,
+        secrets=secrets,
+        flush_interval=flush_interval,
+        queue_limit=queue_limit,
+        level=level,
+    ).start()
+
+
+class Recorder:
+    """Writes the frames of the connections it taps to a recording; a context manager.
+
+    It is a :class:`~rxinvest.transport.Tap`: ``Client(tap=recorder)`` records every stream the
+    client opens. Thread-safe; :meth:`close` is idempotent. If the file cannot be written (a full
+    disk), the recording stops there, :attr:`error` says why, and the client goes on.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        dialect: str = "json",
+        secrets: Iterable[str] = (),
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        queue_limit: int = 100_000,
+        level: int = 1,
+        version: str = "",
+    ) -> None:
+        if not 0 < flush_interval <= 1.0:
+            raise RecordingError(f"flush_interval must be in (0, 1] seconds, not {flush_interval!r}")
+        self.path = os.fspath(path)
+        self._dialect = dialect
+        self._secrets = [s.encode() for s in secrets if s]
+        self._flush_interval = flush_interval
+        self._limit = queue_limit
+        self._level = level
+        self._version = version
+        self._queue: deque[tuple[Any, ...]] = deque()
+        self._lock = threading.Lock()
+        self._last = 0  # the latest time stamped (ns)
+        self._lost = 0  # items dropped since the last loss mark
+        self._lost_since = 0
+        self._lost_until = 0
+        self._connections = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._file: Any = None
+        self._closed = False
+        #: Frames queued (both ways), items dropped on overflow, secrets replaced, bytes written
+        #: (compressed), lines written, so far.
+        self.frames = 0
+        self.lost = 0
+        self.redacted = 0
+        self.bytes = 0
+        self.lines = 0
+        self.error: BaseException | None = None  # what stopped the writer, if anything did
+
+    def __repr__(self) -> str:
+        return f"<rxinvest.replay.Recorder {self.path!r} frames={self.frames} lost={self.lost}>"
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> Recorder:
+        """Open the file, write the header and start the writer thread."""
+        if self._thread is not None:
+            return self
+        try:
+            self._file = open(self.path, "wb")  # noqa: SIM115 (closed by the writer thread)
+        except OSError as exc:
+            raise RecordingError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+        header = Header(time_ns=self._stamp(), dialect=self._dialect, version=self._version)
+        self._compressor = zlib.compressobj(self._level, zlib.DEFLATED, 31)
+        self._write([encode_line(header)])
+        self._sync()
+        self._thread = threading.Thread(target=self._run, name="rxinvest-recorder", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued, an ``end`` mark, and close the file (waits up to ``timeout`` s)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    # --- the Tap: wrapping a stream connection's transport --------------------------------------------
+
+    def __call__(
+        self, listener: Listener, *, stream: Stream, url: str, factory: TransportFactory
+    ) -> Transport:
+        with self._lock:
+            self._connections += 1
+            number = self._connections
+        tapped = _Tapped(self, listener, number, stream.value)
+        tapped.inner = factory(tapped, stream=stream, url=url)
+        return tapped
+
+    # --- producers (any thread): one short lock, never a wait -------------------------------------------
+
+    def _stamp(self) -> int:
+        now = time.time_ns()
+        if now < self._last:
+            now = self._last
+        self._last = now
+        return now
+
+    def _put(self, item: tuple[Any, ...], frames: int = 0) -> None:
+        """Queue ``item`` (stamped) or count it lost; ``frames`` is how many frames it holds."""
+        with self._lock:
+            if self._closed:
+                return
+            self.frames += frames
+            now = self._stamp()
+            queue = self._queue
+            if len(queue) >= self._limit:
+                if not self._lost:
+                    self._lost_since = now
+                self._lost += 1
+                self._lost_until = now
+                self.lost += 1
+                return
+            if self._lost:
+                queue.append((now, _LOSS, self._lost, self._lost_since, self._lost_until))
+                self._lost = 0
+            queue.append((now, *item))
+
+    def received(self, connection: int, stream: str, data: bytes, now: datetime) -> None:
+        self._put((_IN, connection, stream, data, now), 1)
+
+    def sent(self, connection: int, stream: str, frames: list[str]) -> None:
+        self._put((_OUT, connection, stream, frames), len(frames))
+
+    def mark(self, connection: int, stream: str, name: str, detail: Mapping[str, Detail]) -> None:
+        self._put((_MARK, connection, stream, name, detail))
+
+    # --- the writer thread -----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        queue = self._queue
+        flushed = time.monotonic()
+        try:
+            while True:
+                stopping = self._stop.wait(_TICK)
+                lines: list[str] = []
+                while True:
+                    try:
+                        item = queue.popleft()
+                    except IndexError:
+                        break
+                    lines.extend(self._lines(item))
+                    if len(lines) >= 4096:
+                        self._write(lines)
+                        lines = []
+                if lines:
+                    self._write(lines)
+                if stopping:
+                    break
+                if time.monotonic() - flushed >= self._flush_interval - _TICK:
+                    self._sync()
+                    flushed = time.monotonic()
+            with self._lock:  # closed: nothing more is queued
+                tail = list(queue)
+                queue.clear()
+                lost, self._lost = self._lost, 0
+                now = self._stamp()
+            lines = [line for item in tail for line in self._lines(item)]
+            if lost:
+                lines.append(self._loss_line(now, lost, self._lost_since, self._lost_until))
+            lines.append(encode_mark(now, 0, "", MarkName.END, {"frames": self.frames, "lost": self.lost}))
+            self._write(lines)
+            self._file.write(self._compressor.flush(zlib.Z_FINISH))
+        except Exception as exc:  # a full disk: keep the reader threads going, say why it stopped
+            self.error = exc
+            with self._lock:
+                self._closed = True  # nothing more is queued
+            queue.clear()
+        finally:
+            try:
+                self._file.close()
+            except OSError as exc:
+                self.error = self.error or exc
+
+    def _lines(self, item: tuple[Any, ...]) -> list[str]:
+        now, kind = item[0], item[1]
+        if kind == _IN:
+            _, _, connection, stream, data, received = item
+            return [encode_frame(now, connection, stream, False, data, _ns(received))]
+        if kind == _OUT:
+            _, _, connection, stream, frames = item
+            return [
+                encode_frame(now, connection, stream, True, f.encode("utf-8", "surrogateescape"), None)
+                for f in frames
+            ]
+        if kind == _MARK:
+            _, _, connection, stream, name, detail = item
+            return [encode_mark(now, connection, stream, name, detail)]
+        _, _, dropped, since, until = item
+        return [self._loss_line(now, dropped, since, until)]
+
+    @staticmethod
+    def _loss_line(now: int, dropped: int, since: int, until: int) -> str:
+        return encode_mark(
+            now, 0, "", MarkName.LOSS, {"dropped": dropped, "since_ns": since, "until_ns": until}
+        )
+
+    def _write(self, lines: list[str]) -> None:
+        data = "".join(lines).encode("utf-8")
+        for secret in self._secrets:
+            if secret in data:
+                self.redacted += data.count(secret)
+                data = data.replace(secret, b"***")
+        self.lines += len(lines)
+        chunk = self._compressor.compress(data)
+        if chunk:
+            self._file.write(chunk)
+            self.bytes += len(chunk)
+
+    def _sync(self) -> None:
+        chunk = self._compressor.flush(zlib.Z_SYNC_FLUSH)
+        self._file.write(chunk)
+        self.bytes += len(chunk)
+        self._file.flush()
+
+
+class _Tapped:
+    """Between a stream connection and its transport: the transport's listener, the connection's
+    transport; it tells the recorder what passes, then passes it on."""
+
+    inner: Transport
+
+    def __init__(self, recorder: Recorder, listener: Listener, connection: int, stream: str) -> None:
+        self._recorder = recorder
+        self._listener = listener
+        self._connection = connection
+        self._stream = stream
+        self._open = False  # between opened and lost/closed: what is sent now goes out
+        # The hot path, bound once.
+        self.flush = listener.flush
+        self.deadline = listener.deadline
+        self.wanted = listener.wanted
+
+    def _mark(self, name: str, detail: Mapping[str, Detail]) -> None:
+        self._recorder.mark(self._connection, self._stream, name, detail)
+
+    # --- Listener (the transport's thread) ---------------------------------------------------------------
+
+    def opened(self, now: datetime) -> None:
+        self._open = True
+        self._mark(MarkName.CONNECTED, {"r": _ns(now)})  # before the frames the listener sends now
+        self._listener.opened(now)
+
+    def frame(self, data: bytes, now: datetime) -> None:
+        self._recorder.received(self._connection, self._stream, data, now)
+        self._listener.frame(data, now)
+
+    def lost(self, error: RxInvestError, retrying: bool) -> None:
+        self._open = False
+        name = MarkName.RECONNECT if retrying else MarkName.DISCONNECTED
+        self._mark(name, {"error": type(error).__name__, "message": str(error)})
+        self._listener.lost(error, retrying)
+
+    def closed(self, error: RxInvestError) -> None:
+        self._open = False
+        self._mark(MarkName.CLOSED, {"error": type(error).__name__, "message": str(error)})
+        self._listener.closed(error)
+
+    # --- Transport (the connection's side) ---------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self.inner.running
+
+    @property
+    def is_open(self) -> bool:
+        return self.inner.is_open
+
+    def start(self) -> None:
+        self.inner.start()
+
+    def send(self, frames: list[str]) -> None:
+        if frames and self._open:  # frames a closed transport drops are not sent: not recorded
+            self._recorder.sent(self._connection, self._stream, frames)
+        self.inner.send(frames)
+
+    def close(self, timeout: float = 5.0) -> None:
+        self.inner.close(timeout)
+
+    def note(self, marker: object) -> None:
+        """An in-band marker the client made for this connection's subscribers (a Gap)."""
+        if attrs.has(type(marker)):
+            fields = attrs.asdict(marker, value_serializer=_plain)  # type: ignore[arg-type]
+            self._mark(type(marker).__name__.lower(), fields)
+
+
+def _plain(_: object, __: object, value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "value") and not isinstance(value, int | str | float | bool):
+        return value.value  # an enum
+    if isinstance(value, tuple | list):
+        return ",".join(map(str, value))
+    return value

@@ -1,0 +1,210 @@
+"""Recording: a simulator session on 127.0.0.1 recorded through the client, losses, kills, secrets.
+
+Every file a test writes is scanned for the token (raw and decompressed) when the test ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from reactivex.scheduler import ImmediateScheduler
+
+import rxinvest
+from rxinvest.errors import RecordingError
+from rxinvest.replay import Frame, Header, Mark, MarkName, Recorder, Truncated, read
+from rxinvest.sim import Faults
+
+SECRETS: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def no_token_in_any_file(tmp_path: Path) -> Iterator[None]:
+    """After the test: no file under tmp_path holds a token the test used, compressed or not."""
+    SECRETS.clear()
+    yield
+    assert SECRETS, "the test registered its token"
+    for path in tmp_path.rglob("*"):
+        if not path.is_file():
+            continue
+        raw = path.read_bytes()
+        texts = [raw]
+        with contextlib.suppress(zlib.error):  # not compressed
+            texts.append(zlib.decompressobj(31).decompress(raw))
+        for secret in SECRETS:
+            for text in texts:
+                assert secret.encode() not in text, f"{path.name} holds a token"
+                assert b"Authorization" not in text and b"Bearer" not in text
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 20.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def test_a_session_is_recorded_both_ways_with_times_and_marks(tmp_path: Path) -> None:
+    path = tmp_path / "session.jsonl.gz"
+    counts: Counter[str] = Counter()
+    with rxinvest.connect(record=path, scheduler=ImmediateScheduler()) as client:
+        SECRETS.append(client.sim.token)
+        # the first market-data connection is cut after 40 frames: a reconnect and a gap follow
+        client.sim.fault_next(Faults(drop_after=40))
+        ids = [i.instrument_id for i in client.sim.instruments[:3]]
+        account = client.sim.accounts[0]
+        client.market_data.trades(ids).with_markers().subscribe(lambda e: counts.update([type(e).__name__]))
+        client.market_data.order_books(ids, depth=10, conflate=False).subscribe(
+            lambda e: counts.update(["book"])
+        )
+        client.orders.order_states([account]).subscribe(lambda e: counts.update(["order"]))
+        client.operations.positions([account]).subscribe(lambda e: counts.update(["position"]))
+        assert wait_until(lambda: counts["Gap"] >= 1 and counts["Trade"] >= 20)
+        time.sleep(0.3)
+    records = list(read(path))
+    assert isinstance(records[0], Header) and records[0].dialect == "json"
+    assert not any(isinstance(r, Truncated) for r in records)
+    times = [r.time_ns for r in records if not isinstance(r, Truncated)]
+    assert times == sorted(times)
+    streams = {r.stream for r in records if isinstance(r, Frame)}
+    assert streams == {"MarketDataStream", "OrderStateStream", "PositionsStream"}
+    for stream in streams:
+        sent = [r for r in records if isinstance(r, Frame) and r.stream == stream and r.sent]
+        received = [r for r in records if isinstance(r, Frame) and r.stream == stream and not r.sent]
+        assert sent and received, stream
+        assert all(r.received_ns is not None and r.received_ns <= r.time_ns + 10**9 for r in received)
+    marks = Counter((r.stream, r.name) for r in records if isinstance(r, Mark))
+    assert marks["MarketDataStream", MarkName.CONNECTED] == 2
+    assert marks["MarketDataStream", MarkName.RECONNECT] == 1
+    assert marks["MarketDataStream", "gap"] >= 1
+    assert marks["MarketDataStream", MarkName.CLOSED] == 1
+    assert marks["OrderStateStream", MarkName.CONNECTED] == 1
+    assert isinstance(records[-1], Mark) and records[-1].name == MarkName.END
+    assert records[-1].detail["lost"] == 0
+    gap = next(r for r in records if isinstance(r, Mark) and r.name == "gap")
+    assert gap.detail["cause"] == "reconnect" and datetime.fromisoformat(str(gap.detail["since"])).tzinfo
+
+
+def test_a_clean_shutdown_loses_no_frame(tmp_path: Path) -> None:
+    path = tmp_path / "clean.jsonl.gz"
+    trades, books = [0], [0]
+    with rxinvest.connect(record=path, scheduler=ImmediateScheduler(), sim_options={"speed": 4.0}) as client:
+        SECRETS.append(client.sim.token)
+        ids = [i.instrument_id for i in client.sim.instruments[:4]]
+        client.market_data.trades(ids).subscribe(lambda _: trades.__setitem__(0, trades[0] + 1))
+        client.market_data.order_books(ids, depth=20, conflate=False).subscribe(
+            lambda _: books.__setitem__(0, books[0] + 1)
+        )
+        assert wait_until(lambda: trades[0] >= 50 and books[0] >= 50)
+        # closed while frames keep coming
+    received = [r for r in read(path) if isinstance(r, Frame) and not r.sent]
+    recorded_trades = sum(1 for r in received if r.data.startswith(b'{"trade"'))
+    recorded_books = sum(1 for r in received if r.data.startswith(b'{"orderbook"'))
+    assert (recorded_trades, recorded_books) == (trades[0], books[0])
+    assert client.recorder.lost == 0 and not client.recorder.running
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, time
+    import rxinvest
+    with rxinvest.connect(record=sys.argv[1], sim_options={"speed": 4.0}) as client:
+        print("token", client.sim.token, flush=True)
+        ids = [i.instrument_id for i in client.sim.instruments[:4]]
+        client.market_data.trades(ids).subscribe(lambda _: None)
+        client.market_data.order_books(ids, depth=20).subscribe(lambda _: None)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            print("frames", time.monotonic(), client.recorder.frames, flush=True)
+            time.sleep(0.05)
+    """
+)
+
+
+def test_after_sigkill_at_most_one_flush_interval_is_lost(tmp_path: Path) -> None:
+    path = tmp_path / "killed.jsonl.gz"
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    env = {**os.environ, "PYTHONPATH": str(Path(rxinvest.__file__).parent.parent)}
+    env.pop("INVEST_TOKEN", None)
+    child = subprocess.Popen(
+        [sys.executable, str(script), str(path)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    reports: list[tuple[float, int]] = []
+    try:
+        assert child.stdout is not None
+        SECRETS.append(child.stdout.readline().split()[1])
+        started = time.monotonic()
+        while time.monotonic() - started < 3.0:
+            line = child.stdout.readline()
+            if not line:
+                break
+            _, at, frames = line.split()
+            reports.append((float(at), int(frames)))
+        killed_at = time.monotonic()
+        child.kill()
+    finally:
+        child.kill()
+        child.wait(10)
+        if child.stdout is not None:
+            child.stdout.close()
+    assert reports and reports[-1][1] > 50, "the child recorded"
+    records = list(read(path))
+    assert isinstance(records[-1], Truncated)
+    recorded = sum(1 for r in records if isinstance(r, Frame))
+    # what the child had counted one flush interval (0.5 s) plus a writer tick and slack before the kill
+    # is all in the file
+    before = [frames for at, frames in reports if at <= killed_at - 1.0]
+    assert before and recorded >= before[-1]
+    assert recorded <= reports[-1][1] + 1000
+
+
+def test_an_overflowing_queue_is_counted_and_marked_in_band(tmp_path: Path) -> None:
+    path = tmp_path / "overflow.jsonl.gz"
+    SECRETS.append("s3cr3t-token")
+    recorder = Recorder(path, queue_limit=10, secrets=SECRETS).start()
+    now = datetime.now(UTC)
+    for i in range(1000):  # far faster than the writer's tick
+        recorder.received(1, "MarketDataStream", b'{"n":%d}' % i, now)
+    for i in range(5):
+        time.sleep(0.2)  # drained: these fit again, after a loss mark
+        recorder.received(1, "MarketDataStream", b'{"late":%d}' % i, now)
+    recorder.close()
+    records = list(read(path))
+    frames = [r for r in records if isinstance(r, Frame)]
+    losses = [r for r in records if isinstance(r, Mark) and r.name == MarkName.LOSS]
+    assert losses and sum(int(str(m.detail["dropped"])) for m in losses) == recorder.lost > 0
+    assert len(frames) + recorder.lost == 1005
+    first_loss = records.index(losses[0])
+    assert isinstance(records[first_loss - 1], Frame) and records[first_loss - 1].data == b'{"n":9}'
+    assert records[-1].name == MarkName.END and records[-1].detail["lost"] == recorder.lost  # type: ignore[union-attr]
+
+
+def test_the_writer_redacts_secrets_it_was_given(tmp_path: Path) -> None:
+    path = tmp_path / "redacted.jsonl.gz"
+    SECRETS.append("t.SeCrEt_123")
+    with Recorder(path, secrets=SECRETS).start() as recorder:
+        recorder.received(1, "MarketDataStream", b'{"echo":"t.SeCrEt_123"}', datetime.now(UTC))
+        recorder.sent(1, "MarketDataStream", ['{"x":"t.SeCrEt_123"}'])
+    frames = [r for r in read(path) if isinstance(r, Frame)]
+    assert [f.data for f in frames] == [b'{"echo":"***"}', b'{"x":"***"}'] and recorder.redacted == 2
+    assert gzip.decompress(path.read_bytes()).count(b"\n") == 4
+
+
+def test_a_file_that_cannot_be_written_is_a_recording_error(tmp_path: Path) -> None:
+    SECRETS.append("unused")
+    with pytest.raises(RecordingError):
+        rxinvest.connect(record=tmp_path / "no" / "such" / "dir.gz")
