@@ -482,12 +482,13 @@ def bound_recovery_memories(limit: int) -> None:
 
 
 def decode_cache_entries() -> tuple[int, ...]:
-    """Entries in each of the wire codec's value caches now (bounded: each is cleared when it
-    reaches ``CACHE_LIMIT``). They fill over the first minutes, each at its own pace, which shows as
-    RSS growth; private names, read only to explain that growth, () where the codec has none."""
+    """Entries in each of the wire codec's value caches now (bounded: each forgets its oldest
+    entries when it reaches ``CACHE_LIMIT``). They fill over the first minutes, each at its own
+    pace, which shows as RSS growth; private names, read only to explain that growth, () where the
+    codec has none."""
     from rxinvest.wire import codec
 
-    caches = (getattr(codec, name, None) for name in ("_quotations", "_moneys", "_level_cache"))
+    caches = (getattr(codec, name, None) for name in ("_quotations", "_moneys", "_level_cache", "_int64s"))
     return tuple(len(cache) for cache in caches if isinstance(cache, dict))
 
 
@@ -534,8 +535,11 @@ class LogCount(logging.Handler):
             self.malformed += 1
 
 
-@dataclass
+@dataclass(slots=True)
 class Sample:
+    """One look at the process, every ``SAMPLE_SECONDS``. The soak keeps every one for its report:
+    compact, so that they add little to the RSS they measure (see :meth:`Soak.keep`)."""
+
     at: float  # seconds since the start
     rss_mib: float
     threads: int
@@ -547,17 +551,21 @@ class Sample:
     pymalloc_mib: float = 0.0  # pymalloc's allocated blocks (0: not readable)
     pymalloc_held_mib: float = 0.0  # pymalloc's arenas, free blocks included
     records_mib: float = 0.0  # the soak's own records of what was delivered (AccountLog.records_bytes)
-    recovery: dict[str, int] = field(default_factory=dict)  # recovery memories' entries (recovery_entries)
+    # The recovery memories' entries, each (recovery_entries): only the newest sample keeps them (a
+    # few dozen per sample, 8 KiB, would grow the RSS ~0.5 % a minute); every one keeps their total
+    # and which were full (one frozenset shared by the samples that saw the same ones).
+    recovery: dict[str, int] = field(default_factory=dict)
     recovery_bound: int = 0  # the bound of each
-
-    @property
-    def recovery_total(self) -> int:
-        return sum(self.recovery.values())
+    recovery_total: int = 0  # entries in all of them
+    recovery_full: frozenset[str] = frozenset()  # the memories at their bound
 
     @property
     def in_use_mib(self) -> float:
         """The heap's live memory: glibc's in use plus pymalloc's (0 where neither is readable)."""
         return self.glibc_mib + self.pymalloc_mib
+
+
+_NO_ENTRIES: dict[str, int] = {}  # a kept sample's recovery entries once a newer one came (never changed)
 
 
 # --- --sim-process: the simulator in a child process of its own ------------------------------------
@@ -762,7 +770,7 @@ HEAP_CATEGORIES = ("simulator", "soak", "client", "other")
 
 class HeapTrace:
     """``--trace-memory``: tracemalloc from before the client starts; a baseline after warm-up (taken
-    again each time a codec cache is first cleared within the run's first half, so that, as for the
+    again each time a codec cache is first full within the run's first half, so that, as for the
     RSS, growth is measured once the caches are full), and a last look when the faults stop.
 
     Each live block is put in the category of the code that allocated it, from its whole stack
@@ -860,10 +868,14 @@ class HeapTrace:
         return f"{filename}:{lineno}"
 
     def look(self, sample: Sample, warm: float, duration: float) -> None:
-        """At each sample: the baseline once warm, again when a codec cache is first cleared (within
+        """At each sample: the baseline once warm, again when a codec cache is first full (within
         the first half of the run)."""
-        cleared = {
-            i for i, n in enumerate(sample.caches) if i < len(self._last_caches) and n < self._last_caches[i]
+        from rxinvest.wire.codec import CACHE_LIMIT
+
+        cleared = {  # full: at its bound, or it forgot entries (it does only when full)
+            i
+            for i, n in enumerate(sample.caches)
+            if i < len(self._last_caches) and (n < self._last_caches[i] or n >= CACHE_LIMIT)
         } - self._cleared
         self._last_caches = sample.caches
         self._cleared |= cleared
@@ -1282,7 +1294,7 @@ class Report:
     threads: dict[str, int]  # start, warm (after warm-up), end, max
     rss_mib: dict[str, float]  # start, warm, end, max
     rss_growth_pct: float  # end over warm
-    decode_caches: dict[str, int]  # codec cache entries: warm, end; full_at: first clearing, s (-1: never)
+    decode_caches: dict[str, int]  # codec cache entries: warm, end; full_at: first full, s (-1: never)
     timeline: list[tuple[float, float, float, int]]  # (seconds, RSS MiB, in use MiB, threads), sampled
     threads_died: list[str]
     internal_errors: list[str]
@@ -1336,8 +1348,9 @@ def summarise(
     decode cache entries after warm-up and at the end.
 
     Warm-up lasts ``warm`` seconds and until every one of the codec's value caches was full once
-    (its first clearing: the issue's goal is "growth under 5 % once caches are full"); a run too
-    short for that measures from ``warm`` and says so (``caches["full_at"]`` is -1). The end is the
+    (at its bound, or its first eviction: the issue's goal is "growth under 5 % once caches are
+    full"); a run too short for that measures from ``warm`` and says so (``caches["full_at"]`` is
+    -1). The end is the
     median of the last three samples, so that one garbage-collection moment does not decide it."""
     warm_sample, _ = warm_sample_of(samples, warm)
     tail = samples[-3:]
@@ -1387,7 +1400,7 @@ def recovery_full_at(samples: list[Sample]) -> float | None:
     last = samples[-1]
     bound = last.recovery_bound
     keys = [key for key, n in last.recovery.items() if n >= min(bound // 2, RECOVERY_SMALL)]
-    times = [next((s.at for s in samples if s.recovery.get(key, 0) >= bound), None) for key in keys]
+    times = [next((s.at for s in samples if key in s.recovery_full), None) for key in keys]
     if any(at is None for at in times):
         return None
     return max((at for at in times if at is not None), default=0.0)
@@ -1467,13 +1480,18 @@ def summarise_sim(samples: list[Sample], warm: float) -> dict[str, float]:
 
 
 def caches_full_at(samples: list[Sample]) -> float | None:
-    """When every one of the codec's value caches had been full once (its first clearing), seconds;
-    None if one that matters never was (see :func:`summarise`)."""
+    """When every one of the codec's value caches had been full once, seconds: the first sample
+    that saw it at its bound or smaller than the sample before (it forgot entries, which it does
+    only when full); None if one that matters never was (see :func:`summarise`)."""
     from rxinvest.wire.codec import CACHE_LIMIT
 
     cleared = [
         next(
-            (b.at for a, b in itertools.pairwise(samples) if len(b.caches) > i and b.caches[i] < a.caches[i]),
+            (
+                b.at
+                for a, b in itertools.pairwise(samples)
+                if len(b.caches) > i and (b.caches[i] < a.caches[i] or b.caches[i] >= CACHE_LIMIT)
+            ),
             None,
         )
         for i in range(len(samples[-1].caches))
@@ -1662,7 +1680,16 @@ class Soak:
         return self.remote.rss_mib() if self.remote is not None else 0.0
 
     def sample(self, started: float) -> Sample:
-        sample = self.measure(time.monotonic() - started, sum(self.subs.messages().values()))
+        return self.keep(self.measure(time.monotonic() - started, sum(self.subs.messages().values())))
+
+    def keep(self, sample: Sample) -> Sample:
+        """Append ``sample``; the one before it drops its recovery entries by memory (what
+        :func:`recovery_full_at` reads of it, its full memories, is kept, shared when unchanged)."""
+        if self.samples:
+            last = self.samples[-1]
+            if sample.recovery_full == last.recovery_full:
+                sample.recovery_full = last.recovery_full
+            last.recovery = _NO_ENTRIES
         self.samples.append(sample)
         return sample
 
@@ -1686,6 +1713,8 @@ class Soak:
             records_mib=records,
             recovery=recovery,
             recovery_bound=bound,
+            recovery_total=sum(recovery.values()),
+            recovery_full=frozenset(key for key, n in recovery.items() if bound and n >= bound),
         )
 
     def under_faults(self) -> float:
@@ -1733,7 +1762,7 @@ class Soak:
         subs, chaos = self.subs, self.chaos
         lost, beyond = lost_events(self.sim, subs)
         messages_at_end = self.samples[-1].messages
-        self.samples.append(self.measure(self.samples[-1].at + settle_seconds, messages_at_end))
+        self.keep(self.measure(self.samples[-1].at + settle_seconds, messages_at_end))
         threads, rss, growth, caches = summarise(self.samples, self.warm)
         warmup, in_use, parts = summarise_memory(self.samples, self.warm)
         sim_rss = summarise_sim(self.samples, self.warm) if self.remote is not None else None

@@ -21,6 +21,7 @@ values are interned in bounded caches.
 from __future__ import annotations
 
 import enum
+import itertools
 import keyword
 import linecache
 from collections.abc import Callable, Iterable, Mapping
@@ -67,8 +68,13 @@ _NANO: Final = 10**9
 # Quotation arithmetic needs at most 19 + 9 digits; a private context keeps the caller's
 # (possibly lower) decimal precision from rounding prices.
 _CTX: Final = Context(prec=40)
-#: Interned values per cache before it is emptied: bounded memory on a stream that runs for weeks.
+#: Interned values per cache: bounded memory on a stream that runs for weeks. A full cache forgets its
+#: oldest ``1 / _EVICT_FRACTION`` at once (first stored, first forgotten), not everything.
 CACHE_LIMIT: Final = 1 << 16
+# A full cache drops its oldest eighth: its memory stays level within an eighth of its size (a cache
+# emptied when full would saw-tooth between nothing and everything, and make the allocators hand
+# back and ask again for its whole size), at an amortised cost of copying seven entries per miss.
+_EVICT_FRACTION: Final = 8
 
 
 class _Malformed(Exception):
@@ -182,8 +188,25 @@ def _canonical(units: object, nano: object) -> bool:
 
 def _store(cache: dict[Any, Any], key: Any, value: Any) -> None:
     if len(cache) >= CACHE_LIMIT:
-        cache.clear()
+        _evict(cache)
     cache[key] = value
+
+
+def _evict(cache: dict[Any, Any]) -> None:
+    """Forget the oldest entries of a full ``cache`` (a dict keeps insertion order), down to its
+    bound less an eighth (at least one entry). In place, as the generated converters hold the
+    caches themselves; by copying what is kept into it afresh, not by deleting entries one by one,
+    which would leave the table full of dead slots that double its size when it next grows.
+    Another reader thread may find the cache emptier for a moment (a miss, decoded the slow way),
+    never a wrong value; should one change it during the copy (the copy runs in C, but a garbage
+    collection inside it may run Python code and switch threads), the cache is emptied instead."""
+    excess = len(cache) - CACHE_LIMIT + max(1, CACHE_LIMIT // _EVICT_FRACTION)
+    try:
+        kept = dict(itertools.islice(cache.items(), excess, None))
+    except RuntimeError:  # "dictionary changed size during iteration"
+        kept = {}
+    cache.clear()
+    cache.update(kept)
 
 
 def _quotation(wire: _QuotationWire, where: str) -> Decimal:
