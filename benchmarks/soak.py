@@ -96,6 +96,7 @@ import os
 import random
 import statistics
 import sys
+import tempfile
 import threading
 import time
 import tracemalloc
@@ -259,12 +260,15 @@ class AccountLog:
         self.recovery_errors: list[str] = []
         self.errors: list[str] = []
         self.last_event = time.monotonic()
-        # Compact, as they grow with the run and share the client's RSS: per order id, a bit mask of
-        # the states seen (bit i: the i-th distinct _final() tuple, of which there are few), not a
-        # set of tuples; trade ids as a set of strings. See records_bytes().
-        self.order_states: dict[str, int] = {}  # order id -> mask of the states seen
+        # The ids delivered grow with the run; kept in the client's process they would count as its
+        # RSS growth. So they are spilled to an unnamed temporary file (a line per order state or
+        # fill, buffered) and read back once, at the check: order states as, per order id, a bit mask
+        # of the states seen (bit i: the i-th distinct _final() tuple, of which there are few).
+        self._spill: TextIO = tempfile.TemporaryFile("w+", encoding="utf-8")  # closed at the check
+        self._loaded = False
+        self._order_states: dict[str, int] = {}  # order id -> mask of the states seen (once loaded)
         self._state_bits: dict[tuple[Any, ...], int] = {}  # _final() tuple -> its bit
-        self.trade_ids: set[str] = set()
+        self._trade_ids: set[str] = set()
         self.positions: dict[str, Positions] = {}  # by account
         self.portfolios: dict[str, m.PortfolioResponse] = {}  # the last one of each account
 
@@ -295,9 +299,15 @@ class AccountLog:
         if isinstance(item, m.OrderState):
             final = _final(item)
             bit = self._state_bits.setdefault(final, len(self._state_bits))
-            self.order_states[item.order_id] = self.order_states.get(item.order_id, 0) | 1 << bit
+            if self._loaded:  # after the check began: in memory
+                self._order_states[item.order_id] = self._order_states.get(item.order_id, 0) | 1 << bit
+            else:
+                self._spill.write(f"o {bit} {item.order_id}\n")
         elif isinstance(item, m.OrderTrades):
-            self.trade_ids.update(trade.trade_id for trade in item.trades)
+            if self._loaded:
+                self._trade_ids.update(trade.trade_id for trade in item.trades)
+            else:
+                self._spill.writelines(f"t {trade.trade_id}\n" for trade in item.trades)
         elif isinstance(item, m.PositionsResponse):
             self.positions[item.account_id] = Positions.of(item)
         elif isinstance(item, m.PositionData):
@@ -305,19 +315,42 @@ class AccountLog:
         elif isinstance(item, m.PortfolioResponse):
             self.portfolios[item.account_id] = item
 
+    def _load(self) -> None:
+        """Read the spilled ids back (once, under the lock, at the check); later ones are kept in
+        memory."""
+        if self._loaded:
+            return
+        self._spill.seek(0)
+        for line in self._spill:
+            kind, _, rest = line.rstrip("\n").partition(" ")
+            if kind == "o":
+                bit, _, order_id = rest.partition(" ")
+                self._order_states[order_id] = self._order_states.get(order_id, 0) | 1 << int(bit)
+            else:
+                self._trade_ids.add(rest)
+        self._spill.close()
+        self._loaded = True
+
+    @property
+    def trade_ids(self) -> set[str]:
+        """The trade ids delivered (read back from the spill; under the lock)."""
+        self._load()
+        return self._trade_ids
+
     def seen_state(self, order_id: str, final: tuple[Any, ...]) -> tuple[bool, bool]:
         """(whether any state of the order was delivered, whether ``final`` was); under the lock."""
-        mask = self.order_states.get(order_id, 0)
+        self._load()
+        mask = self._order_states.get(order_id, 0)
         bit = self._state_bits.get(final)
         return bool(mask), bit is not None and bool(mask >> bit & 1)
 
     def records_bytes(self) -> int:
         """What this log's records of delivered events take now, bytes (``sys.getsizeof`` of the
         containers and what they hold; strings shared with other objects are counted all the same)."""
-        with self.lock:
-            size = sys.getsizeof(self.order_states) + sys.getsizeof(self.trade_ids)
-            size += sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in self.order_states.items())
-            size += sum(map(sys.getsizeof, self.trade_ids))
+        with self.lock:  # the ids are on disk until the check
+            size = sys.getsizeof(self._order_states) + sys.getsizeof(self._trade_ids)
+            size += sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in self._order_states.items())
+            size += sum(map(sys.getsizeof, self._trade_ids))
             size += sys.getsizeof(self.gap_windows) + 200 * len(
                 self.gap_windows
             )  # 3-tuples of a str, 2 times
