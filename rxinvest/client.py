@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
 from reactivex import abc
 
 from rxinvest.errors import ConfigurationError
@@ -30,6 +31,8 @@ def connect(
     limits: Limits = Limits(),  # noqa: B008 (frozen: one shared default is safe)
     rest_url: str | None = None,
     record: str | os.PathLike[str] | None = None,
+    replay: str | os.PathLike[str] | None = None,
+    speed: float | None = None,
 ) -> Client:
     """Connect to the T-Invest streams; returns a :class:`~rxinvest.streams.Client` (a context manager).
 
@@ -61,11 +64,21 @@ def connect(
       lines, never the token. It is flushed at least every second and closed by ``client.close()``;
       ``client.recorder`` is the :class:`~rxinvest.replay.Recorder` (counts of frames, bytes,
       losses).
+    * ``replay``: a recording to play back instead of connecting anywhere (see
+      :mod:`rxinvest.replay.play`): the client's sources give what the recorded client's gave,
+      through the same codec and sessions, under virtual time. Subscribe, then call
+      ``client.replay.run()``; pass ``scheduler=client.scheduler`` (the virtual clock) to time-based
+      operators. ``speed``: None (as fast as possible) or a factor of the recorded pace. The token,
+      ``target``, ``dialect`` (the recording's), ``scheduler`` and ``sim_options`` do not apply.
 
     Raises :class:`~rxinvest.errors.ConfigurationError` for a bad target or dialect, a real target
     without a token, or a simulator option it does not take or whose value is bad. Nothing connects
     until a source is subscribed.
     """
+    if replay is not None:
+        return _replay(replay, speed, target, scheduler, sim_options, record, app_name, ping_delay, limits)
+    if speed is not None:
+        raise ConfigurationError("speed applies to replay= only")
     token = token or os.environ.get("INVEST_TOKEN") or None
     if target is None:
         target = "prod" if token else "sim"
@@ -125,4 +138,47 @@ def connect(
     client.recorder = recorder
     if target == "sim":
         client.sim = sim
+    return client
+
+
+def _replay(
+    path: str | os.PathLike[str],
+    speed: float | None,
+    target: str | None,
+    scheduler: abc.SchedulerBase | None,
+    sim_options: Mapping[str, Any] | None,
+    record: str | os.PathLike[str] | None,
+    app_name: str | None,
+    ping_delay: float | None,
+    limits: Limits,
+) -> Client:
+    """A client playing ``path`` (see :func:`connect`'s ``replay``)."""
+    from rxinvest.replay import Player
+
+    given = [
+        name
+        for name, value in (
+            ("target", target),
+            ("scheduler", scheduler),
+            ("sim_options", sim_options),
+            ("record", record),
+        )
+        if value is not None
+    ]
+    if given:
+        raise ConfigurationError(f"replay= takes none of {', '.join(given)}: the recording decides")
+    player = Player(path, speed=speed)
+    client = Client(
+        base_url=f"replay:{player.path}/",
+        token="replay",  # noqa: S106 (never sent anywhere: nothing connects)
+        dialect=player.dialect,
+        app_name=app_name,
+        ping_delay=ping_delay,
+        scheduler=player.scheduler,
+        transport_factory=player,
+        on_close=[player.drain],
+        # Unpaced, with no linger: requests leave when the recorded client's did (at each connect).
+        limits=attrs.evolve(limits, requests=None, linger=0),
+    )
+    client.replay = player
     return client

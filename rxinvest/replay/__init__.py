@@ -10,10 +10,16 @@ Why gzip and not zstd: the standard library has it (no compiled dependency), ``z
 and a deflate stream sync-flushed every half second and cut short by a kill decodes up to its last
 flush. At level 1 it costs the writer thread little next to what the reader threads do.
 
+Replay (``rxinvest.connect(replay=path)``, :mod:`rxinvest.replay.play`): a :class:`Player` is the
+replaying client's transports; it hands them the recorded frames at their recorded times on a
+:class:`ReplayScheduler` (virtual time, driven instant by instant), so the client's sources, codec,
+sessions and markers, and the operators given that scheduler, run as they ran live.
+
 It may import the transport interface (:mod:`rxinvest.transport`), the protocol, the codec and the
 model; it sits beside :mod:`rxinvest.streams`, not under it, and never opens a socket.
 """
 
+from rxinvest.replay.clock import ReplayScheduler
 from rxinvest.replay.format import (
     FORMAT,
     Frame,
@@ -25,6 +31,7 @@ from rxinvest.replay.format import (
     decode_line,
     encode_line,
 )
+from rxinvest.replay.play import Player, ReplayStats
 from rxinvest.replay.read import read
 from rxinvest.replay.record import DEFAULT_FLUSH_INTERVAL, Recorder, record
 
@@ -35,8 +42,11 @@ __all__ = [
     "Header",
     "Mark",
     "MarkName",
+    "Player",
     "Record",
     "Recorder",
+    "ReplayScheduler",
+    "ReplayStats",
     "Truncated",
     "decode_line",
     "encode_line",

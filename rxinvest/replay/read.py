@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 from rxinvest.errors import CorruptRecordingError, RecordingError
 from rxinvest.replay.format import Header, Record, Truncated, decode_line
@@ -24,7 +24,7 @@ __all__ = ["read"]
 _CHUNK = 1 << 16
 
 
-def read(path: str | os.PathLike[str]) -> Iterator[Record | Truncated]:
+def read(path: str | os.PathLike[str]) -> Generator[Record | Truncated, None, None]:
     """The records of the recording at ``path``, in order: a :class:`~rxinvest.replay.Header` first,
     then :class:`~rxinvest.replay.Frame` and :class:`~rxinvest.replay.Mark` records, and a
     :class:`~rxinvest.replay.Truncated` last if the file was cut short.

@@ -174,6 +174,8 @@ class Client:
         self.sim: Any = None
         #: The recorder when connected with ``record=`` (a :class:`~rxinvest.replay.Recorder`), else None.
         self.recorder: Any = None
+        #: The player when connected with ``replay=`` (a :class:`~rxinvest.replay.Player`), else None.
+        self.replay: Any = None
         self._statuses = Broadcast(self.scheduler)
         self._lock = threading.Lock()
         self._closed = False

@@ -1,20 +1,19 @@
 """Recording: a simulator session on 127.0.0.1 recorded through the client, losses, kills, secrets.
 
-Every file a test writes is scanned for the token (raw and decompressed) when the test ends.
+Every file a test writes is scanned for the token (raw and decompressed) when the test ends
+(the ``secrets`` fixture of ``conftest.py``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import os
 import subprocess
 import sys
 import textwrap
 import time
-import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,27 +25,6 @@ from rxinvest.errors import RecordingError
 from rxinvest.replay import Frame, Header, Mark, MarkName, Recorder, Truncated, read
 from rxinvest.sim import Faults
 
-SECRETS: list[str] = []
-
-
-@pytest.fixture(autouse=True)
-def no_token_in_any_file(tmp_path: Path) -> Iterator[None]:
-    """After the test: no file under tmp_path holds a token the test used, compressed or not."""
-    SECRETS.clear()
-    yield
-    assert SECRETS, "the test registered its token"
-    for path in tmp_path.rglob("*"):
-        if not path.is_file():
-            continue
-        raw = path.read_bytes()
-        texts = [raw]
-        with contextlib.suppress(zlib.error):  # not compressed
-            texts.append(zlib.decompressobj(31).decompress(raw))
-        for secret in SECRETS:
-            for text in texts:
-                assert secret.encode() not in text, f"{path.name} holds a token"
-                assert b"Authorization" not in text and b"Bearer" not in text
-
 
 def wait_until(condition: Callable[[], bool], seconds: float = 20.0) -> bool:
     deadline = time.monotonic() + seconds
@@ -57,11 +35,11 @@ def wait_until(condition: Callable[[], bool], seconds: float = 20.0) -> bool:
     return condition()
 
 
-def test_a_session_is_recorded_both_ways_with_times_and_marks(tmp_path: Path) -> None:
+def test_a_session_is_recorded_both_ways_with_times_and_marks(tmp_path: Path, secrets: list[str]) -> None:
     path = tmp_path / "session.jsonl.gz"
     counts: Counter[str] = Counter()
     with rxinvest.connect(record=path, scheduler=ImmediateScheduler()) as client:
-        SECRETS.append(client.sim.token)
+        secrets.append(client.sim.token)
         # the first market-data connection is cut after 40 frames: a reconnect and a gap follow
         client.sim.fault_next(Faults(drop_after=40))
         ids = [i.instrument_id for i in client.sim.instruments[:3]]
@@ -98,11 +76,11 @@ def test_a_session_is_recorded_both_ways_with_times_and_marks(tmp_path: Path) ->
     assert gap.detail["cause"] == "reconnect" and datetime.fromisoformat(str(gap.detail["since"])).tzinfo
 
 
-def test_a_clean_shutdown_loses_no_frame(tmp_path: Path) -> None:
+def test_a_clean_shutdown_loses_no_frame(tmp_path: Path, secrets: list[str]) -> None:
     path = tmp_path / "clean.jsonl.gz"
     trades, books = [0], [0]
     with rxinvest.connect(record=path, scheduler=ImmediateScheduler(), sim_options={"speed": 4.0}) as client:
-        SECRETS.append(client.sim.token)
+        secrets.append(client.sim.token)
         ids = [i.instrument_id for i in client.sim.instruments[:4]]
         client.market_data.trades(ids).subscribe(lambda _: trades.__setitem__(0, trades[0] + 1))
         client.market_data.order_books(ids, depth=20, conflate=False).subscribe(
@@ -134,7 +112,7 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_after_sigkill_at_most_one_flush_interval_is_lost(tmp_path: Path) -> None:
+def test_after_sigkill_at_most_one_flush_interval_is_lost(tmp_path: Path, secrets: list[str]) -> None:
     path = tmp_path / "killed.jsonl.gz"
     script = tmp_path / "child.py"
     script.write_text(CHILD)
@@ -146,7 +124,7 @@ def test_after_sigkill_at_most_one_flush_interval_is_lost(tmp_path: Path) -> Non
     reports: list[tuple[float, int]] = []
     try:
         assert child.stdout is not None
-        SECRETS.append(child.stdout.readline().split()[1])
+        secrets.append(child.stdout.readline().split()[1])
         started = time.monotonic()
         while time.monotonic() - started < 3.0:
             line = child.stdout.readline()
@@ -172,10 +150,10 @@ def test_after_sigkill_at_most_one_flush_interval_is_lost(tmp_path: Path) -> Non
     assert recorded <= reports[-1][1] + 1000
 
 
-def test_an_overflowing_queue_is_counted_and_marked_in_band(tmp_path: Path) -> None:
+def test_an_overflowing_queue_is_counted_and_marked_in_band(tmp_path: Path, secrets: list[str]) -> None:
     path = tmp_path / "overflow.jsonl.gz"
-    SECRETS.append("s3cr3t-token")
-    recorder = Recorder(path, queue_limit=10, secrets=SECRETS).start()
+    secrets.append("s3cr3t-token")
+    recorder = Recorder(path, queue_limit=10, secrets=secrets).start()
     now = datetime.now(UTC)
     for i in range(1000):  # far faster than the writer's tick
         recorder.received(1, "MarketDataStream", b'{"n":%d}' % i, now)
@@ -193,10 +171,10 @@ def test_an_overflowing_queue_is_counted_and_marked_in_band(tmp_path: Path) -> N
     assert records[-1].name == MarkName.END and records[-1].detail["lost"] == recorder.lost  # type: ignore[union-attr]
 
 
-def test_the_writer_redacts_secrets_it_was_given(tmp_path: Path) -> None:
+def test_the_writer_redacts_secrets_it_was_given(tmp_path: Path, secrets: list[str]) -> None:
     path = tmp_path / "redacted.jsonl.gz"
-    SECRETS.append("t.SeCrEt_123")
-    with Recorder(path, secrets=SECRETS).start() as recorder:
+    secrets.append("t.SeCrEt_123")
+    with Recorder(path, secrets=secrets).start() as recorder:
         recorder.received(1, "MarketDataStream", b'{"echo":"t.SeCrEt_123"}', datetime.now(UTC))
         recorder.sent(1, "MarketDataStream", ['{"x":"t.SeCrEt_123"}'])
     frames = [r for r in read(path) if isinstance(r, Frame)]
@@ -204,7 +182,7 @@ def test_the_writer_redacts_secrets_it_was_given(tmp_path: Path) -> None:
     assert gzip.decompress(path.read_bytes()).count(b"\n") == 4
 
 
-def test_a_file_that_cannot_be_written_is_a_recording_error(tmp_path: Path) -> None:
-    SECRETS.append("unused")
+def test_a_file_that_cannot_be_written_is_a_recording_error(tmp_path: Path, secrets: list[str]) -> None:
+    secrets.append("unused")
     with pytest.raises(RecordingError):
         rxinvest.connect(record=tmp_path / "no" / "such" / "dir.gz")
