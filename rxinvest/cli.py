@@ -1,9 +1,9 @@
-"""The ``rxinvest`` command line: ``demo``, ``sim``, ``decode`` and ``record``.
+"""The ``rxinvest`` command line: ``demo``, ``sim``, ``decode``, ``record`` and ``replay``.
 
 Rules: an error the user can cause (a bad option or value, an unknown fault, a file that cannot be
 read, a port that is taken ...) is one line on stderr, ``rxinvest: <what is wrong>``, and exit
 status 2, never a traceback. ``decode`` exits 1 when some lines did not decode; ``demo`` when
-nothing at all arrived.
+nothing at all arrived; ``replay --check`` when the typed events differ from the recorded digest.
 """
 
 from __future__ import annotations
@@ -207,9 +207,51 @@ def _progress(recorder: object, seconds: float, *, final: bool = False) -> None:
     print(f"\r{line}", end="\n" if final else "", file=sys.stderr, flush=True)
 
 
+def _replay(args: argparse.Namespace) -> int:
+    """Print what a recording holds; with ``--check``, compare its typed events with its digest."""
+    from rxinvest.replay.digest import check, summarize
+
+    summary = summarize(args.file)
+    span = (
+        "empty"
+        if summary.start is None
+        else f"{summary.seconds:,.1f} s from {summary.start:%Y-%m-%d %H:%M:%S.%f} UTC"
+    )
+    print(f"{summary.path}: recorded by rxinvest {summary.version or '?'} ({summary.dialect}), {span}")
+    for stream, (received, sent) in summary.frames.items():
+        connections = summary.connections[stream]
+        plural = "s" * (connections != 1)
+        print(f"  {stream}: {connections} connection{plural}, {received:,} frames received, {sent:,} sent")
+    events = ", ".join(f"{name} {count:,}" for name, count in summary.events.items())
+    print(f"  events: {events or 'none'}")
+    shown = ", ".join(summary.instruments[:8]) + (" ..." if len(summary.instruments) > 8 else "")
+    print(f"  instruments: {len(summary.instruments)}{': ' + shown if shown else ''}")
+    lost = f"lines lost by the recorder {summary.lost:,}"
+    print(f"  reconnects {summary.reconnects}, gaps marked {summary.gaps}, {lost}")
+    end = "ends cleanly" if summary.clean else f"stops short: {summary.truncated or 'no end mark'}"
+    print(f"  {end}; digest {'stored' if summary.digests is not None else 'not stored'}")
+    if not args.check:
+        return 0
+    result = check(args.file)
+    if result.stored is None:
+        print(
+            "check: no digest stored (the recorder did not close, or ran with digest=False)", file=sys.stderr
+        )
+        return 1
+    if not result.ok:
+        print(
+            f"check: the typed events differ from the recorded digest in {', '.join(result.differing)}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"check: the typed events of {len(result.computed)} streams match the digest stored at record time")
+    return 0
+
+
 def _parser() -> _Parser:
     parser = _Parser(
-        prog="rxinvest", description="rxinvest: a live demo, a local simulator, a frame decoder, a recorder."
+        prog="rxinvest",
+        description="rxinvest: a live demo, a local simulator, a frame decoder, a recorder and its player.",
     )
     parser.add_argument("--version", action="version", version=f"rxinvest {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -290,6 +332,18 @@ def _parser() -> _Parser:
     recorder.add_argument("--seed", type=int, default=1, help="the embedded simulator's seed")
     recorder.add_argument("file", metavar="FILE", help="the recording to write (overwritten)")
     recorder.set_defaults(run=_record)
+
+    player = commands.add_parser(
+        "replay",
+        help="say what a recording holds; --check it against the digest stored when it was made",
+        description="Summarise a recording: streams, connections, frames, typed events per kind, "
+        "instruments, time span, reconnects, gaps and losses. With --check, decode every frame again "
+        "and compare the typed events with the digest the recorder stored when it closed (exit 1 if "
+        "they differ or none is stored). To replay it to a pipeline: rxinvest.connect(replay=FILE).",
+    )
+    player.add_argument("--check", action="store_true", help="compare with the digest stored at record time")
+    player.add_argument("file", metavar="FILE", help="a recording (rxinvest record, or connect(record=...))")
+    player.set_defaults(run=_replay)
     return parser
 
 

@@ -313,3 +313,36 @@ def test_record_writes_the_simulator_streams_with_a_progress_line(tmp_path: Path
 def test_record_refuses_an_unknown_stream() -> None:
     result = _rxinvest("record", "--streams", "gossip", "x.gz")
     assert result.returncode == 2 and "unknown streams ['gossip']" in result.stderr
+
+
+def test_replay_summarises_a_recording_and_checks_it_against_its_digest(tmp_path: Path) -> None:
+    import gzip
+    import json
+
+    path = tmp_path / "cli.jsonl.gz"
+    result = _rxinvest("record", "--duration", "1.5", "--streams", "trades,order_books", str(path))
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in gzip.decompress(path.read_bytes()).splitlines()]
+    received = sum(1 for line in lines if line.get("d") == "in")
+    trades = sum(1 for line in lines if line.get("d") == "in" and line["f"].startswith('{"trade"'))
+
+    summary = _rxinvest("replay", str(path))
+    assert summary.returncode == 0, summary.stderr
+    assert f"MarketDataStream: 1 connection, {received:,} frames received" in summary.stdout
+    assert f"Trade {trades:,}" in summary.stdout and "ends cleanly; digest stored" in summary.stdout
+    checked = _rxinvest("replay", "--check", str(path))
+    assert checked.returncode == 0 and "match the digest stored at record time" in checked.stdout
+
+    # one trade's quantity changed after the fact: the typed events no longer match
+    index = next(i for i, line in enumerate(lines) if line.get("d") == "in" and '"quantity":"' in line["f"])
+    lines[index]["f"] = re.sub(
+        r'"quantity":"(\d+)"', lambda q: f'"quantity":"{int(q[1]) + 1}"', lines[index]["f"]
+    )
+    path.write_bytes(gzip.compress(b"".join(json.dumps(line).encode() + b"\n" for line in lines)))
+    tampered = _rxinvest("replay", "--check", str(path))
+    assert (
+        tampered.returncode == 1 and "differ from the recorded digest in MarketDataStream" in tampered.stderr
+    )
+
+    missing = _rxinvest("replay", str(tmp_path / "none.gz"))
+    assert missing.returncode == 2 and missing.stderr.startswith("rxinvest: cannot read")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias
 
 import attrs
@@ -39,6 +40,7 @@ __all__ = [
     "encode_frame",
     "encode_line",
     "encode_mark",
+    "time_of",
 ]
 
 #: The version of the line format, in the header's ``rxinvest_recording`` field.
@@ -57,6 +59,7 @@ class MarkName:
     CLOSED = "closed"  # the transport ended for good (``error``: ClientClosedError when by the client)
     GAP = "gap"  # the client marked a gap to its subscribers (the Gap's fields)
     LOSS = "loss"  # the recorder's queue overflowed: ``dropped`` lines are missing here
+    DIGEST = "digest"  # the typed events' digest per stream, at close (see rxinvest.replay.digest)
     END = "end"  # the recorder closed cleanly (``frames``, ``lost``)
 
 
@@ -104,6 +107,13 @@ class Truncated:
 
 
 Record: TypeAlias = Header | Frame | Mark
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def time_of(ns: int) -> datetime:
+    """A line's time (ns since the epoch) as an aware UTC datetime, to the microsecond."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
 def encode_frame(

@@ -36,7 +36,7 @@ import logging
 import os
 import time
 from collections import deque
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import attrs
@@ -44,7 +44,7 @@ import attrs
 from rxinvest import errors
 from rxinvest.errors import ClientClosedError, ConfigurationError, ConnectionLostError, RxInvestError
 from rxinvest.replay.clock import ReplayScheduler
-from rxinvest.replay.format import Frame, Header, Mark, MarkName, Truncated
+from rxinvest.replay.format import Frame, Header, Mark, MarkName, Truncated, time_of
 from rxinvest.replay.read import read
 from rxinvest.transport import Listener, Transport
 from rxinvest.wire import Stream
@@ -53,13 +53,7 @@ __all__ = ["Player", "ReplayStats"]
 
 log = logging.getLogger("rxinvest.replay")
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _LOGGED_MISMATCHES = 5
-
-
-def _time(ns: int) -> datetime:
-    """ns since the epoch as an aware datetime (microseconds: what a datetime holds)."""
-    return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
 @attrs.frozen(kw_only=True)
@@ -159,7 +153,7 @@ class Player:
         assert isinstance(header, Header)  # read() raises on a file without one
         self.header = header
         self.dialect = header.dialect
-        self.scheduler = ReplayScheduler(_time(header.time_ns))
+        self.scheduler = ReplayScheduler(time_of(header.time_ns))
         self._waiting: dict[str, deque[_Connection]] = {}  # started, not yet given a recorded one
         self._playing: dict[int, _Connection] = {}  # recorded connection -> its player
         self._refused: set[int] = set()  # recorded connections nobody plays
@@ -222,7 +216,7 @@ class Player:
                 break
             else:
                 continue  # the header
-            moment = _time(at)
+            moment = time_of(at)
             if until is not None and moment > until:
                 end = until
                 break
@@ -300,7 +294,7 @@ class Player:
             return 0
         if name == MarkName.CONNECTED:
             received = mark.detail.get("r")
-            connection.opened(_time(received) if type(received) is int else moment)
+            connection.opened(time_of(received) if type(received) is int else moment)
             return 0
         error = _error(mark.detail)
         if name == MarkName.CLOSED:

@@ -33,10 +33,13 @@ from rxinvest.replay import Frame, Header, Mark, MarkName, encode_line, read
 from rxinvest.sim import Faults
 from rxinvest.testing.marbles import COMPLETED, EPOCH, run_marbles
 
+# The simulator's market moves in steps of 100 ms: the timers are set between steps, so that a
+# frame never arrives within the few milliseconds where the live delivery time and the recorded
+# receive time could fall on two sides of a deadline.
 BAR = timedelta(seconds=1)
-GRACE = timedelta(milliseconds=200)
-STALE = timedelta(milliseconds=300)
-TIMEOUT = 0.5
+GRACE = timedelta(milliseconds=250)
+STALE = timedelta(milliseconds=250)
+TIMEOUT = 0.45
 
 Captured = list[tuple[datetime, Any]]
 
