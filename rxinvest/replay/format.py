@@ -26,7 +26,7 @@ from typing import Any, TypeAlias
 import attrs
 
 from rxinvest.errors import CorruptRecordingError
-from rxinvest.wire import json_string
+from rxinvest.wire import json_string, json_value
 
 __all__ = [
     "FORMAT",
@@ -152,7 +152,7 @@ def encode_line(record: Record) -> str:
 def decode_line(line: bytes | str, number: int, path: str = "") -> Record:
     """The record of one line; :class:`~rxinvest.errors.CorruptRecordingError` if it is none."""
     try:
-        body = json.loads(line)
+        body = json_value(line)
     except ValueError as exc:  # UnicodeDecodeError is one
         raise CorruptRecordingError(f"not JSON: {exc}", line=number, path=path) from exc
     if not isinstance(body, dict):

@@ -22,6 +22,7 @@ from rxinvest.wire.codec import (
     encode_unary,
     encode_unary_error,
     json_string,
+    json_value,
     load,
 )
 from rxinvest.wire.endpoints import (
@@ -61,6 +62,7 @@ __all__ = [
     "encode_unary_error",
     "endpoint_url",
     "json_string",
+    "json_value",
     "load",
     "resolve_base_url",
     "rest_base_url",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import json
 import keyword
 import linecache
 from collections.abc import Callable, Iterable, Mapping
@@ -55,6 +56,7 @@ __all__ = [
     "encode_unary",
     "encode_unary_error",
     "json_string",
+    "json_value",
     "load",
 ]
 
@@ -1007,3 +1009,22 @@ def json_string(data: bytes) -> str:
         return _STRING.encode(text).decode()
     except UnicodeEncodeError:  # surrogate escapes: not UTF-8
         return encode_basestring_ascii(text)
+
+
+_OBJECT = msgspec.json.Decoder()
+
+
+def json_value(data: bytes | str) -> Any:
+    """One JSON text parsed to plain Python values (dicts, lists, str, int, float, bool, None),
+    through msgspec (about a third of ``json.loads``' time for a recording's line). Raises
+    ``ValueError`` if it is not JSON; a string holding a lone surrogate escape (a recording's
+    frame that was not UTF-8) is read as ``json`` reads it. For recordings of raw frames."""
+    try:
+        return _OBJECT.decode(data)
+    except msgspec.DecodeError as exc:
+        if (
+            b"\\ud"
+            not in (data if isinstance(data, bytes) else data.encode("utf-8", "surrogateescape")).lower()
+        ):
+            raise ValueError(str(exc)) from None
+    return json.loads(data)
