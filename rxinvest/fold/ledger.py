@@ -115,7 +115,7 @@ from __future__ import annotations
 import enum
 import heapq
 from bisect import bisect_left, bisect_right
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -125,7 +125,14 @@ from rxinvest.derived.positions import CheckCause, CheckStatus, PositionCheck
 from rxinvest.errors import ConfigurationError
 from rxinvest.fold._make import positional
 from rxinvest.model.enums import OrderDirection, OrderExecutionReportStatus
-from rxinvest.model.operations import PortfolioResponse, PositionData, PositionsResponse
+from rxinvest.model.operations import (
+    PortfolioResponse,
+    PositionData,
+    PositionsFutures,
+    PositionsOptions,
+    PositionsResponse,
+    PositionsSecurities,
+)
 from rxinvest.model.orders import OrderState
 
 __all__ = ["CURRENCY_FIGIS", "Feed", "PositionLedger"]
@@ -156,6 +163,10 @@ class Feed(enum.Enum):
 
 _ZERO = Decimal(0)
 _DECIMALS: dict[int, Decimal] = {}  # Decimal(units) of the fills seen, up to 4,096 of them (speed)
+# Decimal(units) of the reported balances seen, up to 4,096 (a dict hit costs a quarter of Decimal()):
+# apart from _DECIMALS, so that balances, many and rarely repeated, never crowd the fills' sizes out.
+_BALANCES: dict[int, Decimal] = {}
+_CACHED = 4096
 _BUY = OrderDirection.ORDER_DIRECTION_BUY
 _SELL = OrderDirection.ORDER_DIRECTION_SELL
 _S = OrderExecutionReportStatus
@@ -173,20 +184,23 @@ _check = positional(PositionCheck, _CHECK_FIELDS)
 
 # An order seen: [account, lots (the largest lots_executed seen), amount (the executed money at that
 # state), trade ids seen (a set, only for states without a lot size; else None), stale (known before
-# an order-stream gap, no state since: rule 8)]. A list, not a class, as _Pending below: one is made
-# per order on the hot path.
+# an order-stream gap, no state since: rule 8), finished (in PositionLedger._finished: rule 11)]. A
+# list, not a class, as _Pending below: one is made per order on the hot path.
 _Order = list[Any]
-_ACCOUNT, _LOTS, _MONEY, _TRADE_IDS, _STALE = 0, 1, 2, 3, 4
+_ACCOUNT, _LOTS, _MONEY, _TRADE_IDS, _STALE, _FINISHED = 0, 1, 2, 3, 4, 5
 
 
 class _Account:
-    __slots__ = ("awaiting", "certain_from", "keys", "stale_before")
+    __slots__ = ("awaiting", "certain_from", "keys", "securities", "stale_before")
 
     def __init__(self) -> None:
         self.awaiting = True  # rule 8: no snapshot yet, or a gap since the last one
         self.certain_from: datetime | None = None  # the last snapshot + timeout (rule 9)
         self.stale_before: datetime | None = None  # the last portfolio snapshot's time (rule 7)
         self.keys: dict[_Key, _Position] = {}
+        # The positions of keys (account, uid, ""), by uid: the hot paths find a security without
+        # building and hashing its key.
+        self.securities: dict[str, _Position] = {}
 
 
 # A fill or a reported change not matched yet (rule 5): [amount (signed Decimal), deadline, uncertain,
@@ -213,8 +227,9 @@ class _Position:
         self.reported: Decimal | None = None
         self.fills: list[_Pending] = []  # oldest first
         self.reports: list[_Pending] = []  # oldest first
-        # Reports applied, by date, at the position's 16 newest dates, the oldest first (rule 4).
-        self.seen: list[tuple[datetime, list[PositionData]]] = []
+        # Reports applied at the position's 16 newest dates, the oldest first (rule 4): per date a tuple
+        # (date, message, ...), mostly of one message (a tuple, not a date and a list: half the cost).
+        self.seen: list[tuple[Any, ...]] = []
         self.last: PositionCheck | None = None  # the event last emitted
         self.seq = 0
         self.queued = False
@@ -261,8 +276,16 @@ class PositionLedger:
         self._positions: dict[_Key, _Position] = {}
         self._orders: dict[str, _Order] = {}
         self._aliases: dict[str, str] = {}  # order_id -> order key
-        self._finished: OrderedDict[str, str] = OrderedDict()  # order key -> order_id
+        # (order key, order_id) of the finished orders, the least recently finished first: a flag in the
+        # order says whether it is here, so that this costs an append, not an ordered dict's insertion.
+        self._finished: deque[tuple[str, str]] = deque()
         self._heap: list[tuple[datetime, _Key]] = []
+        #: No instant before :attr:`next_deadline` (None: nothing queued), in O(1) (the heap keeps
+        #: deadlines that may have moved later): a timer already set at or before it needs no look at
+        #: ``next_deadline``. The heap's first deadline, kept in an attribute updated with the heap
+        #: (see :meth:`_floor`): the operator reads it after every event, and a property costs more.
+        #: Read-only.
+        self.deadline_floor: datetime | None = None
 
     # --- inputs -----------------------------------------------------------------------------------
 
@@ -272,16 +295,18 @@ class PositionLedger:
         out = self.advance(now) if heap and heap[0][0] <= now else []
         order_id = state.order_id
         key = state.order_request_id
+        aliases = self._aliases
         if key:
-            if order_id and order_id not in self._aliases:
-                self._aliases[order_id] = key
+            if order_id and order_id not in aliases:
+                aliases[order_id] = key
         else:
-            key = self._aliases.get(order_id, order_id)
+            key = aliases.get(order_id, order_id)
         order = self._orders.get(key)
         if order is None:
-            order = self._orders[key] = [state.account_id, 0, _ZERO, None, False]
+            order = self._orders[key] = [state.account_id, 0, _ZERO, None, False, False]
         lots = state.lots_executed
-        if lots > order[_LOTS]:
+        before = order[_LOTS]
+        if lots > before:
             direction = state.direction
             if direction is _BUY:
                 sign = 1
@@ -291,39 +316,59 @@ class PositionLedger:
                 return out
             lot_size = state.lot_size
             if lot_size > 0 and not state.trades:
-                units = (lots - order[_LOTS]) * lot_size
+                units = (lots - before) * lot_size
             else:
-                units = self._units(state, order, lots - order[_LOTS])
+                units = self._units(state, order, lots - before)
             order[_LOTS] = lots
-            account = self._accounts.get(state.account_id)
+            account_id = state.account_id
+            account = self._accounts.get(account_id)
             if account is None:
-                account = self._accounts[state.account_id] = _Account()
+                account = self._accounts[account_id] = _Account()
             certain_from = account.certain_from
             uncertain = (
                 _JUMP if order[_STALE] else _WINDOW if certain_from is not None and now < certain_from else 0
             )
             order[_STALE] = False
             if units:
-                key3 = (state.account_id, state.instrument_uid, "")
+                uid = state.instrument_uid
+                position = account.securities.get(uid) or self._position(account, (account_id, uid, ""))
                 units *= sign
                 amount = _DECIMALS.get(units)
                 if amount is None:
                     amount = Decimal(units)
-                    if len(_DECIMALS) < 4096:
+                    if len(_DECIMALS) < _CACHED:
                         _DECIMALS[units] = amount
-                out += self._fill(account, key3, amount, now, uncertain)
+                if position.reports or position.doubts or position.tolerance:
+                    self._fill(position, amount, now, uncertain, out)
+                else:
+                    # _fill's usual case, inline to save a call on the hot path: no doubt to spend
+                    # (rule 9), no tolerance (only the key with uid "" has one), nothing reported
+                    # pending, so nothing can match, and the state changed (PENDING).
+                    expected = position.expected = position.expected + amount
+                    position.fills.append([amount, now + self.timeout, uncertain, False])
+                    if not position.queued:
+                        self._arm(position)
+                    reported = position.reported
+                    difference = (reported if reported is not None else _ZERO) - expected
+                    seq = position.seq
+                    position.seq = seq + 1
+                    event = position.last = _check(
+                        account_id, uid, "", now, expected, reported, difference, _PENDING, _FILL, seq
+                    )
+                    out.append(event)
             if self.money_tolerance is not None:
                 amount, currency = self._money(state, order)
                 if amount and currency:
-                    key3 = (state.account_id, "", currency)
-                    out += self._fill(account, key3, -amount if sign > 0 else amount, now, uncertain)
+                    key3 = (account_id, "", currency)
+                    position = account.keys.get(key3) or self._position(account, key3)
+                    self._fill(position, -amount if sign > 0 else amount, now, uncertain, out)
         status = state.execution_report_status
-        if status is _DONE or status is _CANCELLED or status is _REJECTED:
+        if (status is _DONE or status is _CANCELLED or status is _REJECTED) and not order[_FINISHED]:
+            order[_FINISHED] = True
             finished = self._finished
-            if key not in finished:
-                finished[key] = order_id
-                if len(finished) > self.finished_orders:
-                    self._forget_finished()
+            finished.append((key, order_id))
+            if len(finished) > self.finished_orders:
+                self._forget_finished()
         return out
 
     def positions(self, snapshot: PositionsResponse | PositionData, now: datetime) -> list[PositionCheck]:
@@ -332,7 +377,8 @@ class PositionLedger:
         heap = self._heap
         out = self.advance(now) if heap and heap[0][0] <= now else []
         account_id = snapshot.account_id
-        if isinstance(snapshot, PositionsResponse):
+        # (A report is the usual case: its exact type is the cheapest test.)
+        if type(snapshot) is not PositionData and isinstance(snapshot, PositionsResponse):
             values: dict[_Key, Decimal] = {}
             held: list[tuple[str, int]] = [
                 (s.instrument_uid, s.balance + s.blocked) for s in snapshot.securities
@@ -353,15 +399,20 @@ class PositionLedger:
         stale_before = account.stale_before
         if stale_before is not None and date is not None and date < stale_before:
             return out  # rule 7: a portfolio snapshot taken since holds it
-        for sec in snapshot.securities:
-            value = Decimal(sec.balance + sec.blocked)
-            out += self._report(account, (account_id, sec.instrument_uid, ""), value, snapshot, date, now)
-        for future in snapshot.futures:
-            value = Decimal(future.balance + future.blocked)
-            out += self._report(account, (account_id, future.instrument_uid, ""), value, snapshot, date, now)
-        for option in snapshot.options:
-            value = Decimal(option.balance + option.blocked)
-            out += self._report(account, (account_id, option.instrument_uid, ""), value, snapshot, date, now)
+        listed: tuple[PositionsSecurities | PositionsFutures | PositionsOptions, ...] = snapshot.securities
+        if snapshot.futures or snapshot.options:  # rare: one loop costs less than three
+            listed = listed + snapshot.futures + snapshot.options
+        securities = account.securities
+        for sec in listed:
+            uid = sec.instrument_uid
+            position = securities.get(uid) or self._position(account, (account_id, uid, ""))
+            units = sec.balance + sec.blocked
+            value = _BALANCES.get(units)
+            if value is None:
+                value = Decimal(units)
+                if len(_BALANCES) < _CACHED:
+                    _BALANCES[units] = value
+            self._report(position, value, snapshot, date, now, out)
         if self.money_tolerance is not None:
             for money in snapshot.money:
                 available, blocked = money.available_value, money.blocked_value
@@ -370,7 +421,9 @@ class PositionLedger:
                     continue
                 currency = named.currency
                 value = (available.amount if available else _ZERO) + (blocked.amount if blocked else _ZERO)
-                out += self._report(account, (account_id, "", currency), value, snapshot, date, now)
+                key = (account_id, "", currency)
+                position = account.keys.get(key) or self._position(account, key)
+                self._report(position, value, snapshot, date, now, out)
         return out
 
     def portfolio(self, snapshot: PortfolioResponse, now: datetime) -> list[PositionCheck]:
@@ -429,6 +482,7 @@ class PositionLedger:
         out: list[PositionCheck] = []
         while (deadline := self._top()) is not None and deadline <= now:
             _, key = heapq.heappop(self._heap)
+            self._floor()
             position = self._positions[key]
             position.queued = False
             out += self._judge(position, deadline)
@@ -442,13 +496,6 @@ class PositionLedger:
         """The earliest instant at which :meth:`advance` has a verdict or a write-off to make, or
         None."""
         return self._top()
-
-    @property
-    def deadline_floor(self) -> datetime | None:
-        """No instant before :attr:`next_deadline`, in O(1) (the heap keeps deadlines that may have
-        moved later): a timer already set at or before it needs no look at ``next_deadline``."""
-        heap = self._heap
-        return heap[0][0] if heap else None
 
     def current(self, account_id: str, instrument_uid: str = "", currency: str = "") -> PositionCheck | None:
         """The last event of a position (a security by ``instrument_uid``, money by ``currency``)."""
@@ -500,7 +547,7 @@ class PositionLedger:
         """Rule 11: forget the least recently finished orders beyond ``finished_orders``."""
         finished = self._finished
         while len(finished) > self.finished_orders:
-            old, old_id = finished.popitem(last=False)
+            old, old_id = finished.popleft()
             self._orders.pop(old, None)
             if self._aliases.get(old_id) == old:
                 del self._aliases[old_id]
@@ -510,15 +557,16 @@ class PositionLedger:
         if position is None:
             tolerance = self.money_tolerance if not key[1] and self.money_tolerance is not None else _ZERO
             position = self._positions[key] = account.keys[key] = _Position(key, account, tolerance)
+            if not key[2]:
+                account.securities[key[1]] = position
             if account.certain_from is not None:  # after a snapshot, a position it did not list is 0
                 position.reported = _ZERO
         return position
 
     def _fill(
-        self, account: _Account, key: _Key, amount: Decimal, now: datetime, uncertain: int
-    ) -> list[PositionCheck]:
-        """A fill of ``amount`` (signed) on a position (rules 5, 9)."""
-        position = self._positions.get(key) or self._position(account, key)
+        self, position: _Position, amount: Decimal, now: datetime, uncertain: int, out: list[PositionCheck]
+    ) -> None:
+        """A fill of ``amount`` (signed) on ``position`` (rules 5, 9); its event, if any, onto ``out``."""
         position.expected += amount
         fills, reports = position.fills, position.reports
         tolerance = position.tolerance
@@ -527,11 +575,16 @@ class PositionLedger:
         # Within the tolerance of nothing (``tolerance`` first: 0 for securities, whose fills are not 0).
         if tolerance and not fills and not reports and abs(amount) <= tolerance:
             position.expected -= amount
-            return self._emit(position, now, _FILL)
+            self._emit(position, now, _FILL, out)
+            return
         item: _Pending = [amount, now + self.timeout, uncertain, False]
         fills.append(item)
-        alone = not reports  # then nothing can match: ``expected`` moved, the state changed
-        if reports and not self._arrived(position, fills, reports) and uncertain == _JUMP:
+        if not reports:  # nothing can match: ``expected`` moved, the state changed
+            if not position.queued:
+                self._arm(position)
+            self._emit(position, now, _FILL, out, True)
+            return
+        if not self._arrived(position, fills, reports) and uncertain == _JUMP:
             # Rule 9: smaller reported changes of the same sign are part of the growth after a gap.
             index = 0
             while index < len(reports):
@@ -545,7 +598,7 @@ class PositionLedger:
             self._settle(position)
         if not position.queued:
             self._arm(position)
-        return self._emit(position, now, _FILL, alone)
+        self._emit(position, now, _FILL, out)
 
     @staticmethod
     def _doubted(position: _Position, amount: Decimal, now: datetime) -> int:
@@ -560,44 +613,46 @@ class PositionLedger:
 
     def _report(
         self,
-        account: _Account,
-        key: _Key,
+        position: _Position,
         value: Decimal,
         message: PositionData,
         date: datetime | None,
         now: datetime,
-    ) -> list[PositionCheck]:
-        """A reported absolute ``value`` of a position, from ``message`` (rules 4, 5, 9)."""
-        position = self._positions.get(key) or self._position(account, key)
+        out: list[PositionCheck],
+    ) -> None:
+        """A reported absolute ``value`` of ``position``, from ``message`` (rules 4, 5, 9); its event, if
+        any, onto ``out``."""
         if date is not None:  # rule 4: the message is compared, not the value
             seen = position.seen
             if not seen or date > seen[-1][0]:  # the usual case: a new date (no hashing, no search)
-                seen.append((date, [message]))
+                seen.append((date, message))
             else:
-                dates = [when for when, _ in seen]
+                dates = [entry[0] for entry in seen]
                 index = bisect_left(dates, date)
                 if index < len(seen) and dates[index] == date:
-                    same = seen[index][1]
-                    if message in same:
-                        return []
-                    same.append(message)
+                    same = seen[index]
+                    if message in same[1:]:
+                        return
+                    seen[index] = (*same, message)
                 elif index == 0 and len(seen) >= _SEEN:  # before all remembered: a repeat forgotten
-                    return []
+                    return
                 else:
-                    seen.insert(index, (date, [message]))
+                    seen.insert(index, (date, message))
             if len(seen) > _SEEN:
                 del seen[0]
         old = position.reported
         change = value - old if old is not None else value
         position.reported = value
         if not change:
-            return self._emit(position, now, _POSITION)
+            self._emit(position, now, _POSITION, out)
+            return
         fills, reports = position.fills, position.reports
         if not reports:
             if not fills:
                 if abs(change) <= position.tolerance:  # within the tolerance of nothing
                     position.expected += change
-                    return self._emit(position, now, _POSITION)
+                    self._emit(position, now, _POSITION, out)
+                    return
             elif (
                 len(fills) == 1
                 and fills[0][_AMOUNT] == change
@@ -606,7 +661,18 @@ class PositionLedger:
             ):
                 # The usual case, rule 5 at its simplest: the change of the one fill pending.
                 fills.clear()
-                return self._emit(position, now, _POSITION, True)  # ``reported`` moved
+                # _emit(changed=True) inline, as the hot path of order_state: ``reported`` moved, and
+                # nothing is pending (MATCHED).
+                account_id, uid, currency = position.key
+                expected = position.expected
+                difference = value - expected
+                seq = position.seq
+                position.seq = seq + 1
+                event = position.last = _check(
+                    account_id, uid, currency, now, expected, value, difference, _MATCHED, _POSITION, seq
+                )
+                out.append(event)
+                return
         item: _Pending = [change, now + self.timeout, 0, False]
         reports.append(item)
         if fills and not self._arrived(position, reports, fills):
@@ -624,7 +690,7 @@ class PositionLedger:
                     break
         if not position.queued:
             self._arm(position)
-        return self._emit(position, now, _POSITION)
+        self._emit(position, now, _POSITION, out)
 
     def _arrived(self, position: _Position, own: list[_Pending], other: list[_Pending]) -> bool:
         """Rule 5 for the change just appended to ``own``: True if anything matched."""
@@ -813,7 +879,7 @@ class PositionLedger:
                 pending += item[_AMOUNT]
             position.expected = value + pending
             self._arm(position)
-            out += self._emit(position, now, _SNAPSHOT)
+            self._emit(position, now, _SNAPSHOT, out)
         return out
 
     def _judge(self, position: _Position, deadline: datetime) -> list[PositionCheck]:
@@ -842,7 +908,8 @@ class PositionLedger:
                 out.append(self._event(position, deadline, CheckStatus.UNEXPLAINED, _TIMEOUT, item[_AMOUNT]))
                 position.expected += item[_AMOUNT]
             self._settle(position)
-        return out + self._emit(position, deadline, _REBASE)
+        self._emit(position, deadline, _REBASE, out)
+        return out
 
     def _event(
         self, position: _Position, time: datetime, status: CheckStatus, cause: CheckCause, difference: Decimal
@@ -863,11 +930,16 @@ class PositionLedger:
         position.seq += 1
         return event
 
+    @staticmethod
     def _emit(
-        self, position: _Position, time: datetime, cause: CheckCause, changed: bool = False
-    ) -> list[PositionCheck]:
-        """An event if the position's state differs from the one last emitted (rule 10); ``changed``:
-        the caller knows it does."""
+        position: _Position,
+        time: datetime,
+        cause: CheckCause,
+        out: list[PositionCheck],
+        changed: bool = False,
+    ) -> None:
+        """An event onto ``out`` if the position's state differs from the one last emitted (rule 10);
+        ``changed``: the caller knows it does."""
         status = _PENDING if position.fills or position.reports else _MATCHED
         expected, reported = position.expected, position.reported
         last = position.last
@@ -878,7 +950,7 @@ class PositionLedger:
             and last.expected == expected
             and last.reported == reported
         ):
-            return []
+            return
         account_id, uid, currency = position.key
         difference = (reported if reported is not None else _ZERO) - expected
         seq = position.seq
@@ -886,12 +958,13 @@ class PositionLedger:
         event = position.last = _check(
             account_id, uid, currency, time, expected, reported, difference, status, cause, seq
         )
-        return [event]
+        out.append(event)
 
     def _arm(self, position: _Position) -> None:
         """Keep the heap's invariant: a position with anything pending has a (possibly early) entry."""
         if not position.queued and (position.fills or position.reports) and not position.account.awaiting:
             heapq.heappush(self._heap, (self._deadline(position), position.key))
+            self._floor()
             position.queued = True
 
     @staticmethod
@@ -911,13 +984,20 @@ class PositionLedger:
             position = positions[key]
             if not (position.fills or position.reports) or position.account.awaiting:
                 heapq.heappop(heap)
+                self._floor()
                 position.queued = False
                 continue
             actual = self._deadline(position)
             if actual == deadline:
                 return deadline
             heapq.heapreplace(heap, (actual, key))
+            self._floor()
         return None
+
+    def _floor(self) -> None:
+        """Keep :attr:`deadline_floor` the heap's first deadline: call after every change of the heap."""
+        heap = self._heap
+        self.deadline_floor = heap[0][0] if heap else None
 
 
 def _starts(items: list[_Pending]) -> list[int]:
