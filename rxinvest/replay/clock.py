@@ -100,6 +100,11 @@ class ReplayScheduler(VirtualTimeScheduler):
         raise ConfigurationError("a replay's clock cannot be put to sleep: it moves with the recording")
 
     @property
+    def advancing(self) -> bool:
+        """Is :meth:`advance_to` running (an action of it is)?"""
+        return self._advancing
+
+    @property
     def pending(self) -> int:
         """Actions scheduled and not run yet (due now or later)."""
         with self._lock:

@@ -187,7 +187,7 @@ class Player:
 
     def drain(self) -> None:
         """Deliver what is due now (the client's hook after it closed: the completions)."""
-        if not self.scheduler._advancing:
+        if not self.scheduler.advancing:
             self.scheduler.run_due()
 
     def run(self, *, until: datetime | None = None) -> ReplayStats:

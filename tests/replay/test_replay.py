@@ -139,6 +139,10 @@ def test_a_live_session_replays_to_the_identical_typed_events(session: Any) -> N
     assert stats.mismatches == 0 and stats.skipped == 0 and stats.lost == 0 and not stats.truncated
     for name, live in captured.items():
         live_events = [event for _, event in live]
+        first_difference = next(
+            (pair for pair in zip(events[name], live_events, strict=False) if pair[0] != pair[1]), None
+        )
+        assert first_difference is None, (name, first_difference)
         assert len(events[name]) == len(live_events), name
         assert digest(events[name]) == digest(live_events), name
     kinds = {name: {type(e).__name__ for e in es} for name, es in events.items()}
