@@ -201,7 +201,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the latency run")
     args = parser.parse_args()
     throughput(args.frames, args.rounds)
-    latency(args.seconds)
+    if args.seconds > 0:
+        latency(args.seconds)
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ def lay_out(template: Path, path: Path, frames: int, step_ns: int) -> list[bytes
     data = [r.data for r in market if not r.sent and b"Response" not in r.data[:40]]
     laid = [data[i % len(data)] for i in range(frames)]
     base = connected.time_ns + 1_000_000
-    with gzip.open(path, "wt", encoding="utf-8", compresslevel=1) as file:
+    with gzip.open(path, "wb", compresslevel=1) as file:
         file.write(encode_line(header))  # type: ignore[arg-type]
         file.write(encode_line(connected))
         for record in answers:

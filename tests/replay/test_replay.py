@@ -280,7 +280,7 @@ def burst_recording(path: Path, template: list[Any], count: int, *, same_time: b
         )
     end = base + count * 1000 + 1_000_000
     lines.append(encode_line(Mark(time_ns=end, connection=0, stream="", name=MarkName.END)))
-    with gzip.open(path, "wt", encoding="utf-8") as file:
+    with gzip.open(path, "wb") as file:
         file.writelines(lines)
 
 
