@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/sim_burst.py
 	$(BIN)/python benchmarks/e2e.py
 	$(BIN)/python benchmarks/ops.py
+	$(BIN)/python benchmarks/replay.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
