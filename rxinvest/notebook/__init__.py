@@ -1,9 +1,12 @@
 """Exploring markets in Jupyter (the extra ``notebook``: ``pip install rxinvest[notebook]``).
 
 * :func:`to_dataframe` / :func:`from_dataframe`: events of any type as a pandas DataFrame, one row
-  each, and back (:mod:`rxinvest.notebook.frames`).
+  each, and back; :func:`book_levels` (:mod:`rxinvest.notebook.frames`).
+* :func:`candlesticks`, :func:`depth_chart`, :func:`positions_chart`: matplotlib figures that show
+  inline (:mod:`rxinvest.notebook.charts`).
 """
 
+from rxinvest.notebook.charts import candlesticks, depth_chart, positions_chart
 from rxinvest.notebook.frames import book_levels, from_dataframe, to_dataframe
 
-__all__ = ["book_levels", "from_dataframe", "to_dataframe"]
+__all__ = ["book_levels", "candlesticks", "depth_chart", "from_dataframe", "positions_chart", "to_dataframe"]
