@@ -80,22 +80,20 @@ def _unwrap_optional(hint: Any) -> tuple[Any, bool]:
     return hint, False
 
 
+_KINDS: dict[Any, str] = {
+    Decimal: "decimal",
+    bool: "bool",
+    int: "int",
+    float: "float",
+    str: "str",
+    datetime: "datetime",
+}
+
+
 def _kind(hint: Any) -> tuple[str, type[enum.Enum] | None]:
-    if hint is Decimal:
-        return "decimal", None
-    if hint is bool:
-        return "bool", None
-    if hint is int:
-        return "int", None
-    if hint is float:
-        return "float", None
-    if hint is str:
-        return "str", None
-    if hint is datetime:
-        return "datetime", None
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         return "enum", hint
-    return "object", None
+    return _KINDS.get(hint, "object"), None
 
 
 @functools.cache
