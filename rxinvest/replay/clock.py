@@ -71,9 +71,10 @@ class ReplayScheduler(VirtualTimeScheduler):
         return super().to_datetime(value)
 
     def submit(self, action: Callable[[], Any]) -> None:
-        """Run ``action`` at the current instant, after what is already due (the hand-over's path)."""
-        with self._lock:
-            self._ready.append((next(self._sequence), action))
+        """Run ``action`` at the current instant, after what is already due (the hand-over's path,
+        once a frame: no lock, as ``deque.append`` and ``next`` of a counter are atomic; two threads
+        submitting at once get either order, as they would with a lock)."""
+        self._ready.append((next(self._sequence), action))
 
     def schedule_absolute(
         self,
@@ -118,38 +119,54 @@ class ReplayScheduler(VirtualTimeScheduler):
             return self._timed[0][0] if self._timed else None
 
     def advance_to(self, time: typing.AbsoluteTime) -> None:
-        """Run every action due at or before ``time`` (see the module's rules), then read ``time``."""
-        target = self.to_datetime(time)
+        """Run every action due at or before ``time`` (see the module's rules), then read ``time``.
+
+        The replay calls it once a frame: what is due now (the frame's hand-over) is taken in one
+        batch under one lock when no timed action could come between."""
+        target = time if type(time) is datetime and time.tzinfo is not None else self.to_datetime(time)
         if self._advancing:
             raise ConfigurationError("advance_to() called from an action the scheduler is running")
         self._advancing = True
         ready, timed, lock = self._ready, self._timed, self._lock
         try:
             while True:
+                if not ready and not (timed and timed[0][0] <= target):
+                    break  # nothing due (read without the lock: what comes meanwhile waits a frame)
                 with lock:
                     now: datetime = self._clock  # type: ignore[assignment]
                     # What is due now runs first, in the order it was scheduled; then the clock
                     # moves to the earliest timed action due by ``target``.
                     if ready and not (timed and timed[0][0] <= now and timed[0][1] < ready[0][0]):
-                        function: Callable[[], Any] | None = ready.popleft()[1]
+                        if timed and timed[0][0] <= now:  # one may come between: one at a time
+                            batch = [ready.popleft()]
+                        else:  # what these schedule comes after all of them: take them together
+                            batch = list(ready)
+                            ready.clear()
                         item = None
                     elif timed and timed[0][0] <= target:
                         due, _, item = heapq.heappop(timed)
                         if due > now:
                             self._clock = due
-                        function = None
+                        batch = None
                     else:
                         break
-                self.actions += 1
-                if function is not None:
-                    function()
-                elif not item.is_cancelled():  # type: ignore[union-attr]
-                    item.invoke()  # type: ignore[union-attr]
+                if batch is not None:
+                    for index, (_, function) in enumerate(batch):
+                        self.actions += 1
+                        try:
+                            function()
+                        except BaseException:  # the rest stays due, for the next advance
+                            with lock:
+                                ready.extendleft(reversed(batch[index + 1 :]))
+                            raise
+                else:
+                    self.actions += 1
+                    if not item.is_cancelled():  # type: ignore[union-attr]
+                        item.invoke()  # type: ignore[union-attr]
         finally:
             self._advancing = False
-        with lock:
-            if target > self._clock:  # type: ignore[operator]
-                self._clock = target
+        if target > self._clock:  # type: ignore[operator]
+            self._clock = target
 
     def advance_by(self, time: typing.RelativeTime) -> None:
         self.advance_to(self.now + self.to_timedelta(time))

@@ -107,3 +107,20 @@ def test_start_and_naive_times_are_refused() -> None:
     scheduler.schedule_absolute(T0 + MS, nested)
     with pytest.raises(ConfigurationError, match="from an action"):
         scheduler.advance_to(T0 + 3 * MS)
+
+
+def test_an_action_that_raises_leaves_the_rest_due() -> None:
+    scheduler = ReplayScheduler(T0)
+    ran: list[int] = []
+
+    def boom() -> None:
+        raise RuntimeError("an action failed")
+
+    scheduler.submit(lambda: ran.append(1))
+    scheduler.submit(boom)
+    scheduler.submit(lambda: ran.append(3))
+    with pytest.raises(RuntimeError):
+        scheduler.advance_to(T0 + MS)
+    assert ran == [1] and scheduler.pending == 1
+    scheduler.advance_to(T0 + MS)
+    assert ran == [1, 3]
