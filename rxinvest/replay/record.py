@@ -37,7 +37,15 @@ import attrs
 
 from rxinvest.errors import RecordingError, RxInvestError
 from rxinvest.replay.digest import digests
-from rxinvest.replay.format import Detail, Header, MarkName, encode_frame, encode_line, encode_mark
+from rxinvest.replay.format import (
+    RECEIVED_VERBATIM,
+    Detail,
+    Header,
+    MarkName,
+    encode_frame,
+    encode_line,
+    encode_mark,
+)
 from rxinvest.replay.read import read
 from rxinvest.transport import Listener, Transport, TransportFactory
 from rxinvest.wire import Stream
@@ -51,8 +59,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 _IN, _OUT, _MARK, _LOSS = 0, 1, 2, 3
-# The head of a received frame's line written as it is (format.encode_frame's, in bytes).
-_VERBATIM_IN = b'{"t":%d,"c":%d,"s":"%s","d":"in","r":%d,"j":'
 
 
 def _ns(moment: datetime) -> int:
@@ -258,7 +264,7 @@ class Recorder:
                     if item[1] == _IN:  # the usual item, encoded here: a call and a copy less a frame
                         stamp, _, connection, stream, data, received = item
                         if data.isascii() and b"\n" not in data and data:  # as encode_frame writes it
-                            head = _VERBATIM_IN % (stamp, connection, stream.encode(), _ns(received))
+                            head = RECEIVED_VERBATIM % (stamp, connection, stream.encode(), _ns(received))
                             lines += (head, data, b"}\n")
                         else:
                             lines.append(encode_frame(stamp, connection, stream, False, data, _ns(received)))

@@ -65,14 +65,14 @@ def subscribe_all(client: rxinvest.streams.Client, ids: list[str], account: str)
 
 def record_live(path: Path, secrets: list[str]) -> tuple[dict[str, Captured], list[str], str]:
     """A live session, recorded: trades, books, order states and positions of the simulator's
-    traders for about 3 s, the market-data connection cut once (a reconnect and a gap), a
-    transfer of securities (no fill explains it). Returns each source's events with the wall time
-    each was delivered at, the instruments and the account."""
+    traders for about 3 s, the market-data connection cut after 40 frames (a reconnect and a gap:
+    waited for), a transfer of securities (no fill explains it). Returns each source's events with
+    the wall time each was delivered at, the instruments and the account."""
     captured: dict[str, Captured] = {}
     lock = threading.Lock()
     with rxinvest.connect(record=path, scheduler=ImmediateScheduler()) as client:
         secrets.append(client.sim.token)
-        client.sim.fault_next(Faults(drop_after=80))
+        client.sim.fault_next(Faults(drop_after=40))
         ids = [i.instrument_id for i in client.sim.instruments[:3]]
         account = client.sim.accounts[0]
         for name, source in subscribe_all(client, ids, account).items():
@@ -83,7 +83,11 @@ def record_live(path: Path, secrets: list[str]) -> tuple[dict[str, Captured], li
                     events.append((datetime.now(UTC), event))
 
             source.subscribe(keep)
-        time.sleep(1.5)
+        began = time.monotonic()
+        while not any(type(e).__name__ == "Gap" for _, e in list(captured["trades"])):  # the cut came
+            assert time.monotonic() - began < 30, "the market-data connection was never cut"
+            time.sleep(0.05)
+        time.sleep(max(0.0, 1.5 - (time.monotonic() - began)))
         assert client.sim.transfer_securities(account, ids[0], 3)
         time.sleep(1.5)
     return captured, ids, account
