@@ -171,7 +171,7 @@ def assert_same_on_both_clocks(
     replayed: list[Any], oracle: list[Any], start: datetime, began: datetime
 ) -> None:
     """The same events per key, in the same order (across keys, events of one instant may come in
-    either order), at the same times: an exchange time exactly, a scheduler's within 20 ms (the
+    either order), at the same times: an exchange time exactly, a scheduler's within 100 ms (the
     replay's clock reads the receive times recorded live, the oracle's the delivery times seen
     live, from microseconds to milliseconds later; virtual second 0 of the oracle is ``start``).
     What the replaying client made at subscription, before the recording's first frame
@@ -184,7 +184,7 @@ def assert_same_on_both_clocks(
             if seen.year > EPOCH.year:  # an exchange time, carried through
                 assert at == seen
             elif at != began:
-                assert abs(at - (seen - EPOCH + start)) < timedelta(milliseconds=20), key
+                assert abs(at - (seen - EPOCH + start)) < timedelta(milliseconds=100), key
 
 
 def test_time_based_operators_on_the_replay_clock_give_what_the_live_timeline_gives(session: Any) -> None:
@@ -240,8 +240,8 @@ def test_scaled_real_time_keeps_to_the_recorded_pace(session: Any) -> None:
         subscribe_all(client, ids, account)["trades"].subscribe(lambda _: None)
         stats = client.replay.run()
     span = (stats.end - stats.start).total_seconds()
-    assert span / 4.0 <= stats.seconds < span / 4.0 + 1.0
-    assert stats.late_ms < 250  # generous on a shared machine: the benchmark measures the drift
+    assert span / 4.0 <= stats.seconds < span / 4.0 + 2.0
+    assert stats.late_ms < 1000  # generous on a loaded CI machine: the benchmark measures the drift
 
 
 def test_bad_options_are_refused_at_the_call(session: Any, tmp_path: Path) -> None:
