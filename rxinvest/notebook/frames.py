@@ -56,9 +56,10 @@ class _Column:
 
     name: str
     path: tuple[str, ...]
-    kind: str  # decimal, int, float, bool, datetime, enum, str, object
-    optional: bool
+    kind: str  # decimal, int, float, bool, datetime, enum, str, object, present
+    optional: bool  # the attribute may be None
     enum_type: type[enum.Enum] | None = None
+    nullable: bool = False  # it or a nested object it is in may be None: its dtype says so
     # Where a nested object starts, the path of that object and its class (to rebuild it).
     parents: tuple[tuple[tuple[str, ...], type, bool], ...] = ()
 
@@ -126,11 +127,13 @@ def _columns(
             inner = list(_columns(hint, path, (*parents, (path, hint, optional))))
             if optional and all(c.optional for c in inner):
                 # Its columns cannot tell it absent from present with nothing set: say which.
-                yield _Column(".".join(path), path, "present", False, None, parents)
+                above = any(parent_optional for _, _, parent_optional in parents)
+                yield _Column(".".join(path), path, "present", False, parents=parents, nullable=above)
             yield from inner
             continue
         kind, enum_type = _kind(hint)
-        yield _Column(".".join(path), path, kind, optional, enum_type, parents)
+        nullable = optional or any(parent_optional for _, _, parent_optional in parents)
+        yield _Column(".".join(path), path, kind, optional, enum_type, parents=parents, nullable=nullable)
 
 
 def _value(event: Any, path: tuple[str, ...], kind: str = "") -> Any:
@@ -148,9 +151,9 @@ def _series(column: _Column, values: list[Any], decimals: Decimals) -> pd.Series
     if kind == "decimal" and decimals == "float":
         return pd.Series([None if v is None else float(v) for v in values], dtype="float64")
     if kind == "int":
-        return pd.Series(values, dtype="Int64" if column.optional or None in values else "int64")
+        return pd.Series(values, dtype="Int64" if column.nullable else "int64")
     if kind in ("bool", "present"):
-        return pd.Series(values, dtype="boolean" if column.optional or None in values else "bool")
+        return pd.Series(values, dtype="boolean" if column.nullable else "bool")
     if kind == "float":
         return pd.Series(values, dtype="float64")
     if kind == "datetime":
@@ -256,7 +259,12 @@ def from_dataframe(frame: pd.DataFrame, *, of: type) -> list[Any]:
     columns = [(c, frame[c.name].astype(object).tolist()) for c in schema.columns]
     times = None
     if schema.index is not None:
-        times = [None if t is pd.NaT else t.to_pydatetime() for t in frame.index]
+        if not isinstance(frame.index, pd.DatetimeIndex):
+            raise ConfigurationError(
+                f"the frame's index is not the {of.__name__}s' {schema.index.name!r} (a DatetimeIndex, as "
+                "to_dataframe makes it): set it back with frame.set_index(...)"
+            )
+        times = [None if pd.isna(t) else t.to_pydatetime() for t in frame.index]
     events = []
     for row in range(len(frame)):
         values: dict[tuple[str, ...], Any] = {}

@@ -124,6 +124,8 @@ class ReplayScheduler(VirtualTimeScheduler):
         The replay calls it once a frame: what is due now (the frame's hand-over) is taken in one
         batch under one lock when no timed action could come between."""
         target = time if type(time) is datetime and time.tzinfo is not None else self.to_datetime(time)
+        if target < self._clock:  # type: ignore[operator]
+            target = self._clock  # type: ignore[assignment]  # never back: what is due now still runs
         if self._advancing:
             raise ConfigurationError("advance_to() called from an action the scheduler is running")
         self._advancing = True
@@ -140,8 +142,8 @@ class ReplayScheduler(VirtualTimeScheduler):
                         if timed and timed[0][0] <= now:  # one may come between: one at a time
                             batch = [ready.popleft()]
                         else:  # what these schedule comes after all of them: take them together
-                            batch = list(ready)
-                            ready.clear()
+                            # (one popleft at a time: a submit from another thread meanwhile stays)
+                            batch = [ready.popleft() for _ in range(len(ready))]
                         item = None
                     elif timed and timed[0][0] <= target:
                         due, _, item = heapq.heappop(timed)

@@ -233,7 +233,10 @@ def _record(body: dict[str, Any]) -> Record:
         if version not in READABLE_FORMATS:
             raise ValueError(f"format {version} (this rxinvest reads {READABLE_FORMATS})")
         return Header(
-            time_ns=_int(body["t"]), dialect=_str(body["dialect"]), version=_str(body.get("version", ""))
+            time_ns=_int(body["t"]),
+            dialect=_str(body["dialect"]),
+            version=_str(body.get("version", "")),
+            format=version,
         )
     time_ns, connection, stream = _int(body["t"]), _int(body["c"]), _str(body["s"])
     if "m" in body:

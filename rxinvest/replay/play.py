@@ -126,11 +126,13 @@ class _Connection:
     def lost(self, error: RxInvestError, retrying: bool) -> None:
         if self._open:
             self._open = False
+            self._player._unanswered(self)
             self.listener.lost(error, retrying)
 
     def failed(self, error: RxInvestError) -> None:
         if self._running:
             self._running = self._open = False
+            self._player._unanswered(self)
             self.listener.closed(error)
 
 
@@ -240,6 +242,8 @@ class Player:
             else:
                 lost += self._mark(record, moment)  # type: ignore[arg-type]
         advance(end)
+        for connection in self._playing.values():  # requests the recording never answered
+            self._unanswered(connection)
         return ReplayStats(
             frames=frames,
             skipped=skipped,
@@ -263,21 +267,29 @@ class Player:
             return max(0.0, time.monotonic() - due)
         return -left
 
+    def _unanswered(self, connection: _Connection) -> None:
+        """What the replaying client sent that the recorded one did not (on this connection, before
+        it was lost or the recording ended): each a mismatch."""
+        while connection.sent:
+            self._mismatch(connection.sent.popleft(), None, connection)
+
     def _compare(self, connection: _Connection, record: Frame) -> None:
         recorded = record.data.decode("utf-8", "surrogateescape")
         sent = connection.sent.popleft() if connection.sent else None
-        if sent == recorded:
-            return
+        if sent != recorded:
+            self._mismatch(sent, recorded, connection)
+
+    def _mismatch(self, sent: str | None, recorded: str | None, connection: _Connection) -> None:
         self._mismatches += 1
         if self._mismatches <= _LOGGED_MISMATCHES:
             log.warning(
-                "%s: the replaying client sent %s where the recorded one sent %s on %s connection %d: "
+                "%s: the replaying client sent %s where the recorded one sent %s on %s connection %s: "
                 "subscribe to what was recorded",
                 self.path,
                 "nothing" if sent is None else repr(sent[:200]),
-                repr(recorded[:200]),
-                record.stream,
-                record.connection,
+                "nothing" if recorded is None else repr(recorded[:200]),
+                connection.stream,
+                connection.recorded,
             )
 
     def _mark(self, mark: Mark, moment: datetime) -> int:

@@ -76,6 +76,8 @@ def _records(file: object, name: str) -> Iterator[Record | Truncated]:
                     yield record
     if not started:
         raise CorruptRecordingError("not a recording: the file is empty", line=1, path=name)
+    if number == 0:  # nothing in it, or cut inside its first line
+        raise CorruptRecordingError("not a recording: no complete header line", line=1, path=name)
     if pending:
         yield Truncated(
             lines=number, reason=f"the last line stops short ({len(pending)} bytes without a newline)"

@@ -24,6 +24,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -131,7 +132,7 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self._file: Any = None
         self._closed = False
-        #: Frames queued (both ways), items dropped on overflow, secrets replaced, bytes written
+        #: Frames queued (both ways), lines dropped on overflow, secrets replaced, bytes written
         #: (compressed), lines written, so far.
         self.frames = 0
         self.lost = 0
@@ -159,8 +160,13 @@ class Recorder:
             raise RecordingError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
         header = Header(time_ns=self._stamp(), dialect=self._dialect, version=self._version)
         self._compressor = zlib.compressobj(self._level, zlib.DEFLATED, 31)
-        self._write([encode_line(header)])
-        self._sync()
+        try:
+            self._write([encode_line(header)])
+            self._sync()
+        except OSError as exc:  # a full disk, say: nothing is recorded, and the file is closed
+            with contextlib.suppress(OSError):  # closed even when its last flush fails
+                self._file.close()
+            raise RecordingError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
         self._thread = threading.Thread(target=self._run, name="rxinvest-recorder", daemon=True)
         self._thread.start()
         return self
@@ -209,16 +215,17 @@ class Recorder:
         with self._lock:
             if self._closed:
                 return
-            self.frames += frames
             now = self._stamp()
             queue = self._queue
             if len(queue) >= self._limit:
+                lines = frames or 1  # a mark is one line; frames are a line each
                 if not self._lost:
                     self._lost_since = now
-                self._lost += 1
+                self._lost += lines
                 self._lost_until = now
-                self.lost += 1
+                self.lost += lines
                 return
+            self.frames += frames
             if self._lost:
                 queue.append((now, _LOSS, self._lost, self._lost_since, self._lost_until))
                 self._lost = 0
@@ -273,6 +280,11 @@ class Recorder:
                     if len(lines) >= 4096:
                         self._write(lines)
                         lines = []
+                        # Under a load the writer never catches up with, the queue never empties:
+                        # the flush is due all the same.
+                        if time.monotonic() - flushed >= self._flush_interval:
+                            self._sync()
+                            flushed = time.monotonic()
                 if lines:
                     self._write(lines)
                 if stopping:

@@ -182,3 +182,21 @@ def test_book_levels_has_a_row_per_level(books: list[m.OrderBook]) -> None:
         )
     )
     assert rows == expected
+
+
+def test_a_column_inside_an_optional_object_has_one_dtype_whatever_the_rows() -> None:
+    cls = m.MarketDataServerSideStreamRequest
+    request = m.SubscribeCandlesRequest(waiting_close=True)
+    with_it, without = cls(subscribe_candles_request=request), cls()
+    frames = [to_dataframe(events, of=cls) for events in ([], [with_it], [without], [with_it, without])]
+    column = "subscribe_candles_request.waiting_close"
+    assert len({str(frame[column].dtype) for frame in frames}) == 1
+    assert from_dataframe(frames[3], of=cls) == [with_it, without]
+    with pytest.raises(ConfigurationError, match="index"):
+        from_dataframe(to_dataframe([messages_example_trade()]).reset_index(), of=m.Trade)
+
+
+def messages_example_trade() -> m.Trade:
+    return m.Trade(
+        instrument_uid="u", price=Decimal("1.5"), quantity=1, time=datetime(2026, 11, 30, tzinfo=UTC)
+    )

@@ -124,3 +124,44 @@ def test_an_action_that_raises_leaves_the_rest_due() -> None:
     assert ran == [1] and scheduler.pending == 1
     scheduler.advance_to(T0 + MS)
     assert ran == [1, 3]
+
+
+def test_an_advance_to_an_earlier_time_still_runs_what_is_due_now() -> None:
+    scheduler = ReplayScheduler(T0)
+    scheduler.advance_to(T0 + 5 * MS)
+    ran: list[str] = []
+    scheduler.schedule(lambda *_: ran.append("scheduled now"))
+    scheduler.submit(lambda: ran.append("submitted"))
+    scheduler.advance_to(T0 + 3 * MS)  # a frame stamped earlier by another reader thread
+    assert ran == ["scheduled now", "submitted"] and scheduler.now == T0 + 5 * MS
+
+
+def test_actions_submitted_from_other_threads_while_it_advances_all_run() -> None:
+    import sys
+    import threading
+
+    scheduler = ReplayScheduler(T0)
+    counts = [0]
+    per_thread, threads = 20_000, 4
+
+    def bump() -> None:
+        counts[0] += 1
+
+    def producer() -> None:
+        for _ in range(per_thread):
+            scheduler.submit(bump)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: the race, if any, shows
+    try:
+        workers = [threading.Thread(target=producer) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        while any(worker.is_alive() for worker in workers):
+            scheduler.advance_to(scheduler.now)
+        for worker in workers:
+            worker.join(10)
+    finally:
+        sys.setswitchinterval(interval)
+    scheduler.advance_to(scheduler.now)
+    assert counts[0] == per_thread * threads and scheduler.pending == 0

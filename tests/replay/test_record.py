@@ -21,7 +21,7 @@ import pytest
 from reactivex.scheduler import ImmediateScheduler
 
 import rxinvest
-from rxinvest.errors import RecordingError
+from rxinvest.errors import CorruptRecordingError, RecordingError
 from rxinvest.replay import Frame, Header, Mark, MarkName, Recorder, Truncated, read
 from rxinvest.sim import Faults
 
@@ -157,6 +157,7 @@ def test_an_overflowing_queue_is_counted_and_marked_in_band(tmp_path: Path, secr
     now = datetime.now(UTC)
     for i in range(1000):  # far faster than the writer's tick
         recorder.received(1, "MarketDataStream", b'{"n":%d}' % i, now)
+    recorder.sent(1, "MarketDataStream", ["{}", "{}", "{}"])  # three lines dropped as one item
     for i in range(5):
         time.sleep(0.2)  # drained: these fit again, after a loss mark
         recorder.received(1, "MarketDataStream", b'{"late":%d}' % i, now)
@@ -165,7 +166,8 @@ def test_an_overflowing_queue_is_counted_and_marked_in_band(tmp_path: Path, secr
     frames = [r for r in records if isinstance(r, Frame)]
     losses = [r for r in records if isinstance(r, Mark) and r.name == MarkName.LOSS]
     assert losses and sum(int(str(m.detail["dropped"])) for m in losses) == recorder.lost > 0
-    assert len(frames) + recorder.lost == 1005
+    assert len(frames) + recorder.lost == 1008  # lines, not items: each frame sent is a line
+    assert recorder.frames == len(frames)  # what was queued, not what was dropped
     first_loss = records.index(losses[0])
     assert isinstance(records[first_loss - 1], Frame) and records[first_loss - 1].data == b'{"n":9}'
     assert records[-1].name == MarkName.END and records[-1].detail["lost"] == recorder.lost  # type: ignore[union-attr]
@@ -187,3 +189,60 @@ def test_a_file_that_cannot_be_written_is_a_recording_error(tmp_path: Path, secr
     secrets.append("unused")
     with pytest.raises(RecordingError):
         rxinvest.connect(record=tmp_path / "no" / "such" / "dir.gz")
+
+
+def test_the_writer_flushes_on_time_under_a_load_it_never_catches_up_with(
+    tmp_path: Path, secrets: list[str]
+) -> None:
+    secrets.append("unused")
+    recorder = Recorder(tmp_path / "busy.jsonl.gz", flush_interval=0.2, queue_limit=10**9)
+    syncs: list[float] = []
+    sync = recorder._sync
+
+    def counted() -> None:
+        syncs.append(time.monotonic())
+        sync()
+
+    recorder._sync = counted  # type: ignore[method-assign]
+    recorder.start()
+    began = time.monotonic()
+    frame, now = b'{"trade":{"figi":"X","quantity":"1"}}' * 40, datetime.now(UTC)
+    while time.monotonic() - began < 1.5:  # the queue never empties
+        for _ in range(500):
+            recorder.received(1, "MarketDataStream", frame, now)
+    busy = [t for t in syncs if began < t < began + 1.5]
+    recorder.close()
+    assert len(busy) >= 3, f"{len(busy)} flushes in 1.5 s of load with flush_interval=0.2"
+
+
+def test_a_file_without_a_whole_header_line_is_corrupt_not_a_crash(
+    tmp_path: Path, secrets: list[str]
+) -> None:
+    secrets.append("unused")
+    empty, cut = tmp_path / "empty.gz", tmp_path / "cut.gz"
+    empty.write_bytes(gzip.compress(b""))
+    cut.write_bytes(gzip.compress(b'{"rxinvest_recording":2,"t":1,'))
+    for path in (empty, cut):
+        with pytest.raises(CorruptRecordingError) as caught:
+            list(read(path))
+        assert caught.value.line == 1 and "header" in str(caught.value)
+        result = subprocess.run(
+            [sys.executable, "-m", "rxinvest", "replay", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert (
+            result.returncode == 2
+            and result.stderr.startswith("rxinvest: ")
+            and "Traceback" not in result.stderr
+        )
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_header_that_cannot_be_written_is_a_recording_error_and_closes_the_file(secrets: list[str]) -> None:
+    secrets.append("unused")
+    recorder = Recorder("/dev/full")
+    with pytest.raises(RecordingError, match="cannot write"):
+        recorder.start()
+    assert recorder._file.closed

@@ -226,12 +226,18 @@ def test_a_replay_is_deterministic_and_can_be_cut_short(session: Any) -> None:
 
 
 def test_subscriptions_that_differ_from_the_recording_are_counted_not_hidden(session: Any) -> None:
-    path, _, ids, _ = session
+    path, _, ids, account = session
     with rxinvest.connect(replay=path) as client:
         client.market_data.trades(ids[:1]).subscribe(lambda _: None)  # fewer than recorded
         stats = client.replay.run()
     assert stats.mismatches >= 1
     assert stats.skipped > 0  # the account streams: nobody plays them
+    with rxinvest.connect(replay=path) as client:
+        for source in subscribe_all(client, ids, account).values():
+            source.subscribe(lambda _: None)
+        client.market_data.last_prices(ids).subscribe(lambda _: None)  # more than recorded
+        stats = client.replay.run()
+    assert stats.mismatches >= 1  # the request the recording never answered (once a connection)
 
 
 def test_scaled_real_time_keeps_to_the_recorded_pace(session: Any) -> None:
@@ -349,3 +355,19 @@ def test_a_corrupt_line_is_reported_with_its_number(
         with pytest.raises(CorruptRecordingError) as caught:
             client.replay.run()
     assert caught.value.line == 8
+
+
+def test_a_request_the_recording_never_answered_is_a_mismatch(
+    tmp_path: Path, burst_template: tuple[list[Any], str]
+) -> None:
+    template, instrument = burst_template
+    path = tmp_path / "short.jsonl.gz"
+    burst_recording(path, template, 10, same_time=False)
+    with rxinvest.connect(replay=path) as client:
+        client.market_data.trades(instrument).subscribe(lambda _: None)
+        exact = client.replay.run()
+    with rxinvest.connect(replay=path) as client:
+        client.market_data.trades(instrument).subscribe(lambda _: None)
+        client.market_data.last_prices(instrument).subscribe(lambda _: None)  # never recorded
+        extra = client.replay.run()
+    assert exact.mismatches == 0 and extra.mismatches == 1 and extra.sent == exact.sent + 1
