@@ -61,7 +61,8 @@ def connect(
       minute (90), MarketDataStream connections (15) and subscriptions per connection (300).
     * ``record``: a file to record every stream of the client to (see :mod:`rxinvest.replay`):
       the frames both ways with their times, and connection and gap marks, gzip-compressed JSON
-      lines, never the token. It is flushed at least every second and closed by ``client.close()``;
+      lines, never the token. It is flushed at least every second and closed by ``client.close()``,
+      which then waits while the recorder reads the file back for its digest (about 15 µs a frame);
       ``client.recorder`` is the :class:`~rxinvest.replay.Recorder` (counts of frames, bytes,
       losses).
     * ``replay``: a recording to play back instead of connecting anywhere (see
@@ -69,7 +70,8 @@ def connect(
       through the same codec and sessions, under virtual time. Subscribe, then call
       ``client.replay.run()``; pass ``scheduler=client.scheduler`` (the virtual clock) to time-based
       operators. ``speed``: None (as fast as possible) or a factor of the recorded pace. The token,
-      ``target``, ``dialect`` (the recording's), ``scheduler`` and ``sim_options`` do not apply.
+      ``target``, ``dialect`` (the recording's), ``scheduler``, ``sim_options``, ``record``,
+      ``open_timeout`` and ``rest_url`` do not apply (those that would change it are refused).
 
     Raises :class:`~rxinvest.errors.ConfigurationError` for a bad target or dialect, a real target
     without a token, or a simulator option it does not take or whose value is bad. Nothing connects

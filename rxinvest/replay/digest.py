@@ -93,6 +93,7 @@ class Summary:
     clean: bool  # ends with the ``end`` mark
     truncated: str  # why the file stops short ("" if it does not)
     digests: dict[str, str] | None  # stored by the recorder at close (None: not there)
+    computed: dict[str, str]  # of the frames as today's codec decodes them (see :func:`check`)
 
     @property
     def seconds(self) -> float:
@@ -155,6 +156,7 @@ def summarize(path: str | os.PathLike[str]) -> Summary:
         clean=clean,
         truncated=truncated,
         digests=stored,
+        computed=running.hexdigests(),
     )
 
 

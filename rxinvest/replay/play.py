@@ -197,6 +197,8 @@ class Player:
         what was done. Subscribe first. Call once per client."""
         if self._ran:
             raise ConfigurationError("a player runs once: connect(replay=...) again to replay again")
+        if until is not None and (not isinstance(until, datetime) or until.tzinfo is None):
+            raise ConfigurationError(f"until must be an aware datetime, not {until!r}")
         self._ran = True
         scheduler = self.scheduler
         advance = scheduler.advance_to

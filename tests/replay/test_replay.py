@@ -258,6 +258,8 @@ def test_bad_options_are_refused_at_the_call(session: Any, tmp_path: Path) -> No
         rxinvest.connect(replay=path, target="sim")
     with pytest.raises(ConfigurationError, match="replay"):
         rxinvest.connect(speed=2.0)
+    with rxinvest.connect(replay=path) as client, pytest.raises(ConfigurationError, match="aware"):
+        client.replay.run(until=datetime(2026, 11, 30))
     with rxinvest.connect(replay=path) as client:
         client.replay.run()
         with pytest.raises(ConfigurationError, match="once"):
