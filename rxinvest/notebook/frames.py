@@ -116,14 +116,24 @@ def _schema(cls: type) -> _Schema:
     return _Schema(cls, tuple(columns), index, properties)
 
 
+@functools.cache
+def _attributes(cls: type) -> tuple[tuple[str, Any, bool, bool], ...]:
+    """Each attribute of ``cls``: its name, its type without ``None``, whether it may be None, and
+    whether it is a nested value object (read once per class: both directions use it per row)."""
+    hints = typing.get_type_hints(cls)
+    attributes = []
+    for field in attrs.fields(cls):
+        hint, optional = _unwrap_optional(hints[field.name])
+        attributes.append((field.name, hint, optional, isinstance(hint, type) and attrs.has(hint)))
+    return tuple(attributes)
+
+
 def _columns(
     cls: type, prefix: tuple[str, ...], parents: tuple[tuple[tuple[str, ...], type, bool], ...]
 ) -> Iterable[_Column]:
-    hints = typing.get_type_hints(cls)
-    for field in attrs.fields(cls):
-        hint, optional = _unwrap_optional(hints[field.name])
-        path = (*prefix, field.name)
-        if isinstance(hint, type) and attrs.has(hint):  # a nested value object: flattened
+    for name, hint, optional, nested in _attributes(cls):
+        path = (*prefix, name)
+        if nested:  # a nested value object: flattened
             inner = list(_columns(hint, path, (*parents, (path, hint, optional))))
             if optional and all(c.optional for c in inner):
                 # Its columns cannot tell it absent from present with nothing set: say which.
@@ -277,22 +287,20 @@ def from_dataframe(frame: pd.DataFrame, *, of: type) -> list[Any]:
 
 
 def _build(cls: type, prefix: tuple[str, ...], values: dict[tuple[str, ...], Any]) -> Any:
-    hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
-    for field in attrs.fields(cls):
-        path = (*prefix, field.name)
-        hint, optional = _unwrap_optional(hints[field.name])
-        if isinstance(hint, type) and attrs.has(hint):
+    for name, hint, optional, nested in _attributes(cls):
+        path = (*prefix, name)
+        if nested:
             present = values.get(path)  # its own column, where its columns cannot tell (rule 1)
             inner = {p: v for p, v in values.items() if p[: len(path)] == path and p != path}
             if optional and (
                 present is False or (present is None and all(v is None for v in inner.values()))
             ):
-                kwargs[field.name] = None
+                kwargs[name] = None
             else:
-                kwargs[field.name] = _build(hint, path, values)
+                kwargs[name] = _build(hint, path, values)
         else:
-            kwargs[field.name] = values[path]
+            kwargs[name] = values[path]
     return cls(**kwargs)
 
 
