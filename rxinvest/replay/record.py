@@ -67,28 +67,12 @@ def _ns(moment: datetime) -> int:
     return (moment - _EPOCH) // _MICROSECOND * 1000
 
 
-def record(
-    path: str | os.PathLike[str],
-    *,
-    dialect: str = "json",
-    secrets: Iterable[str] = (),
-    flush_interval: float = DEFAULT_FLUSH_INTERVAL,
-    queue_limit: int = 100_000,
-    level: int = 1,
-) -> Recorder:
-    """Open ``path`` (overwritten) and start a :class:`Recorder` writing to it.
-
-    ``secrets`` (the token) are never written. Raises :class:`~rxinvest.errors.RecordingError` if
-    the file cannot be opened. Usually called for you: ``rxinvest.connect(record=path)``.
-    """
-    return Recorder(
-        path,
-        dialect=dialect,
-        secrets=secrets,
-        flush_interval=flush_interval,
-        queue_limit=queue_limit,
-        level=level,
-    ).start()
+def record(path: str | os.PathLike[str], **options: Any) -> Recorder:
+    """Open ``path`` (overwritten) and start a :class:`Recorder` writing to it; ``options`` are the
+    recorder's (``secrets``, the token, are never written). Raises
+    :class:`~rxinvest.errors.RecordingError` if the file cannot be opened. Usually called for you:
+    ``rxinvest.connect(record=path)``."""
+    return Recorder(path, **options).start()
 
 
 class Recorder:
