@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from rxinvest.errors import CorruptRecordingError, RecordingError
 from rxinvest.replay import Frame, Header, Mark, Truncated, decode_line, encode_line, read
+from rxinvest.replay.format import RECEIVED_VERBATIM
 
 ns = st.integers(min_value=0, max_value=2**63 - 1)
 names = st.text(max_size=20)
@@ -136,3 +137,9 @@ def test_what_is_not_a_recording_is_an_error(tmp_path: Path) -> None:
         list(read(headless))
     with pytest.raises(RecordingError):
         list(read(tmp_path / "missing"))
+
+
+@given(frames.filter(lambda f: not f.sent and f.data.isascii() and f.data and b"\n" not in f.data))
+def test_the_recorders_head_of_a_verbatim_frame_is_the_one_encode_frame_writes(frame: Frame) -> None:
+    head = RECEIVED_VERBATIM % (frame.time_ns, frame.connection, frame.stream.encode(), frame.received_ns)
+    assert head + frame.data + b"}\n" == encode_line(frame)
