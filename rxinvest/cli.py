@@ -209,7 +209,7 @@ def _progress(recorder: object, seconds: float, *, final: bool = False) -> None:
 
 def _replay(args: argparse.Namespace) -> int:
     """Print what a recording holds; with ``--check``, compare its typed events with its digest."""
-    from rxinvest.replay.digest import Check, summarize
+    from rxinvest.replay.digest import summarize
 
     summary = summarize(args.file)
     span = (
@@ -232,7 +232,7 @@ def _replay(args: argparse.Namespace) -> int:
     print(f"  {end}; digest {'stored' if summary.digests is not None else 'not stored'}")
     if not args.check:
         return 0
-    result = Check(stored=summary.digests, computed=summary.computed)  # one read of the file
+    result = summary.check
     if result.stored is None:
         print(
             "check: no digest stored (the recorder did not close, or ran with digest=False)", file=sys.stderr

@@ -6,7 +6,7 @@ Rules of this module (pure: it reads records, never the clock or the network):
   order, each encoded canonically: its class name and its attrs ``repr`` (every field in declaration
   order; Decimals, datetimes and enums exactly), one a line; a frame that does not decode counts as
   the line ``DecodeError <reason>``. The recorder stores the digests it computed when it closed (a
-  ``digest`` mark before ``end``); :func:`check` computes them again with the codec of today and
+  ``digest`` mark before ``end``); :func:`summarize` computes them again with the codec of today and
   compares: a difference means the codec now reads the recording differently.
 * **Summary.** :func:`summarize` counts what a recording holds: connections and frames per stream,
   typed events per kind, instruments, the time span, reconnects, gaps, losses, and whether it ends
@@ -25,11 +25,11 @@ from typing import Any
 import attrs
 
 from rxinvest.errors import DecodeError
-from rxinvest.replay.format import Frame, Header, Mark, MarkName, Record, Truncated, time_of
+from rxinvest.replay.format import Frame, Header, MarkName, Record, Truncated, time_of
 from rxinvest.replay.read import read
 from rxinvest.wire import decoder
 
-__all__ = ["Check", "Summary", "check", "digests", "summarize"]
+__all__ = ["Check", "Summary", "digests", "summarize"]
 
 
 class _Digests:
@@ -93,7 +93,12 @@ class Summary:
     clean: bool  # ends with the ``end`` mark
     truncated: str  # why the file stops short ("" if it does not)
     digests: dict[str, str] | None  # stored by the recorder at close (None: not there)
-    computed: dict[str, str]  # of the frames as today's codec decodes them (see :func:`check`)
+    computed: dict[str, str]  # of the frames as today's codec decodes them
+
+    @property
+    def check(self) -> Check:
+        """The stored digests against the computed ones."""
+        return Check(stored=self.digests, computed=self.computed)
 
     @property
     def seconds(self) -> float:
@@ -162,7 +167,7 @@ def summarize(path: str | os.PathLike[str]) -> Summary:
 
 @attrs.frozen(kw_only=True)
 class Check:
-    """The digests stored at record time against those of today's codec (:func:`check`)."""
+    """The digests stored at record time against those of today's codec (:attr:`Summary.check`)."""
 
     stored: dict[str, str] | None
     computed: dict[str, str]
@@ -177,18 +182,3 @@ class Check:
         stored = self.stored or {}
         streams = sorted(set(stored) | set(self.computed))
         return tuple(s for s in streams if stored.get(s) != self.computed.get(s))
-
-
-def check(path: str | os.PathLike[str]) -> Check:
-    """Decode the recording at ``path`` again and compare its digests with the stored ones."""
-    stored: dict[str, str] | None = None
-
-    def frames() -> Iterable[Record | Truncated]:
-        nonlocal stored
-        for record in read(path):
-            if type(record) is Mark and record.name == MarkName.DIGEST:
-                stored = {k: str(v) for k, v in record.detail.items()}
-            yield record
-
-    computed = digests(frames())
-    return Check(stored=stored, computed=computed)
