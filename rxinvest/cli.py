@@ -121,6 +121,65 @@ def _sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gateway(args: argparse.Namespace) -> int:
+    """Run a bus gateway until Ctrl-C or SIGTERM (or ``--duration``), with a status line on stderr."""
+    import contextlib
+    import signal
+    import threading
+    import time
+
+    import rxinvest
+    from rxinvest.bus import Gateway, Retention
+    from rxinvest.bus.natsd import NatsServer
+
+    if not args.nats and not args.demo:
+        raise ConfigurationError("give --nats URL (repeatable for a cluster), or --demo for a local one")
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with contextlib.ExitStack() as stack:
+        servers = args.nats
+        if not servers:
+            servers = [stack.enter_context(NatsServer()).url]
+        target = args.target or ("sim" if args.demo else None)
+        sim_options = {"seed": args.seed} if target == "sim" else None
+        client = rxinvest.connect(target=target, sim_options=sim_options, rest_url=args.rest_url)
+        retention = Retention(max_age=args.max_age, max_bytes=args.max_bytes, replicas=args.replicas)
+        gateway = Gateway(
+            client,
+            servers,
+            name=args.name,
+            prefix=args.prefix,
+            stream=args.stream,
+            retention=retention,
+            lease=args.lease,
+            takeover_after=args.takeover_after,
+        )
+        stack.callback(gateway.close)
+        gateway.start()
+        lines = [
+            f"rxinvest gateway {gateway.id} ({args.name}) on {', '.join(servers)}",
+            f"consume with: rxinvest.bus.connect({servers[0]!r})",
+        ]
+        if client.sim is not None:
+            lines.append(f"embedded simulator: accounts {', '.join(client.sim.accounts)}")
+        print("\n".join(lines), flush=True)
+        deadline = None if args.duration is None else time.monotonic() + args.duration
+        while not stop.wait(1.0):
+            state = "active" if gateway.active else "standby"
+            held = gateway.demand()
+            print(
+                f"\rgateway: {state}, {len(held)} held, {gateway.published:,} published",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+        print("\nstopping", file=sys.stderr, flush=True)
+    return 0
+
+
 def _two_columns(rows: Iterable[tuple[str, str]]) -> list[str]:
     """Indented lines of two columns, the first padded to its widest entry."""
     rows = list(rows)
@@ -344,6 +403,34 @@ def _parser() -> _Parser:
     player.add_argument("--check", action="store_true", help="compare with the digest stored at record time")
     player.add_argument("file", metavar="FILE", help="a recording (rxinvest record, or connect(record=...))")
     player.set_defaults(run=_replay)
+
+    gateway = commands.add_parser(
+        "gateway",
+        help="hold the streams of one token and publish them to NATS JetStream (rxinvest[bus])",
+        description="Hold the T-Invest streams of one token and serve them to rxinvest.bus.connect() "
+        "consumers over NATS JetStream: demand is counted across consumers, every event is published "
+        "once. Gateways of one --name are one active and standbys. --demo runs a local nats-server "
+        "and the embedded simulator: try the bus with one command.",
+    )
+    gateway.add_argument("--nats", action="append", default=[], help="a NATS server URL (repeatable)")
+    gateway.add_argument("--demo", action="store_true", help="a local nats-server, the embedded simulator")
+    gateway.add_argument(
+        "--target", default=None, help="sim, prod, sandbox or a ws(s):// base URL (token: INVEST_TOKEN)"
+    )
+    gateway.add_argument("--rest-url", default=None, help="the REST API that fills account gaps")
+    gateway.add_argument("--name", default="rxinvest", help="the gateway group: one active per name")
+    gateway.add_argument("--prefix", default="tinvest", help="the subject prefix (default tinvest)")
+    gateway.add_argument("--stream", default="TINVEST", help="the JetStream stream (default TINVEST)")
+    gateway.add_argument("--max-age", type=float, default=86_400.0, help="seconds events are kept (a day)")
+    gateway.add_argument("--max-bytes", type=int, default=1 << 30, help="bytes kept at most (1 GiB)")
+    gateway.add_argument("--replicas", type=int, default=1, help="stream replicas (3 on a cluster)")
+    gateway.add_argument("--lease", type=float, default=10.0, help="seconds a silent consumer is kept")
+    gateway.add_argument(
+        "--takeover-after", type=float, default=3.0, help="seconds before a standby takes over"
+    )
+    gateway.add_argument("--seed", type=int, default=1, help="the embedded simulator's seed")
+    gateway.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    gateway.set_defaults(run=_gateway)
     return parser
 
 

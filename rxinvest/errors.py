@@ -18,6 +18,7 @@
     │   └── SubscriptionRejectedError          one instrument or account refused, with its status
     ├── RecordingError                         a recording (:mod:`rxinvest.replay`) cannot be written or read
     │   └── CorruptRecordingError (also ValueError)  a line is not a record; carries ``line`` (1-based)
+    ├── BusError                               the NATS bus (:mod:`rxinvest.bus`): no server, no gateway
     ├── DataIntegrityError                     the data contradicts itself; carries ``instrument``
     │   ├── BookIntegrityError                 an order book is crossed, unsorted or inconsistent
     │   └── ReconciliationError                positions disagree with the fills that made them
@@ -39,6 +40,7 @@ __all__ = [
     "ApiError",
     "AuthenticationError",
     "BookIntegrityError",
+    "BusError",
     "ClientClosedError",
     "ConfigurationError",
     "ConnectionFailedError",
@@ -185,6 +187,11 @@ class CorruptRecordingError(RecordingError, ValueError):
         super().__init__(f"{path}: line {line}: {message}" if path else f"line {line}: {message}")
         self.line = line
         self.path = path
+
+
+class BusError(RxInvestError):
+    """The NATS bus (:mod:`rxinvest.bus`) cannot do what was asked: no NATS server answers, no
+    gateway answers a demand, the ``nats-server`` binary is missing, a lease was lost."""
 
 
 class DataIntegrityError(RxInvestError):

@@ -15,6 +15,8 @@ Rules of this module:
 from __future__ import annotations
 
 import enum
+import functools
+import typing
 from datetime import timedelta
 
 import attrs
@@ -33,6 +35,7 @@ __all__ = [
     "SPECS",
     "Kind",
     "KindSpec",
+    "ResponseShape",
 ]
 
 #: The order-book depths the API serves (levels a side).
@@ -111,6 +114,39 @@ class KindSpec:
     identity: tuple[str, ...] = ()
     route: str | None = None
     counted: bool = False
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        """Every parameter a subscription of this kind is made with."""
+        return self.instrument_params + self.request_params
+
+    @property
+    def shape(self) -> ResponseShape:
+        """What this kind's ``response`` carries (see :class:`ResponseShape`)."""
+        return _shape(self)
+
+
+@attrs.frozen
+class ResponseShape:
+    """A ``Subscribe*Response``'s make-up: ``entry`` is the class of its entries; ``entry_params``
+    the subscription parameters each entry shows; ``response_params`` the request-level parameters
+    the response itself shows (``trade_source``)."""
+
+    entry: type
+    entry_params: tuple[str, ...]
+    response_params: tuple[str, ...]
+
+
+@functools.cache
+def _shape(spec: KindSpec) -> ResponseShape:
+    hints = typing.get_type_hints(spec.response)
+    (entry, _) = typing.get_args(hints[spec.entries])  # tuple[XSubscription, ...]
+    fields = attrs.fields_dict(entry)
+    return ResponseShape(
+        entry,
+        tuple(name for name in spec.parameters if name in fields),
+        tuple(name for name in spec.request_params if name in hints),
+    )
 
 
 SPECS: dict[Kind, KindSpec] = {

@@ -68,6 +68,7 @@ class AccountSession(Liveness):
         ping_delay: float | None = None,
         with_initial_positions: bool = True,
         watchdog_factor: float = 2.0,
+        since: datetime | None = None,
     ) -> None:
         if stream not in ACCOUNT_STREAMS:
             raise ConfigurationError(f"{stream} is not an account stream")
@@ -79,7 +80,10 @@ class AccountSession(Liveness):
         self._granted: set[str] = set()  # accounts the current connection streams
         # Accounts streamed on a lost connection: since when (client's clock), and the estimate of the
         # server's clock then (None: no ping yet).
-        self._gap_since: dict[str, tuple[datetime, timedelta | None]] = {}
+        # ``since``: the stream resumes one that ended then, so its first grants carry that gap.
+        self._gap_since: dict[str, tuple[datetime, timedelta | None]] = (
+            {} if since is None else dict.fromkeys(self.accounts, (since, None))
+        )
         self._clock = ServerClock()  # the server's clock, as the latest ping tells
         self._server_gaps: dict[str, tuple[datetime, datetime]] = {}  # see server_gap()
 

@@ -29,11 +29,9 @@ from __future__ import annotations
 
 import enum
 import random
-import typing
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
-from functools import cache
 from typing import Any, TypeAlias
 
 import attrs
@@ -198,7 +196,7 @@ class SubscriptionBook:
         if self.internal_errors and self._rng.random() < self.internal_errors:
             return instrument, None, _Status.SUBSCRIPTION_STATUS_INTERNAL_ERROR, action
         probe = _describe(spec, request, item, instrument)
-        parameters = _parameters(spec)
+        parameters = spec.parameters
         for name, (served, status) in _CHECKS.items():
             if name in parameters and not served(getattr(probe, name)):
                 return instrument, probe, status, action
@@ -228,7 +226,7 @@ class SubscriptionBook:
         ``request`` is None for the getMySubscriptions answer: request-level fields of the response
         then show their defaults.
         """
-        entry_class, entry_params, response_params = _response_shape(spec)
+        entry_class, entry_params, response_params = attrs.astuple(spec.shape, recurse=False)
         items = []
         for instrument, sub, status, action in entries:
             if sub is not None:
@@ -268,11 +266,6 @@ class SubscriptionBook:
         }
 
 
-def _parameters(spec: KindSpec) -> tuple[str, ...]:
-    """Every parameter a subscription of ``spec``'s kind is made with."""
-    return spec.instrument_params + spec.request_params
-
-
 def _with_api_defaults(params: dict[str, Any]) -> dict[str, Any]:
     """``params`` with every UNSPECIFIED value the API gives a meaning to replaced by that meaning."""
     for name, (unspecified, meant) in _API_DEFAULTS.items():
@@ -288,15 +281,3 @@ def _describe(spec: KindSpec, request: Any, item: Any, instrument: Instrument) -
     params = _with_api_defaults(params)
     key = (instrument.uid, *(params[name] for name in spec.identity))
     return Subscription(spec.kind, key, instrument, "", **params)
-
-
-@cache
-def _response_shape(spec: KindSpec) -> tuple[type, tuple[str, ...], tuple[str, ...]]:
-    """What ``spec``'s response carries: its entry class, the subscription parameters each entry
-    shows, and the request-level parameters the response itself shows (``trade_source``)."""
-    hints = typing.get_type_hints(spec.response)
-    (entry_class, _) = typing.get_args(hints[spec.entries])  # tuple[XSubscription, ...]
-    entry_fields = attrs.fields_dict(entry_class)
-    entry_params = tuple(name for name in _parameters(spec) if name in entry_fields)
-    response_params = tuple(name for name in spec.request_params if name in hints)
-    return entry_class, entry_params, response_params

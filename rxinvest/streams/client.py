@@ -429,12 +429,22 @@ class Client:
         return self._source(attach, Policy.ALL, limit=limit, name=name)
 
     def _account_source(
-        self, stream: Stream, accounts: object, *, strict: object, with_initial_positions: object = True
+        self,
+        stream: Stream,
+        accounts: object,
+        *,
+        strict: object,
+        with_initial_positions: object = True,
+        since: object = None,
     ) -> Source[Any]:
         """An account-stream source: every event, never dropped, on the account delivery pool."""
         accounts = _names(accounts, "account id")
         strict = _flag(strict, "strict")
-        options = {}
+        options: dict[str, Any] = {}
+        if since is not None:
+            if not isinstance(since, datetime) or since.utcoffset() is None:
+                raise ConfigurationError(f"since must be an aware datetime or None, not {since!r}")
+            options["since"] = since
         if stream is Stream.POSITIONS:
             options["with_initial_positions"] = _flag(with_initial_positions, "with_initial_positions")
         key = (stream, accounts, tuple(sorted(options.items())))
@@ -589,6 +599,25 @@ class MarketData:
             topics, strict=strict, conflate=conflate, key=_uid_key, backlog=backlog
         )
 
+    def of_topics(
+        self,
+        topics: Iterable[Topic],
+        *,
+        conflate: bool = False,
+        strict: bool = False,
+        backlog: int | None = DEFAULT_BACKLOG,
+    ) -> Source[Any]:
+        """A source of any :class:`~rxinvest.protocol.Topic` values, of one kind or several (what
+        a bus gateway holds for its consumers). ``conflate`` keeps the newest event per instrument
+        and kind for a lagging subscriber; otherwise every event, up to ``backlog``."""
+        topics = tuple(dict.fromkeys(topics))
+        if not topics or not all(isinstance(t, Topic) for t in topics):
+            raise ConfigurationError(f"expected a non-empty iterable of Topic values, not {topics!r}")
+        self._client._market_data.check(topics)
+        return self._client._market_source(
+            topics, strict=strict, conflate=conflate, key=_kind_key, backlog=backlog
+        )
+
     def trading_statuses(
         self, ids: str | Iterable[str], *, strict: bool = False, backlog: int | None = DEFAULT_BACKLOG
     ) -> Source[m.TradingStatus]:
@@ -601,6 +630,10 @@ class Orders:
     """Order sources (OrderStateStream, and the deprecated TradesStream). Nothing is ever dropped,
     however far a subscriber lags (a growing backlog is logged and counted, never cut).
 
+    ``since`` (an aware datetime; every account source takes it) resumes a stream that ended then:
+    each account's first grant is a gap from ``since``, marked (``Gap``) and, with gap recovery,
+    filled from the unary API (what changed since then, then ``Recovered``) before the live events.
+
     ``accounts`` is one account id or several. If the API refuses an account, the source goes on
     with the others (the refusal is on ``client.statuses``, and a marker with ``with_markers()``);
     the subscriber gets ``on_error`` (``PermissionDeniedError`` for a token without rights, else
@@ -612,36 +645,49 @@ class Orders:
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    def order_states(self, accounts: str | Sequence[str], *, strict: bool = False) -> Source[m.OrderState]:
+    def order_states(
+        self, accounts: str | Sequence[str], *, strict: bool = False, since: datetime | None = None
+    ) -> Source[m.OrderState]:
         """Every status change of every order of ``accounts``."""
-        return self._client._account_source(Stream.ORDER_STATE, accounts, strict=strict)
+        return self._client._account_source(Stream.ORDER_STATE, accounts, strict=strict, since=since)
 
-    def order_trades(self, accounts: str | Sequence[str], *, strict: bool = False) -> Source[m.OrderTrades]:
+    def order_trades(
+        self, accounts: str | Sequence[str], *, strict: bool = False, since: datetime | None = None
+    ) -> Source[m.OrderTrades]:
         """Fills, order by order (TradesStream: deprecated by the API in favour of order_states)."""
-        return self._client._account_source(Stream.TRADES, accounts, strict=strict)
+        return self._client._account_source(Stream.TRADES, accounts, strict=strict, since=since)
 
 
 class Operations:
     """Position and portfolio sources (PositionsStream, PortfolioStream). Nothing is ever dropped;
-    refusals and delivery are as for :class:`Orders`."""
+    refusals, delivery and ``since`` are as for :class:`Orders`."""
 
     def __init__(self, client: Client) -> None:
         self._client = client
 
     def positions(
-        self, accounts: str | Sequence[str], *, with_initial_positions: bool = True, strict: bool = False
+        self,
+        accounts: str | Sequence[str],
+        *,
+        with_initial_positions: bool = True,
+        strict: bool = False,
+        since: datetime | None = None,
     ) -> Source[m.PositionsResponse | m.PositionData]:
         """Position changes (``PositionData``), after a full ``PositionsResponse`` per account when
         ``with_initial_positions``."""
         return self._client._account_source(
-            Stream.POSITIONS, accounts, strict=strict, with_initial_positions=with_initial_positions
+            Stream.POSITIONS,
+            accounts,
+            strict=strict,
+            with_initial_positions=with_initial_positions,
+            since=since,
         )
 
     def portfolio(
-        self, accounts: str | Sequence[str], *, strict: bool = False
+        self, accounts: str | Sequence[str], *, strict: bool = False, since: datetime | None = None
     ) -> Source[m.PortfolioResponse]:
         """Full portfolio snapshots, one account per event, when something changes."""
-        return self._client._account_source(Stream.PORTFOLIO, accounts, strict=strict)
+        return self._client._account_source(Stream.PORTFOLIO, accounts, strict=strict, since=since)
 
     def reconciled_positions(
         self,
@@ -681,3 +727,7 @@ def _book_key(book: m.OrderBook) -> tuple[str, int]:
 
 def _uid_key(event: m.LastPrice) -> str:
     return event.instrument_uid
+
+
+def _kind_key(event: Any) -> tuple[type, str]:
+    return (type(event), event.instrument_uid)

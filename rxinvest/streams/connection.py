@@ -178,7 +178,7 @@ class StreamConnection:
             elif isinstance(outcome, Confirmed | AccountAccepted):
                 target: Topic | str = outcome.topic if isinstance(outcome, Confirmed) else outcome.account_id
                 uid = outcome.instrument_uid if isinstance(outcome, Confirmed) else ""
-                self._emit(SubscriptionStatus(target, True, None, outcome.tracking_id, uid))
+                self._emit(SubscriptionStatus(target, True, None, outcome.tracking_id, uid, self.stream))
                 if outcome.gap is not None:
                     self.gaps += 1
                     name = target.instrument_id if isinstance(target, Topic) else target
@@ -200,7 +200,7 @@ class StreamConnection:
         else:
             target = name = outcome.account_id
             status = outcome.status.name
-        self._emit(SubscriptionStatus(target, False, outcome.error, outcome.tracking_id, ""))
+        self._emit(SubscriptionStatus(target, False, outcome.error, outcome.tracking_id, "", self.stream))
         marker = Refused(target=name, status=status, message=str(outcome.error))
         for box, fail in zip(boxes, fails, strict=True):
             if fail:

@@ -49,13 +49,16 @@ class ConnectionStatus:
 @attrs.frozen
 class SubscriptionStatus:
     """The API's answer to one subscription: ``target`` is the market-data
-    :class:`~rxinvest.protocol.Topic` or the account id; ``error`` is set when ``confirmed`` is False."""
+    :class:`~rxinvest.protocol.Topic` or the account id; ``error`` is set when ``confirmed`` is False.
+    ``stream`` is the stream's method name (``"OrderStateStream"`` ...): an account id alone does not
+    tell which of its streams answered."""
 
     target: Topic | str
     confirmed: bool
     error: RxInvestError | None
     tracking_id: str
     instrument_uid: str = ""
+    stream: str = ""
 
     def __str__(self) -> str:
         """Compact: ``confirmed order_books SBER_TQBR depth=20``, or the refusal's error, which names

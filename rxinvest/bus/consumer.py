@@ -1,0 +1,511 @@
+"""The consumer: ``rxinvest.bus.connect()`` gives a :class:`~rxinvest.streams.Client` fed by a gateway.
+
+The client is the same class ``rxinvest.connect()`` returns, with the same sources, sessions, codec,
+markers and operators; only its transports differ. Each stream connection of the client is a
+:class:`_BusTransport`: what the client's session sends is forwarded to the gateway
+(:mod:`rxinvest.bus.gateway`), which answers as the API would; the events come from NATS.
+
+Rules:
+
+* **Market data** is live: each subject a subscription answer names is subscribed on core NATS;
+  for the kinds whose subscription shows the current state at once (books, last prices, trading
+  statuses, candles), the subject's last stored message is handed over first unless a live one
+  came meanwhile.
+* **Account streams** read JetStream through a pull consumer that filters their accounts' subjects,
+  created before the demand is sent, so nothing published after it is missed. With ``name`` it is
+  durable (``<name>-<stream>-<accounts hash>``): a consumer restarted under the same name resumes
+  after the last message it acknowledged. A message is acknowledged once handed to the client (its
+  sources then deliver it); without ``name`` the consumer is ephemeral and starts with what is
+  published from then on, or from ``since`` when given.
+* **Gaps.** A gap mark on a subject, a new active gateway (``<prefix>.active``), a gateway that no
+  longer knows this connection's demand, or a request that goes unanswered all end the connection
+  as a loss: the client opens it again, sends its subscriptions again (to the active gateway) and
+  marks a ``Gap`` for its subscribers, exactly as after a reconnect of a WebSocket.
+* **Leases.** Every ``lease / 3`` seconds each open connection renews its lease with the gateway.
+* Threads: one event-loop thread per client (``rxinvest-bus-consumer``) runs NATS and calls every
+  listener; the client's delivery threads run user code, as with a direct client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import json
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+
+from rxinvest import model as m
+from rxinvest.bus import answers
+from rxinvest.bus._loop import LoopThread
+from rxinvest.bus.gateway import DEFAULT_LEASE
+from rxinvest.bus.subjects import MARK, Subjects
+from rxinvest.errors import (
+    BusError,
+    ClientClosedError,
+    ConfigurationError,
+    ConnectionLostError,
+    RxInvestError,
+)
+from rxinvest.model.kinds import REQUEST_KINDS, Kind
+from rxinvest.protocol import Topic
+from rxinvest.protocol.pacing import Limits
+from rxinvest.streams import Client
+from rxinvest.transport import Listener
+from rxinvest.wire import Stream, decode_request
+
+__all__ = ["DEFAULT_URL", "connect"]
+
+log = logging.getLogger("rxinvest.bus")
+
+#: Where ``connect()`` looks for NATS when given no URL.
+DEFAULT_URL = "nats://127.0.0.1:4222"
+_SNAPSHOT_KINDS = frozenset({Kind.ORDER_BOOKS, Kind.LAST_PRICES, Kind.INFO, Kind.CANDLES})
+_REQUEST_TIMEOUT = 20.0  # seconds a request waits for the gateway (it may wait for the API itself)
+_REOPEN_PAUSE = 0.2  # seconds between a loss and the next open
+_BATCH = 256  # account messages fetched at once
+
+
+def connect(
+    servers: str | Sequence[str] | None = None,
+    *,
+    name: str | None = None,
+    prefix: str = "tinvest",
+    stream: str = "TINVEST",
+    since: datetime | None = None,
+    scheduler: Any = None,
+    lease: float = DEFAULT_LEASE,
+    open_timeout: float = 10.0,
+    limits: Limits = Limits(),  # noqa: B008 (frozen)
+) -> Client:
+    """A :class:`~rxinvest.streams.Client` whose streams come from a gateway over NATS.
+
+    * ``servers``: one NATS URL or several (a cluster); default :data:`DEFAULT_URL`.
+    * ``name``: makes account streams durable under this name (see the module's rules): a consumer
+      that restarts with it resumes after the last event it received. Without it they are
+      ephemeral.
+    * ``since``: an aware datetime: account streams of a consumer new to JetStream start with
+      what was published from then (replay), not from now.
+    * ``prefix``/``stream``: the gateway's subject prefix and JetStream stream.
+    * ``scheduler``: where ``on_next`` runs, as for :func:`rxinvest.connect`.
+    * ``lease``: the gateway's lease, in seconds (it is renewed every third of it).
+
+    Raises :class:`~rxinvest.errors.BusError` when no NATS server or no gateway answers within
+    ``open_timeout`` seconds, and :class:`~rxinvest.errors.ConfigurationError` for a bad argument.
+    """
+    if since is not None and (not isinstance(since, datetime) or since.utcoffset() is None):
+        raise ConfigurationError(f"since must be an aware datetime or None, not {since!r}")
+    if name is not None and (
+        not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum()
+    ):
+        raise ConfigurationError(f"name must be letters, digits, - and _, not {name!r}")
+    link = _Link(
+        [servers or DEFAULT_URL] if isinstance(servers, str | None) else list(servers),
+        name=name,
+        subjects=Subjects(prefix),
+        stream=stream,
+        since=since,
+        lease=lease,
+    )
+    dialect = link.start(open_timeout)
+    try:
+        return Client(
+            base_url=f"nats://{link.servers[0].split('://')[-1]}/",
+            token="bus",  # noqa: S106 (never sent: the gateway holds the token)
+            dialect=dialect,
+            scheduler=scheduler,
+            transport_factory=link,
+            on_close=[link.close],
+            limits=attrs.evolve(limits, requests=None, linger=0),  # the gateway paces upstream
+        )
+    except BaseException:
+        link.close()
+        raise
+
+
+class _Link:
+    """One client's NATS connection and event loop; the transport factory of its client."""
+
+    def __init__(
+        self,
+        servers: list[str],
+        *,
+        name: str | None,
+        subjects: Subjects,
+        stream: str,
+        since: datetime | None,
+        lease: float,
+    ) -> None:
+        self.servers = servers
+        self.name = name
+        self.subjects = subjects
+        self.stream = stream
+        self.since = since
+        self.lease = lease
+        self.id = uuid.uuid4().hex[:12]
+        self.runner = LoopThread("rxinvest-bus-consumer")
+        self.loop = self.runner.loop
+        self.nc: Any = None
+        self.js: Any = None
+        self.gateway: str | None = None
+        self.transports: set[_BusTransport] = set()
+        self._numbers = itertools.count(1)
+        self._closed = False
+
+    def start(self, timeout: float) -> str:
+        """Connect and meet the gateway; returns its dialect."""
+        self.runner.start()
+        try:
+            return self.runner.run(self._start(timeout), timeout + 5)
+        except BaseException as exc:
+            self.close()
+            if isinstance(exc, RxInvestError):
+                raise
+            raise BusError(f"cannot reach NATS at {', '.join(self.servers)}: {exc!r}") from exc
+
+    async def _start(self, timeout: float) -> str:
+        import nats
+
+        self.nc = await nats.connect(
+            servers=self.servers,
+            name=f"rxinvest-consumer-{self.name or self.id}",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            connect_timeout=min(timeout, 5),
+        )
+        self.js = self.nc.jetstream(timeout=10)
+        await self.nc.subscribe(self.subjects.active, cb=self._announced)
+        try:
+            reply = await self.request({"op": "lease", "conn": f"{self.id}-hello"}, timeout)
+        except BusError:
+            raise BusError(f"no gateway answers on {self.subjects.demand} within {timeout:g} s") from None
+        self.gateway = reply["gateway"]
+        self.runner.spawn(self._renew())
+        return str(reply["dialect"])
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.runner.stop(self._stop())
+
+    async def _stop(self) -> None:
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.drain()
+
+    def __call__(self, listener: Listener, *, stream: Stream, url: str) -> _BusTransport:
+        return _BusTransport(self, listener, stream)
+
+    async def request(self, body: dict[str, Any], timeout: float = _REQUEST_TIMEOUT) -> dict[str, Any]:
+        """One demand request; raises BusError when the gateway does not answer or says no."""
+        try:
+            msg = await self.nc.request(self.subjects.demand, json.dumps(body).encode(), timeout=timeout)
+        except Exception as exc:
+            raise BusError(f"the gateway did not answer ({type(exc).__name__})") from exc
+        reply: dict[str, Any] = json.loads(msg.data)
+        if "error" in reply:
+            raise BusError(f"the gateway refused the request: {reply['error']}")
+        return reply
+
+    def conn_id(self) -> str:
+        return f"{self.id}-{next(self._numbers)}"
+
+    async def _announced(self, msg: Any) -> None:
+        gateway = json.loads(msg.data).get("gateway")
+        if gateway and gateway != self.gateway:
+            log.warning("gateway %s is active now (was %s): opening the streams anew", gateway, self.gateway)
+            self.gateway = gateway
+            for transport in list(self.transports):
+                transport.lose("a new gateway took over")
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            for transport in list(self.transports):
+                if transport.conn is None:
+                    continue
+                try:
+                    reply = await self.request({"op": "lease", "conn": transport.conn}, self.lease / 3)
+                except BusError:
+                    continue  # no gateway now: an announcement will come with the next one
+                if not reply.get("known") and transport.conn is not None and not transport.busy:
+                    transport.lose("the gateway does not know this connection's demand")
+
+
+class _BusTransport:
+    """One stream connection of the client, carried by the bus (see the module's rules)."""
+
+    def __init__(self, link: _Link, listener: Listener, stream: Stream) -> None:
+        self.link = link
+        self.listener = listener
+        self.stream = stream
+        self.conn: str | None = None
+        self.busy = False  # a request is on its way
+        self._running = False
+        self._open = False
+        self._closing = False
+        self._outbox: asyncio.Queue[str] = asyncio.Queue()
+        self._worker: asyncio.Task[Any] | None = None
+        self._subs: dict[str, Any] = {}  # market subject -> NATS subscription
+        self._subject_refs: Counter[str] = Counter()
+        self._topic_subjects: dict[Topic, str] = {}
+        self._live: set[str] = set()  # subjects a live message came on
+        self._fetcher: asyncio.Task[Any] | None = None
+        self._flush_due = False
+
+    # --- Transport -------------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    def start(self) -> None:
+        self._running = True
+        self.link.loop.call_soon_threadsafe(self._opening)
+
+    def send(self, frames: list[str]) -> None:
+        if frames:
+            self.link.loop.call_soon_threadsafe(self._queue, list(frames))
+
+    def close(self, timeout: float = 5.0) -> None:
+        if not self._running or self._closing:
+            return
+        self._closing = True
+        future = asyncio.run_coroutine_threadsafe(self._close(), self.link.loop)
+        if not self.link.runner.here:
+            with contextlib.suppress(Exception):
+                future.result(timeout)
+
+    # --- on the loop -----------------------------------------------------------------------------------
+
+    def _queue(self, frames: list[str]) -> None:
+        if self._open:
+            for frame in frames:
+                self._outbox.put_nowait(frame)
+
+    def _opening(self) -> None:
+        if self._closing:
+            return
+        self.conn = self.link.conn_id()
+        self._outbox = asyncio.Queue()
+        self._open = True
+        self.link.transports.add(self)
+        self._worker = asyncio.ensure_future(self._work())
+        self.listener.opened(_now())  # the session sends its requests: they queue
+
+    async def _work(self) -> None:
+        """Carry the session's requests to the gateway, one at a time, in order."""
+        while True:
+            frame = await self._outbox.get()
+            self.busy = True
+            try:
+                await self._carry(frame)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.busy = False
+                self.lose(f"{type(exc).__name__}: {exc}")
+                return
+            self.busy = False
+
+    async def _carry(self, frame: str) -> None:
+        request = decode_request(frame, stream=self.stream.value)
+        kind = REQUEST_KINDS.get(type(request))
+        if self.stream is not Stream.MARKET_DATA and self._fetcher is None:
+            await self._consume_accounts(request)  # before the demand: nothing published after it is missed
+        reply = await self.link.request(
+            {"op": "request", "conn": self.conn, "stream": self.stream.value, "frame": frame}
+        )
+        if kind is not None:
+            topics = answers.topics_of(kind, request)
+            subjects = reply.get("subjects") or [None] * len(topics)
+            subscribe = request.subscription_action is m.SubscriptionAction.SUBSCRIPTION_ACTION_SUBSCRIBE
+            if subscribe:
+                followed = [await self._follow(t, s) for t, s in zip(topics, subjects, strict=False) if s]
+                fresh = [subject for subject in followed if subject is not None]
+            else:
+                for topic in topics:
+                    await self._unfollow(topic)
+                fresh = []
+        else:
+            fresh = []
+        now = _now()
+        for answer in reply.get("frames", []):
+            self.listener.frame(answer.encode(), now)
+        self.listener.flush()
+        for subject in fresh:
+            await self._snapshot(subject)
+
+    async def _follow(self, topic: Topic, subject: str) -> str | None:
+        """Subscribe ``subject`` for ``topic``; returns it if its last message should be shown."""
+        if self._topic_subjects.get(topic) == subject:
+            return None
+        self._topic_subjects[topic] = subject
+        self._subject_refs[subject] += 1
+        if subject in self._subs:
+            return None
+        self._subs[subject] = await self.link.nc.subscribe(subject, cb=self._market)
+        return subject if topic.kind in _SNAPSHOT_KINDS else None
+
+    async def _unfollow(self, topic: Topic) -> None:
+        subject = self._topic_subjects.pop(topic, None)
+        if subject is None:
+            return
+        self._subject_refs[subject] -= 1
+        if self._subject_refs[subject] <= 0:
+            del self._subject_refs[subject]
+            sub = self._subs.pop(subject, None)
+            self._live.discard(subject)
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+
+    async def _snapshot(self, subject: str) -> None:
+        """Show the subject's last stored message, unless a live one came first."""
+        try:
+            message = await self.link.js.get_last_msg(self.link.stream, subject)
+        except Exception:  # nothing stored yet: the live messages will show it
+            return
+        if subject in self._live or subject not in self._subs or (message.headers or {}).get(MARK):
+            return
+        self.listener.frame(bytes(message.data), _now())
+        self._schedule_flush()
+
+    async def _market(self, msg: Any) -> None:
+        if not self._open:
+            return
+        if msg.headers and msg.headers.get(MARK):
+            self.lose(f"gap at the gateway on {msg.subject}")
+            return
+        self._live.add(msg.subject)
+        self.listener.frame(msg.data, _now())
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_due:
+            self._flush_due = True
+            self.link.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_due = False
+        if self._open:
+            self.listener.flush()
+
+    # --- account streams -------------------------------------------------------------------------------
+
+    async def _consume_accounts(self, request: Any) -> None:
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        link = self.link
+        subjects = [link.subjects.account(self.stream, a) for a in request.accounts]
+        digest = hashlib.blake2b(",".join(sorted(request.accounts)).encode(), digest_size=6).hexdigest()
+        durable = None if link.name is None else f"{link.name}-{self.stream.value}-{digest}"
+        config = ConsumerConfig(
+            durable_name=durable,
+            name=durable or f"{link.id}-{self.stream.value}-{digest}",
+            filter_subjects=subjects,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.NEW if link.since is None else DeliverPolicy.BY_START_TIME,
+            opt_start_time=None if link.since is None else link.since.astimezone(UTC),
+            inactive_threshold=None if durable else max(60.0, link.lease * 6),
+            max_ack_pending=10_000,
+        )
+        try:
+            info = await link.js.consumer_info(link.stream, config.name)
+            del info  # exists: resume where it left off
+        except Exception:
+            await link.js.add_consumer(link.stream, config)
+        sub = await link.js.pull_subscribe_bind(config.name, link.stream)
+        self._fetcher = asyncio.ensure_future(self._fetch(sub))
+
+    async def _fetch(self, sub: Any) -> None:
+        import nats.errors
+
+        while self._running and not self._closing:
+            while (not self._open or self.busy) and not self._closing:  # the answer goes first
+                await asyncio.sleep(0.01)
+            try:
+                messages = await sub.fetch(_BATCH, timeout=1.0)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("%s: fetching failed (%r): retrying", self.stream, exc)
+                await asyncio.sleep(0.5)
+                continue
+            now = _now()
+            for message in messages:
+                if message.headers and message.headers.get(MARK):
+                    await message.ack()
+                    self.listener.flush()
+                    self.lose(f"gap at the gateway on {message.subject}")
+                    while (not self._open or self.busy or not self._outbox.empty()) and not self._closing:
+                        await asyncio.sleep(0.02)  # the new answer first, then what followed the gap
+                    now = _now()
+                    continue
+                self.listener.frame(message.data, now)
+                await message.ack()
+            self.listener.flush()
+
+    # --- losing and closing ----------------------------------------------------------------------------
+
+    def lose(self, why: str) -> None:
+        """End this connection as lost and open it again (on the loop)."""
+        if not self._open or self._closing:
+            return
+        self._drop(release=True)
+        self.listener.lost(ConnectionLostError(f"bus: {why}"), True)
+        if not self.listener.wanted():
+            self._running = False
+            self.listener.closed(ClientClosedError("no longer wanted"))
+            return
+        self.link.loop.call_later(_REOPEN_PAUSE, self._opening)
+
+    def _drop(self, *, release: bool) -> None:
+        self._open = False
+        self.link.transports.discard(self)
+        if self._worker is not None:
+            self._worker.cancel()
+            self._worker = None
+        conn, self.conn = self.conn, None
+        if release and conn is not None:
+            self.link.runner.spawn(self._release(conn))
+        for sub in self._subs.values():
+            self.link.runner.spawn(sub.unsubscribe())
+        self._subs.clear()
+        self._subject_refs.clear()
+        self._topic_subjects.clear()
+        self._live.clear()
+
+    async def _release(self, conn: str) -> None:
+        with contextlib.suppress(BusError):
+            await self.link.request({"op": "release", "conn": conn}, 2.0)
+
+    async def _close(self) -> None:
+        was_open = self._open
+        conn = self.conn
+        self._drop(release=False)
+        if self._fetcher is not None:
+            self._fetcher.cancel()
+            self._fetcher = None
+        if was_open and conn is not None:
+            await self._release(conn)
+        self._running = False
+        self.listener.closed(ClientClosedError("closed by the client"))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,643 @@
+"""The gateway: one process holds the T-Invest streams of a token and publishes them to NATS JetStream.
+
+A :class:`Gateway` wraps an ordinary :class:`~rxinvest.streams.Client` (direct, to the API or the
+simulator) and serves consumers (:func:`rxinvest.bus.connect`) over NATS. Rules:
+
+* **Demand.** A consumer's stream connection forwards each request its client's session sends
+  (the very frames it would send the API) to ``<prefix>.demand``; the gateway answers with the
+  frames the API would answer, and the subjects to read. It counts demand per topic (a market-data
+  :class:`~rxinvest.protocol.Topic`, or an account stream and its accounts) over every consumer
+  connection and holds one subscription of its client per topic: the first demand subscribes, the
+  last release disposes (the client's own registry then unsubscribes upstream, as for any source).
+* **Leases.** A consumer renews its lease every few seconds (any message it sends does); one not
+  heard of for ``lease`` seconds is released, so a consumer killed without a word pins nothing
+  for longer.
+* **Publishing.** Every event of a held subscription is published once, to its subject
+  (:mod:`rxinvest.bus.subjects`), as its wire frame in the client's dialect. Market data goes to
+  subscribers as soon as the server has it; account events are published and acknowledged by
+  JetStream one by one (a failed publish is retried until it is stored). Each message carries a
+  ``Nats-Msg-Id`` of its subject and content: a restarted or new active gateway publishing an event
+  again is de-duplicated within the stream's ``duplicate_window``. Two topics naming one instrument
+  differently (``SBER_TQBR`` and its uid) share one subject: only one of them publishes.
+* **Gaps.** A ``Gap`` marker of a held subscription (a reconnect upstream, an overflow) is published
+  as a mark on each subject it concerns; consumers show it as a gap of their own.
+* **High availability.** Gateways of one ``name`` contend for a lease in the key-value bucket
+  ``<stream>_gateways``: the holder is active, renews it every ``takeover_after / 3`` seconds and
+  serves demand; the others wait and take over when it has not been renewed for ``takeover_after``
+  seconds (the bucket's TTL). An active gateway announces itself on ``<prefix>.active``; consumers
+  that see a new one send their demand again (and mark a gap). The new active gateway resumes each
+  account stream from the time of the last event published on its subjects (the client's ``since``):
+  what changed meanwhile is filled from the unary API, and what the old one had already published
+  is dropped by JetStream's de-duplication.
+* Threads: NATS runs on the gateway's own event-loop thread (``rxinvest-bus-gateway``); events
+  come from the client's delivery threads and are handed to it without waiting for the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+
+from rxinvest import model as m
+from rxinvest.bus import answers
+from rxinvest.bus._loop import LoopThread
+from rxinvest.bus.subjects import MARK, SINCE, UNTIL, Subjects
+from rxinvest.derived import Gap, Marker
+from rxinvest.errors import BusError, ConfigurationError, RxInvestError
+from rxinvest.model.kinds import REQUEST_KINDS
+from rxinvest.protocol import Topic
+from rxinvest.streams import Client, Source
+from rxinvest.streams.events import SubscriptionStatus
+from rxinvest.wire import Stream, decode_request, encode
+
+__all__ = ["DEFAULT_LEASE", "Gateway", "Retention"]
+
+log = logging.getLogger("rxinvest.bus")
+
+#: Seconds a consumer's demand outlives its last message.
+DEFAULT_LEASE = 10.0
+_TIME = "Rx-Time"  # when the gateway published it (resuming account streams reads it)
+_STATUS_TIMEOUT = 15.0  # seconds a demand waits for the API's answer before answering INTERNAL_ERROR
+
+
+@attrs.frozen(kw_only=True)
+class Retention:
+    """How the JetStream stream keeps events: ``max_age`` seconds (default a day), ``max_bytes``
+    (default 1 GiB; -1: unlimited), ``replicas`` (1, or 3 on a cluster), and the ``duplicate_window``
+    in seconds within which a message id is remembered (default 120)."""
+
+    max_age: float = 86_400.0
+    max_bytes: int = 1 << 30
+    replicas: int = 1
+    duplicate_window: float = 120.0
+
+
+class _Held:
+    """One subscription of the client that the gateway holds for its consumers."""
+
+    __slots__ = ("disposable", "refs", "status", "subjects")
+
+    def __init__(self) -> None:
+        self.refs = 0
+        self.disposable: Any = None
+        self.status: asyncio.Future[SubscriptionStatus] | None = None
+        self.subjects: tuple[str, ...] = ()
+
+
+class Gateway:
+    """Holds a client's streams and publishes them to NATS (see the module docstring).
+
+    ``client`` is the direct client whose streams it holds (it is closed with the gateway when
+    ``own_client``); ``servers`` one NATS URL or several (a cluster). ``name`` tells the gateways of
+    one token apart from other tokens' (gateways of one name are one active and its standbys).
+    Raises :class:`~rxinvest.errors.BusError` from :meth:`start` when no NATS server answers.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        servers: str | Sequence[str],
+        *,
+        name: str = "rxinvest",
+        prefix: str = "tinvest",
+        stream: str = "TINVEST",
+        retention: Retention = Retention(),
+        lease: float = DEFAULT_LEASE,
+        takeover_after: float = 3.0,
+        own_client: bool = True,
+        resume_within: float = 3600.0,
+    ) -> None:
+        if not lease > 0 or not takeover_after > 0:
+            raise ConfigurationError("lease and takeover_after must be positive seconds")
+        self.client = client
+        self.servers = [servers] if isinstance(servers, str) else list(servers)
+        self.name = name
+        self.subjects = Subjects(prefix)
+        self.stream = stream
+        self.retention = retention
+        self.lease = lease
+        self.takeover_after = takeover_after
+        self.own_client = own_client
+        self.resume_within = resume_within
+        self.id = uuid.uuid4().hex[:12]
+        self.dialect = client.dialect
+        #: Counts: events and marks published, publishes retried.
+        self.published = 0
+        self.marks = 0
+        self.retried = 0
+        self._runner = LoopThread("rxinvest-bus-gateway")
+        self._loop = self._runner.loop
+        self._nc: Any = None
+        self._js: Any = None
+        self._active = threading.Event()
+        self._demand_sub: Any = None
+        self._topics: dict[Topic, _Held] = {}
+        self._account_status: dict[tuple[str, str], SubscriptionStatus] = {}
+        self._account_waiters: dict[tuple[str, str], list[asyncio.Future[SubscriptionStatus]]] = {}
+        self._accounts: dict[tuple[Any, ...], _Held] = {}
+        self._owners: dict[str, list[Topic]] = {}  # subject -> the topics naming it, the first publishes
+        # consumer connection -> what it holds: topics, or account keys
+        self._conns: dict[str, Counter[Any]] = {}
+        self._seen: dict[str, float] = {}  # consumer connection -> monotonic time last heard of
+        self._pending: deque[tuple[str, bytes, dict[str, str], bool]] = deque()
+        self._wake: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._statuses: Any = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = "active" if self._active.is_set() else "standby"
+        return f"<rxinvest.bus.Gateway {self.name} {self.id} {state} topics={len(self._topics)}>"
+
+    def __enter__(self) -> Gateway:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def active(self) -> bool:
+        """Does this gateway hold the lease (serve demand and publish)?"""
+        return self._active.is_set()
+
+    def demand(self) -> dict[str, int]:
+        """What is held now and for how many consumer connections: topics and account streams, by
+        a readable name. A snapshot; thread-safe."""
+        snapshot: dict[str, int] = self._call(self._demand_snapshot)
+        return snapshot
+
+    def wait_active(self, timeout: float = 10.0) -> bool:
+        """Block until this gateway is active, up to ``timeout`` seconds; returns whether it is."""
+        return self._active.wait(timeout)
+
+    def start(self, timeout: float = 10.0) -> Gateway:
+        """Connect to NATS, create the stream and the lease bucket if needed, and start contending
+        for the lease. Returns at once when it is standby (see :attr:`active`)."""
+        self._runner.start()
+        try:
+            self._runner.run(self._start(), timeout)
+        except BaseException as exc:
+            self.close()
+            if isinstance(exc, RxInvestError):
+                raise
+            raise BusError(f"cannot start the gateway on {', '.join(self.servers)}: {exc!r}") from exc
+        return self
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Release the lease, stop serving and close NATS (and the client when ``own_client``).
+        Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._runner.stop(self._stop(), timeout)
+        if self.own_client:
+            self.client.close()
+
+    # --- on the loop ---------------------------------------------------------------------------------
+
+    def _call(self, function: Any) -> Any:
+        async def run() -> Any:
+            return function()
+
+        return self._runner.run(run(), 10)
+
+    async def _start(self) -> None:
+        import nats
+        from nats.js.api import KeyValueConfig, StorageType, StreamConfig
+
+        self._wake = asyncio.Event()
+        self._nc = await nats.connect(
+            servers=self.servers,
+            name=f"rxinvest-gateway-{self.name}-{self.id}",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            connect_timeout=5,
+            allow_reconnect=True,
+        )
+        self._js = self._nc.jetstream(timeout=10)
+        retention = self.retention
+        config = StreamConfig(
+            name=self.stream,
+            subjects=list(self.subjects.data),
+            max_age=retention.max_age,
+            max_bytes=retention.max_bytes,
+            num_replicas=retention.replicas,
+            duplicate_window=retention.duplicate_window,
+            storage=StorageType.FILE,
+        )
+        try:
+            await self._js.add_stream(config)
+        except Exception:  # exists, perhaps with other limits: take ours
+            await self._js.update_stream(config)
+        bucket = f"{self.stream}_gateways"
+        try:
+            self._kv = await self._js.key_value(bucket)
+        except Exception:
+            self._kv = await self._js.create_key_value(
+                KeyValueConfig(bucket=bucket, ttl=self.takeover_after, replicas=retention.replicas, history=1)
+            )
+        self._statuses = self.client.statuses.subscribe(on_next=self._on_status)
+        self._tasks = [
+            asyncio.create_task(self._contend()),
+            asyncio.create_task(self._publisher()),
+            asyncio.create_task(self._expire()),
+        ]
+
+    async def _stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self._active.is_set():
+            with contextlib.suppress(Exception):
+                await self._kv.delete(self.name)  # let a standby take over at once
+        await self._step_down()
+        await self._flush_pending()
+        if self._statuses is not None:
+            self._statuses.dispose()
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.drain()
+
+    # --- the lease -------------------------------------------------------------------------------------
+
+    async def _contend(self) -> None:
+        """Hold the lease, or wait for it (see the module's rules)."""
+        period = self.takeover_after / 3
+        revision: int | None = None
+        while True:
+            try:
+                if revision is None:
+                    revision = await self._kv.create(self.name, self.id.encode())
+                    await self._become_active()
+                else:
+                    revision = await self._kv.update(self.name, self.id.encode(), last=revision)
+                    await self._announce()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # taken by another (or NATS away): standby
+                if revision is not None:
+                    log.warning("gateway %s lost its lease (%r): standing by", self.id, exc)
+                    revision = None
+                    await self._step_down()
+            await asyncio.sleep(period)
+
+    async def _become_active(self) -> None:
+        log.info("gateway %s is active", self.id)
+        self._demand_sub = await self._nc.subscribe(self.subjects.demand, cb=self._on_demand)
+        self._active.set()
+        await self._announce()
+
+    async def _announce(self) -> None:
+        await self._nc.publish(self.subjects.active, json.dumps({"gateway": self.id}).encode())
+
+    async def _step_down(self) -> None:
+        self._active.clear()
+        if self._demand_sub is not None:
+            with contextlib.suppress(Exception):
+                await self._demand_sub.unsubscribe()
+            self._demand_sub = None
+        for conn in list(self._conns):
+            self._release_conn(conn)
+
+    # --- demand ----------------------------------------------------------------------------------------
+
+    async def _on_demand(self, msg: Any) -> None:
+        try:
+            request = json.loads(msg.data)
+            conn = str(request["conn"])
+            op = request["op"]
+            self._seen[conn] = time.monotonic()
+            if op == "lease":
+                reply: dict[str, Any] = {"known": conn in self._conns}
+            elif op == "release":
+                self._release_conn(conn)
+                reply = {}
+            elif op == "request":
+                reply = await self._request(conn, Stream.parse(request["stream"]), request["frame"])
+            else:
+                raise BusError(f"unknown demand op {op!r}")
+        except Exception as exc:  # a bad request harms only its sender
+            log.warning("bad demand: %r", exc)
+            reply = {"error": repr(exc)}
+        reply["gateway"] = self.id
+        reply["dialect"] = self.dialect
+        if msg.reply:
+            await self._nc.publish(msg.reply, json.dumps(reply).encode())
+
+    async def _request(self, conn: str, stream: Stream, frame: str) -> dict[str, Any]:
+        """Answer one request of a consumer connection as the API would."""
+        held = self._conns.setdefault(conn, Counter())
+        request = decode_request(frame, stream=stream.value)
+        if stream is not Stream.MARKET_DATA:
+            return await self._account_request(conn, held, stream, request)
+        kind = REQUEST_KINDS.get(type(request))
+        if kind is None:  # ping, ping settings, getMySubscriptions
+            statuses: dict[Topic, SubscriptionStatus | None] = {
+                t: h.status.result()
+                for t, h in self._topics.items()
+                if h.status is not None and h.status.done()
+            }
+            frames = answers.other(request, [t for t in held if isinstance(t, Topic)], statuses)
+            return {"frames": [encode(f, dialect=self.dialect) for f in frames]}
+        topics = answers.topics_of(kind, request)
+        subscribe = request.subscription_action is m.SubscriptionAction.SUBSCRIPTION_ACTION_SUBSCRIBE
+        if subscribe:
+            for topic in topics:
+                if held[topic] == 0:
+                    held[topic] = 1
+                    self._hold(topic)
+        else:
+            for topic in topics:
+                if held.pop(topic, 0):
+                    self._unhold(topic)
+        statuses = await self._statuses_of(topics) if subscribe else {}
+        subjects = sorted({s for t in topics if subscribe for s in self._topics[t].subjects})
+        response = answers.subscription_response(kind, request, topics, statuses, subscribe)
+        return {"frames": [encode(response, dialect=self.dialect)], "subjects": subjects}
+
+    async def _statuses_of(self, topics: Sequence[Topic]) -> dict[Topic, SubscriptionStatus | None]:
+        out: dict[Topic, SubscriptionStatus | None] = {}
+        for topic in topics:
+            held = self._topics.get(topic)
+            if held is None or held.status is None:
+                out[topic] = None
+                continue
+            try:
+                out[topic] = await asyncio.wait_for(asyncio.shield(held.status), _STATUS_TIMEOUT)
+            except TimeoutError:
+                out[topic] = None
+        return out
+
+    def _hold(self, topic: Topic) -> None:
+        held = self._topics.get(topic)
+        if held is None:
+            held = self._topics[topic] = _Held()
+            held.status = self._loop.create_future()
+            source = self.client.market_data.of_topics([topic], backlog=100_000).with_markers()
+            held.disposable = source.subscribe(
+                on_next=functools.partial(self._market_item, topic),
+                on_error=functools.partial(self._on_failed, topic),
+            )
+        held.refs += 1
+
+    def _unhold(self, topic: Topic) -> None:
+        held = self._topics.get(topic)
+        if held is None:
+            return
+        held.refs -= 1
+        if held.refs <= 0:
+            del self._topics[topic]
+            held.disposable.dispose()
+            for subject in held.subjects:
+                owners = self._owners.get(subject, [])
+                if topic in owners:
+                    owners.remove(topic)
+                if not owners:
+                    self._owners.pop(subject, None)
+
+    def _on_failed(self, topic: Topic, error: Exception) -> None:
+        self._loop.call_soon_threadsafe(self._failed, topic, error)
+
+    def _failed(self, topic: Topic, error: Exception) -> None:
+        held = self._topics.get(topic)
+        if held is not None and held.status is not None and not held.status.done():
+            held.status.set_result(SubscriptionStatus(topic, False, error, ""))  # type: ignore[arg-type]
+
+    def _on_status(self, status: object) -> None:
+        self._loop.call_soon_threadsafe(self._status, status)
+
+    def _status(self, status: object) -> None:
+        """A subscription answer of the client (on the loop)."""
+        if not isinstance(status, SubscriptionStatus):
+            return  # a connection's state: its gaps come as markers
+        target = status.target
+        if isinstance(target, Topic):
+            held = self._topics.get(target)
+            if held is None:
+                return
+            if status.confirmed:
+                subject = self.subjects.of_topic(target, status.instrument_uid)
+                held.subjects = (subject,)
+                owners = self._owners.setdefault(subject, [])
+                if target not in owners:
+                    owners.append(target)
+            if held.status is not None and not held.status.done():
+                held.status.set_result(status)
+            return
+        key = (status.stream, target)
+        self._account_status[key] = status
+        for waiter in self._account_waiters.pop(key, []):
+            if not waiter.done():
+                waiter.set_result(status)
+
+    # --- account streams -------------------------------------------------------------------------------
+
+    async def _account_request(
+        self, conn: str, held: Counter[Any], stream: Stream, request: Any
+    ) -> dict[str, Any]:
+        accounts = tuple(request.accounts)
+        initial = bool(getattr(request, "with_initial_positions", False))
+        key = (stream, accounts, initial)
+        if held[key] == 0:
+            held[key] = 1
+            await self._hold_accounts(key)
+        statuses = {a: await self._account_status_of(stream, a) for a in accounts}
+        answer = answers.account_answer(stream, accounts, statuses)
+        granted = [a for a in accounts if (s := statuses[a]) is not None and s.confirmed]
+        return {
+            "frames": [encode(answer, dialect=self.dialect)],
+            "subjects": [self.subjects.account(stream, a) for a in granted],
+        }
+
+    async def _account_status_of(self, stream: Stream, account: str) -> SubscriptionStatus | None:
+        status = self._account_status.get((stream.value, account))
+        if status is not None:
+            return status
+        waiter: asyncio.Future[SubscriptionStatus] = self._loop.create_future()
+        self._account_waiters.setdefault((stream.value, account), []).append(waiter)
+        try:
+            return await asyncio.wait_for(waiter, _STATUS_TIMEOUT)
+        except TimeoutError:
+            return None
+
+    async def _hold_accounts(self, key: tuple[Any, ...]) -> None:
+        held = self._accounts.get(key)
+        if held is None:
+            stream, accounts, initial = key
+            held = self._accounts[key] = _Held()
+            held.subjects = tuple(self.subjects.account(stream, a) for a in accounts)
+            since = await self._resume_since(held.subjects)
+            for account in accounts:  # a fresh answer is awaited
+                self._account_status.pop((stream.value, account), None)
+            source: Source[Any]
+            if stream is Stream.ORDER_STATE:
+                source = self.client.orders.order_states(accounts, since=since)
+            elif stream is Stream.TRADES:
+                source = self.client.orders.order_trades(accounts, since=since)
+            elif stream is Stream.POSITIONS:
+                source = self.client.operations.positions(
+                    accounts, with_initial_positions=initial, since=since
+                )
+            else:
+                source = self.client.operations.portfolio(accounts, since=since)
+            held.disposable = source.with_markers().subscribe(
+                on_next=functools.partial(self._account_item, stream),
+                on_error=lambda exc: log.warning("account stream %s ended: %r", key, exc),
+            )
+        held.refs += 1
+
+    async def _resume_since(self, subjects: Sequence[str]) -> datetime | None:
+        """The time of the latest event published on ``subjects`` within ``resume_within`` seconds:
+        a stream opened now resumes from it (see the module's rules). None: nothing recent."""
+        latest: datetime | None = None
+        for subject in subjects:
+            try:
+                message = await self._js.get_last_msg(self.stream, subject)
+            except Exception:  # nothing published there yet  # noqa: S112
+                continue
+            stamp = (message.headers or {}).get(_TIME)
+            if stamp:
+                moment = datetime.fromisoformat(stamp)
+                latest = moment if latest is None else max(latest, moment)
+        if latest is None or (datetime.now(UTC) - latest).total_seconds() > self.resume_within:
+            return None
+        return latest
+
+    def _unhold_accounts(self, key: tuple[Any, ...]) -> None:
+        held = self._accounts.get(key)
+        if held is None:
+            return
+        held.refs -= 1
+        if held.refs <= 0:
+            del self._accounts[key]
+            held.disposable.dispose()
+
+    def _account_item(self, stream: Stream, item: Any) -> None:
+        """One item of an account source (on a delivery thread)."""
+        if isinstance(item, Marker):
+            if isinstance(item, Gap):
+                subjects = [self.subjects.account(stream, item.target)] if item.target else []
+                self._loop.call_soon_threadsafe(self._account_gap, stream, subjects, item)
+            return
+        subject = self.subjects.account(stream, item.account_id)
+        self._publish(subject, encode(item, dialect=self.dialect).encode(), account=True)
+
+    def _account_gap(self, stream: Stream, subjects: list[str], gap: Gap) -> None:
+        if not subjects:
+            subjects = sorted(
+                {s for key, h in self._accounts.items() if key[0] is stream for s in h.subjects}
+            )
+        for subject in subjects:
+            self._mark(subject, gap, account=True)
+
+    # --- market events (on delivery threads) ---------------------------------------------------------
+
+    def _market_item(self, topic: Topic, item: Any) -> None:
+        if isinstance(item, Marker):
+            if isinstance(item, Gap):
+                self._loop.call_soon_threadsafe(self._market_gap, topic, item)
+            return
+        subject = self.subjects.of_event(topic.kind, item)
+        owners = self._owners.get(subject)
+        if owners and owners[0] != topic:
+            return  # another name of the same instrument publishes it
+        self._publish(subject, encode(item, dialect=self.dialect).encode(), account=False)
+
+    def _market_gap(self, topic: Topic, gap: Gap) -> None:
+        held = self._topics.get(topic)
+        if held is not None:
+            for subject in held.subjects:
+                self._mark(subject, gap, account=False)
+
+    def _mark(self, subject: str, gap: Gap, *, account: bool) -> None:
+        headers = {MARK: "gap", SINCE: gap.since.isoformat(), UNTIL: gap.until.isoformat()}
+        self.marks += 1
+        self._enqueue(subject, b"", headers, account)
+
+    def _publish(self, subject: str, payload: bytes, *, account: bool) -> None:
+        """From any thread: hand one message to the publisher."""
+        self._enqueue(subject, payload, {}, account)
+
+    def _enqueue(self, subject: str, payload: bytes, headers: dict[str, str], account: bool) -> None:
+        digest = hashlib.blake2b(subject.encode() + b"\0" + payload, digest_size=12)
+        for name in sorted(headers):
+            digest.update(f"{name}={headers[name]}".encode())
+        headers["Nats-Msg-Id"] = digest.hexdigest()
+        headers[_TIME] = datetime.now(UTC).isoformat()
+        pending = self._pending
+        was_empty = not pending
+        pending.append((subject, payload, headers, account))
+        if was_empty and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def _publisher(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._flush_pending()
+
+    async def _flush_pending(self) -> None:
+        pending = self._pending
+        while pending:
+            subject, payload, headers, account = pending[0]
+            if account:
+                await self._publish_acked(subject, payload, headers)
+            else:
+                await self._nc.publish(subject, payload, headers=headers)
+            pending.popleft()
+            self.published += 1
+
+    async def _publish_acked(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
+        """Publish until JetStream has stored it (an account event is never dropped)."""
+        delay = 0.05
+        while True:
+            try:
+                await self._js.publish(subject, payload, headers=headers, timeout=5)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.retried += 1
+                log.warning("publishing to %s failed (%r): retrying", subject, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    # --- leases ------------------------------------------------------------------------------------------
+
+    async def _expire(self) -> None:
+        while True:
+            await asyncio.sleep(min(1.0, self.lease / 4))
+            deadline = time.monotonic() - self.lease
+            for conn, seen in list(self._seen.items()):
+                if seen < deadline:
+                    log.info("consumer connection %s: lease expired, its demand released", conn)
+                    self._release_conn(conn)
+
+    def _release_conn(self, conn: str) -> None:
+        self._seen.pop(conn, None)
+        held = self._conns.pop(conn, None)
+        if not held:
+            return
+        for key in held:
+            if isinstance(key, Topic):
+                self._unhold(key)
+            else:
+                self._unhold_accounts(key)
+
+    def _demand_snapshot(self) -> dict[str, int]:
+        out = {str(topic): held.refs for topic, held in self._topics.items()}
+        out.update({f"{key[0]} {','.join(key[1])}": held.refs for key, held in self._accounts.items()})
+        return out
