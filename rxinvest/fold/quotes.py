@@ -132,17 +132,21 @@ def _quote(book: OrderBook, levels: int, increment: Decimal | None, previous: Qu
     imbalance = ofi = None
     if bid is not None and ask is not None:
         # Rule 1: sizes of the best ``levels`` levels; the first is known already. The default
-        # depth is summed unrolled: a loop over a slice costs twice as much.
-        if levels == 5 and len(bids) >= 5 and len(asks) >= 5:
-            buy = bid_size + bids[1].quantity + bids[2].quantity + bids[3].quantity + bids[4].quantity
-            sell = ask_size + asks[1].quantity + asks[2].quantity + asks[3].quantity + asks[4].quantity
-        else:
+        # depth is summed unrolled (a loop over a slice costs twice as much), and a side shorter
+        # than 5 found by IndexError (free when not raised, unlike two ``len`` calls).
+        sell: int | None = None
+        if levels == 5:
+            try:
+                buy = bid_size + bids[1].quantity + bids[2].quantity + bids[3].quantity + bids[4].quantity
+                sell = ask_size + asks[1].quantity + asks[2].quantity + asks[3].quantity + asks[4].quantity
+            except IndexError:
+                sell = None
+        if sell is None:
             buy, sell = bid_size, ask_size
-            if levels > 1:
-                for level in bids[1:levels]:
-                    buy += level.quantity
-                for level in asks[1:levels]:
-                    sell += level.quantity
+            for level in bids[1:levels]:
+                buy += level.quantity
+            for level in asks[1:levels]:
+                sell += level.quantity
         total = buy + sell
         if total:
             imbalance = (buy - sell) / total
