@@ -41,7 +41,9 @@ Rules of this module:
    carry the ``now`` passed in (the scheduler's). ``now`` never goes back.
 9. **Cost.** One entry per instrument, and at most one pending deadline each. A snapshot with the
    problems of the one before allocates nothing but the empty list it returns: problem sets come
-   from a table, and the staleness deadlines (a heap) are corrected lazily, when looked at.
+   from a table, and the staleness deadlines (a heap) are corrected lazily, when looked at. A
+   healthy snapshot (the common one) is recognised by :func:`problems_of` in one chained comparison
+   of its outer prices, before the general path.
 """
 
 from __future__ import annotations

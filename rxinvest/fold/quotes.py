@@ -22,7 +22,9 @@ Rules of this module:
    ``attrs``: not compared, hashed or in ``asdict``). The sizes of the ``levels`` levels are summed
    as ints, unrolled for the default 5; OFI tries ``is`` before a Decimal comparison (the decoder
    interns prices, so an unchanged price is the very object). The quote is made by
-   :func:`~rxinvest.fold._make.positional` (a sixth of the cost of ``Quote(...)``).
+   :func:`~rxinvest.fold._make.positional` (a sixth of the cost of ``Quote(...)``, as cheap as any
+   object of ten slots). :meth:`QuoteFold.step` holds the formulas and :func:`quote` is a fold of
+   one step: one Python call a book fewer than a shared helper (a call costs about 0.05 µs).
 """
 
 from __future__ import annotations
