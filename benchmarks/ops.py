@@ -266,7 +266,9 @@ def read_quote(made: Quote) -> None:
 def book_pipeline(
     operator: Callable[[], Any], *, timed: bool = False, subscriber: Callable[[Any], None] = lambda _: None
 ) -> Callable[[list[OrderBook]], None]:
-    """``Subject -> operator -> subscriber`` over the tape (the first book primes it, as a pair's)."""
+    """``Subject -> operator -> subscriber`` over the tape (the first book primes it, as a pair's).
+    ``timed``: the operator takes the tape's clock, moved to each book's time before it is sent (a
+    cost of the driver that R does not have, charged to the operator: about 0.03 µs a book)."""
 
     def run(books: list[OrderBook]) -> None:
         subject: Subject[OrderBook] = Subject()
@@ -275,10 +277,14 @@ def book_pipeline(
         subscription = subject.pipe(operator(**options)).subscribe(subscriber)
         subject.on_next(books[0])
         start = time.perf_counter()
-        for book in books[1:]:
-            assert book.time is not None
-            clock.at = book.time
-            subject.on_next(book)
+        if timed:
+            for book in books[1:]:
+                assert book.time is not None
+                clock.at = book.time
+                subject.on_next(book)
+        else:  # no clock to move: the loop is R's, so P - R is the operator's alone
+            for book in books[1:]:
+                subject.on_next(book)
         run.seconds = time.perf_counter() - start  # type: ignore[attr-defined]
         subscription.dispose()
 

@@ -41,7 +41,9 @@ Rules of this module:
    carry the ``now`` passed in (the scheduler's). ``now`` never goes back.
 9. **Cost.** One entry per instrument, and at most one pending deadline each. A snapshot with the
    problems of the one before allocates nothing but the empty list it returns: problem sets come
-   from a table, and the staleness deadlines (a heap) are corrected lazily, when looked at.
+   from a table, and the staleness deadlines (a heap) are corrected lazily, when looked at. A
+   healthy snapshot (the common one) is recognised by :func:`problems_of` in one chained comparison
+   of its outer prices, before the general path.
 """
 
 from __future__ import annotations
@@ -108,8 +110,17 @@ _AUCTION_PROBLEMS = frozenset({_P.CROSSED, _P.LOCKED})
 def problems_of(book: OrderBook) -> frozenset[BookProblem]:
     """The problems of one snapshot by itself (rule 1). Returns one of a fixed set of frozensets."""
     bids, asks = book.bids, book.asks
-    mask = 0 if book.is_consistent else _INCONSISTENT
     up, down = book.limit_up, book.limit_down
+    if bids and asks and up is not None and down is not None and book.is_consistent:
+        # The common case, healthy, in one chained test: not crossed, and the outer ends (so every
+        # level) within the limits. A level without a price at an end raises TypeError, and the
+        # general path below decides.
+        try:
+            if down <= bids[-1].price and bids[0].price < asks[0].price and asks[-1].price <= up:  # type: ignore[operator]
+                return _HEALTHY
+        except TypeError:
+            pass
+    mask = 0 if book.is_consistent else _INCONSISTENT
     limited = up is not None or down is not None
     if bids and asks:
         best_bid, best_ask = bids[0].price, asks[0].price

@@ -22,7 +22,9 @@ Rules of this module:
    ``attrs``: not compared, hashed or in ``asdict``). The sizes of the ``levels`` levels are summed
    as ints, unrolled for the default 5; OFI tries ``is`` before a Decimal comparison (the decoder
    interns prices, so an unchanged price is the very object). The quote is made by
-   :func:`~rxinvest.fold._make.positional` (a sixth of the cost of ``Quote(...)``).
+   :func:`~rxinvest.fold._make.positional` (a sixth of the cost of ``Quote(...)``, as cheap as any
+   object of ten slots). :meth:`QuoteFold.step` holds the formulas and :func:`quote` is a fold of
+   one step: one Python call a book fewer than a shared helper (a call costs about 0.05 µs).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from rxinvest.model import OrderBook
 
 __all__ = ["QuoteFold", "quote"]
 
-#: ``Quote``'s fields, in the order :func:`_quote` gives them.
+#: ``Quote``'s fields, in the order :meth:`QuoteFold.step` gives them.
 _FIELDS = (
     "instrument_uid",
     "time",
@@ -64,14 +66,13 @@ def quote(
     """The quote of one snapshot (the rules at the top of the module). ``increment``: the
     instrument's price step, for ``spread_ticks``; ``previous``: the quote of the instrument's
     previous snapshot, for ``ofi``."""
-    _check_levels(levels)
-    if increment is not None:
-        _check_increment(increment, book.instrument_uid)
-    if previous is not None and previous.instrument_uid != book.instrument_uid:
-        raise ConfigurationError(
-            f"previous is a quote of {previous.instrument_uid!r}, not of {book.instrument_uid!r}"
-        )
-    return _quote(book, levels, increment, previous)
+    uid = book.instrument_uid
+    fold = QuoteFold(levels, None if increment is None else {uid: increment})  # checks both
+    if previous is not None:
+        if previous.instrument_uid != uid:
+            raise ConfigurationError(f"previous is a quote of {previous.instrument_uid!r}, not of {uid!r}")
+        fold._previous[uid] = previous
+    return fold.step(book)
 
 
 class QuoteFold:
@@ -90,8 +91,75 @@ class QuoteFold:
     def step(self, book: OrderBook) -> Quote:
         """The quote of one snapshot; it becomes its instrument's previous quote."""
         uid = book.instrument_uid
-        previous = self._previous
-        made = previous[uid] = _quote(book, self.levels, self._increments.get(uid), previous.get(uid))
+        quotes, levels = self._previous, self.levels
+        previous = quotes.get(uid)
+        bids, asks = book.bids, book.asks
+        bid = ask = None
+        bid_size = ask_size = 0
+        if bids:
+            top = bids[0]
+            bid = top.price
+            if bid is not None:
+                bid_size = top.quantity
+        if asks:
+            top = asks[0]
+            ask = top.price
+            if ask is not None:
+                ask_size = top.quantity
+        imbalance = ofi = None
+        if bid is not None and ask is not None:
+            # Rule 1: sizes of the best ``levels`` levels; the first is known already. The default
+            # depth is summed unrolled (a loop over a slice costs twice as much), and a side shorter
+            # than 5 found by IndexError (free when not raised, unlike two ``len`` calls).
+            sell: int | None = None
+            if levels == 5:
+                try:
+                    buy = bid_size + bids[1].quantity + bids[2].quantity + bids[3].quantity + bids[4].quantity
+                    sell = (
+                        ask_size + asks[1].quantity + asks[2].quantity + asks[3].quantity + asks[4].quantity
+                    )
+                except IndexError:
+                    sell = None
+            if sell is None:
+                buy, sell = bid_size, ask_size
+                for level in bids[1:levels]:
+                    buy += level.quantity
+                for level in asks[1:levels]:
+                    sell += level.quantity
+            total = buy + sell
+            if total:
+                imbalance = (buy - sell) / total
+            if previous is not None:
+                before_bid, before_ask = previous.bid, previous.ask
+                if before_bid is not None and before_ask is not None:
+                    # Decoded prices are interned: an unchanged price is the very object (``is``
+                    # first spares a Decimal comparison in the common case).
+                    if bid is before_bid or bid == before_bid:
+                        e_bid = bid_size - previous.bid_size
+                    elif bid > before_bid:
+                        e_bid = bid_size
+                    else:
+                        e_bid = -previous.bid_size
+                    if ask is before_ask or ask == before_ask:
+                        e_ask = ask_size - previous.ask_size
+                    elif ask < before_ask:
+                        e_ask = ask_size
+                    else:
+                        e_ask = -previous.ask_size
+                    ofi = e_bid - e_ask
+        increments = self._increments
+        made = quotes[uid] = _make_quote(
+            uid,
+            book.time,
+            bid,
+            ask,
+            bid_size,
+            ask_size,
+            imbalance,
+            levels,
+            ofi,
+            increments.get(uid) if increments else None,
+        )
         return made
 
     def gap(self, instrument_uid: str = "") -> None:
@@ -113,57 +181,3 @@ def _check_increment(increment: object, uid: str) -> None:
         raise ConfigurationError(
             f"the price increment of {uid!r} must be a positive Decimal, not {increment!r}"
         )
-
-
-def _quote(book: OrderBook, levels: int, increment: Decimal | None, previous: Quote | None) -> Quote:
-    bids, asks = book.bids, book.asks
-    bid = ask = None
-    bid_size = ask_size = 0
-    if bids:
-        top = bids[0]
-        bid = top.price
-        if bid is not None:
-            bid_size = top.quantity
-    if asks:
-        top = asks[0]
-        ask = top.price
-        if ask is not None:
-            ask_size = top.quantity
-    imbalance = ofi = None
-    if bid is not None and ask is not None:
-        # Rule 1: sizes of the best ``levels`` levels; the first is known already. The default
-        # depth is summed unrolled: a loop over a slice costs twice as much.
-        if levels == 5 and len(bids) >= 5 and len(asks) >= 5:
-            buy = bid_size + bids[1].quantity + bids[2].quantity + bids[3].quantity + bids[4].quantity
-            sell = ask_size + asks[1].quantity + asks[2].quantity + asks[3].quantity + asks[4].quantity
-        else:
-            buy, sell = bid_size, ask_size
-            if levels > 1:
-                for level in bids[1:levels]:
-                    buy += level.quantity
-                for level in asks[1:levels]:
-                    sell += level.quantity
-        total = buy + sell
-        if total:
-            imbalance = (buy - sell) / total
-        if previous is not None:
-            before_bid, before_ask = previous.bid, previous.ask
-            if before_bid is not None and before_ask is not None:
-                # Decoded prices are interned: an unchanged price is the very object (``is``
-                # first spares a Decimal comparison in the common case).
-                if bid is before_bid or bid == before_bid:
-                    e_bid = bid_size - previous.bid_size
-                elif bid > before_bid:
-                    e_bid = bid_size
-                else:
-                    e_bid = -previous.bid_size
-                if ask is before_ask or ask == before_ask:
-                    e_ask = ask_size - previous.ask_size
-                elif ask < before_ask:
-                    e_ask = ask_size
-                else:
-                    e_ask = -previous.ask_size
-                ofi = e_bid - e_ask
-    return _make_quote(
-        book.instrument_uid, book.time, bid, ask, bid_size, ask_size, imbalance, levels, ofi, increment
-    )

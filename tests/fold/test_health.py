@@ -175,6 +175,30 @@ def test_one_sided_and_unpriced_levels_against_limits() -> None:
     assert problems_of(unpriced) == {P.OUTSIDE_LIMITS}  # no crossed check without a best bid price
 
 
+def test_unpriced_ends_with_both_limits() -> None:
+    """An end without a price, both limits given (the case of a book otherwise healthy): it is not
+    compared, and the priced levels still are."""
+
+    def book(bids: list[Decimal | None], asks: list[Decimal | None], up: str, down: str) -> OrderBook:
+        return OrderBook(
+            instrument_uid="A",
+            is_consistent=True,
+            bids=tuple(Order(price=p, quantity=1) for p in bids),
+            asks=tuple(Order(price=p, quantity=1) for p in asks),
+            limit_up=Decimal(up),
+            limit_down=Decimal(down),
+        )
+
+    assert problems_of(book([None, Decimal(2)], [Decimal(1)], "3", "1.5")) == {P.OUTSIDE_LIMITS}
+    assert problems_of(book([None, Decimal(2)], [Decimal(3)], "3", "1.5")) == frozenset()
+    assert problems_of(book([Decimal(2)], [Decimal(3), None], "4", "1")) == frozenset()
+    assert problems_of(book([Decimal(2), None], [Decimal(3)], "4", "1")) == frozenset()
+    assert problems_of(book([Decimal(3), None], [Decimal(2), Decimal(5)], "4", "1")) == {
+        P.CROSSED,
+        P.OUTSIDE_LIMITS,
+    }
+
+
 # --- rules 2-8, by example ------------------------------------------------------------------------
 
 
