@@ -1,0 +1,287 @@
+"""The bus in one process: a gateway and consumers on a real nats-server, against the simulator.
+
+The oracle is a direct client of the same simulator (or the simulator's broker): the bus must
+give what a direct client gets. Process-level behaviour (killed consumers, failover, clusters) is in
+test_processes.py and test_failover.py.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+pytest.importorskip("nats")
+
+import rxinvest
+from rxinvest import bus
+from rxinvest import model as m
+from rxinvest.bus import answers
+from rxinvest.bus.natsd import NatsServer
+from rxinvest.derived import Gap, Subscribed
+from rxinvest.errors import BusError, SubscriptionRejectedError
+from rxinvest.model.kinds import BOOK_DEPTHS, Kind
+from rxinvest.protocol import MarketDataSession, Send, Topic
+from rxinvest.sim import serve
+from rxinvest.wire import Stream, decode_request
+
+_DEADLINE = 20.0  # seconds any wait of these tests may take at most
+
+
+def _wait(condition: Callable[[], bool], timeout: float = _DEADLINE) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[Any]:
+    with serve(seed=7, min_ping_delay=0.05) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def gateway(sim: Any, nats_server: NatsServer) -> Iterator[bus.Gateway]:
+    client = rxinvest.connect(sim.token, target=sim.base_url, rest_url=sim.rest_url)
+    with bus.Gateway(client, nats_server.url, lease=2.0, takeover_after=1.5) as gw:
+        assert gw.wait_active(10)
+        yield gw
+
+
+class _Collect:
+    """Items of one subscription, thread-safe."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self.errors: list[BaseException] = []
+        self._lock = threading.Lock()
+
+    def on_next(self, item: Any) -> None:
+        with self._lock:
+            self.items.append(item)
+
+    def on_error(self, error: BaseException) -> None:
+        self.errors.append(error)
+
+    def events(self) -> list[Any]:
+        with self._lock:
+            return [i for i in self.items if not isinstance(i, Subscribed | Gap)]
+
+
+# --- pure parts ------------------------------------------------------------------------------------------
+
+_instrument_ids = st.sampled_from(["SBER_TQBR", "GAZP_TQBR", "e6123145-9665-43e0-8413-cd61b8aa9b13", "BBG1"])
+
+
+@st.composite
+def _topics(draw: st.DrawFn) -> list[Topic]:
+    """Topics of one kind and one request-level parameter set, as one request carries them."""
+    kind = draw(st.sampled_from(list(Kind)))
+    ids = draw(st.lists(_instrument_ids, min_size=1, max_size=4, unique=True))
+    if kind is Kind.ORDER_BOOKS:
+        depth = draw(st.sampled_from(BOOK_DEPTHS))
+        book_type = draw(st.sampled_from(list(m.OrderBookType)))
+        return [Topic(kind, i, depth=depth, order_book_type=book_type) for i in ids]
+    if kind is Kind.CANDLES:
+        interval = draw(st.sampled_from(list(m.SubscriptionInterval)[1:]))
+        waiting = draw(st.booleans())
+        return [Topic(kind, i, interval=interval, waiting_close=waiting) for i in ids]
+    if kind is Kind.TRADES:
+        source = draw(st.sampled_from(list(m.TradeSourceType)))
+        interest = draw(st.booleans())
+        return [Topic(kind, i, trade_source=source, with_open_interest=interest) for i in ids]
+    return [Topic(kind, i) for i in ids]
+
+
+@settings(max_examples=200, deadline=None)
+@given(_topics(), st.sampled_from(["json", "json-proto"]))
+def test_the_gateway_reads_back_the_topics_the_client_session_sent(topics: list[Topic], dialect: str) -> None:
+    """The oracle is the client's own session: what it writes, the gateway must read as the same topics."""
+    session = MarketDataSession(dialect=dialect)
+    session.connected(datetime.now(UTC))
+    outcomes = session.subscribe(topics, datetime.now(UTC))
+    frames = [f for o in outcomes if isinstance(o, Send) for f in o.frames]
+    read: list[Topic] = []
+    for frame in frames:
+        request = decode_request(frame, stream=Stream.MARKET_DATA.value)
+        kind = type(request)
+        read += answers.topics_of(next(k for k in Kind if k.spec.request is kind), request)
+    assert read == topics
+
+
+def test_subjects_refuse_tokens_nats_cannot_carry() -> None:
+    subjects = bus.Subjects("desk")
+    assert subjects.market(Kind.ORDER_BOOKS, "u-1", 20) == "desk.md.order_books.20.u-1"
+    assert subjects.market(Kind.TRADES, "u-1") == "desk.md.trades.u-1"
+    assert subjects.account(Stream.ORDER_STATE, "2000") == "desk.acct.OrderStateStream.2000"
+    for bad in ("a.b", "a b", "*", ">", ""):
+        with pytest.raises(BusError):
+            subjects.account(Stream.ORDER_STATE, bad)
+    with pytest.raises(BusError):
+        bus.Subjects("desk.*")
+
+
+# --- against the simulator -----------------------------------------------------------------------------
+
+
+def test_consumers_get_what_a_direct_client_gets(
+    sim: Any, gateway: bus.Gateway, nats_server: NatsServer
+) -> None:
+    """Trades of every instrument through the bus, to two consumers, equal a direct client's over the
+    window all three were live, instrument by instrument; the gateway holds one upstream subscription
+    per topic."""
+    ids = [i.uid for i in sim.instruments]
+    direct = rxinvest.connect(sim.token, target=sim.base_url)
+    consumers = [bus.connect(nats_server.url) for _ in range(2)]
+    try:
+        seen = [_Collect() for _ in range(3)]
+        for client, collect in zip([direct, *consumers], seen, strict=True):
+            client.market_data.trades(ids).with_markers().subscribe(collect.on_next, collect.on_error)
+        assert _wait(lambda: all(len(c.events()) >= 30 for c in seen)), [len(c.events()) for c in seen]
+        time.sleep(0.5)
+        assert gateway.demand() == {str(Topic(Kind.TRADES, i)): 2 for i in ids}
+        lists = [
+            [(t.instrument_uid, t.time, t.price, t.quantity, t.direction) for t in c.events()] for c in seen
+        ]
+        # Each started at its own moment: compare from the latest first event to the earliest last one.
+        start = max(items[0][1] for items in lists)
+        end = min(items[-1][1] for items in lists)
+        # Each instrument is its own subject: the order holds per instrument, not across them.
+        windows = [sorted((t for t in items if start < t[1] < end), key=lambda t: t[0]) for items in lists]
+        assert len(windows[0]) >= 10
+        assert windows[1] == windows[0]
+        assert windows[2] == windows[0]
+        assert not any(c.errors for c in seen)
+    finally:
+        for client in [direct, *consumers]:
+            client.close()
+    assert _wait(lambda: gateway.demand() == {})
+
+
+def test_books_show_the_current_book_at_once_like_the_api(
+    sim: Any, gateway: bus.Gateway, nats_server: NatsServer
+) -> None:
+    """A second consumer of a book the gateway already holds gets a snapshot first, without waiting
+    for the book to change: its first event is the stored last book."""
+    uid = sim.instruments[0].uid
+    first, second = bus.connect(nats_server.url), bus.connect(nats_server.url)
+    try:
+        a, b = _Collect(), _Collect()
+        first.market_data.order_books(uid, 10).subscribe(a.on_next, a.on_error)
+        assert _wait(lambda: len(a.events()) >= 3)
+        second.market_data.order_books(uid, 10).subscribe(b.on_next, b.on_error)
+        assert _wait(lambda: len(b.events()) >= 1)
+        book = b.events()[0]
+        assert isinstance(book, m.OrderBook) and book.instrument_uid == uid and book.depth == 10
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_refused_instrument_is_refused_as_the_api_does(
+    gateway: bus.Gateway, nats_server: NatsServer
+) -> None:
+    with bus.connect(nats_server.url) as consumer:
+        collect = _Collect()
+        consumer.market_data.trades("NO_SUCH_TQBR").subscribe(collect.on_next, collect.on_error)
+        assert _wait(lambda: bool(collect.errors))
+        error = collect.errors[0]
+        assert isinstance(error, SubscriptionRejectedError)
+        assert error.status is m.SubscriptionStatus.SUBSCRIPTION_STATUS_INSTRUMENT_NOT_FOUND
+
+
+def test_order_states_reach_consumers_exactly_once(
+    sim: Any, gateway: bus.Gateway, nats_server: NatsServer
+) -> None:
+    """Order states through the bus equal the direct client's, in order, none twice."""
+    account = sim.accounts[1]
+    direct = rxinvest.connect(sim.token, target=sim.base_url)
+    consumer = bus.connect(nats_server.url, name="once")
+    try:
+        via_direct, via_bus = _Collect(), _Collect()
+        direct.orders.order_states(account).with_markers().subscribe(via_direct.on_next, via_direct.on_error)
+        consumer.orders.order_states(account).with_markers().subscribe(via_bus.on_next, via_bus.on_error)
+        assert _wait(lambda: any(isinstance(i, Subscribed) for i in via_bus.items))
+        time.sleep(1.0)  # both streams granted
+        uid = sim.instruments[0].uid
+        for _ in range(5):
+            sim.place_order(account, uid, m.OrderDirection.ORDER_DIRECTION_BUY, 1)
+        assert _wait(lambda: len(via_bus.events()) >= 5 and len(via_bus.events()) == len(via_direct.events()))
+        time.sleep(0.5)
+        key = [(s.order_id, s.execution_report_status, s.lots_executed) for s in via_direct.events()]
+        assert [(s.order_id, s.execution_report_status, s.lots_executed) for s in via_bus.events()] == key
+        assert len(set(key)) == len(key)
+    finally:
+        direct.close()
+        consumer.close()
+
+
+def test_a_gap_at_the_gateway_is_a_gap_for_the_consumer(
+    sim: Any, gateway: bus.Gateway, nats_server: NatsServer
+) -> None:
+    """A gap mark on a subject the consumer reads shows as a Gap marker, and the stream goes on."""
+    import asyncio
+
+    import nats
+
+    uid = sim.instruments[0].uid
+    with bus.connect(nats_server.url) as consumer:
+        collect = _Collect()
+        consumer.market_data.trades(uid).with_markers().subscribe(collect.on_next, collect.on_error)
+        assert _wait(lambda: len(collect.events()) >= 2)
+
+        async def mark() -> None:
+            nc = await nats.connect(nats_server.url)
+            now = datetime.now(UTC).isoformat()
+            headers = {"Rx-Mark": "gap", "Rx-Since": now, "Rx-Until": now}
+            await nc.publish(gateway.subjects.market(Kind.TRADES, uid), b"", headers=headers)
+            await nc.drain()
+
+        asyncio.run(mark())
+        assert _wait(lambda: any(isinstance(i, Gap) for i in collect.items))
+        after = len(collect.events())
+        assert _wait(lambda: len(collect.events()) >= after + 2)  # live again
+        assert not collect.errors
+
+
+def test_no_gateway_is_a_clear_error(nats_server: NatsServer) -> None:
+    started = time.monotonic()
+    with pytest.raises(BusError, match="no gateway answers"):
+        bus.connect(nats_server.url, open_timeout=1.0)
+    assert time.monotonic() - started < 8
+
+
+def test_a_malformed_demand_harms_nobody(sim: Any, gateway: bus.Gateway, nats_server: NatsServer) -> None:
+    import asyncio
+
+    import nats
+
+    async def garbage() -> list[dict[str, Any]]:
+        nc = await nats.connect(nats_server.url)
+        replies = []
+        for body in (
+            b"not json",
+            b"{}",
+            json.dumps({"op": "request", "conn": "x", "stream": "Nope", "frame": ""}).encode(),
+        ):
+            reply = await nc.request(gateway.subjects.demand, body, timeout=5)
+            replies.append(json.loads(reply.data))
+        await nc.drain()
+        return replies
+
+    replies = asyncio.run(garbage())
+    assert all("error" in reply for reply in replies)
+    with bus.connect(nats_server.url) as consumer:
+        collect = _Collect()
+        consumer.market_data.trades(sim.instruments[0].uid).subscribe(collect.on_next, collect.on_error)
+        assert _wait(lambda: len(collect.events()) >= 1)
