@@ -14,9 +14,11 @@ Rules:
 * **Account streams** read JetStream through a pull consumer that filters their accounts' subjects,
   created before the demand is sent, so nothing published after it is missed. With ``name`` it is
   durable (``<name>-<stream>-<accounts hash>``): a consumer restarted under the same name resumes
-  after the last message it acknowledged. A message is acknowledged once handed to the client (its
-  sources then deliver it); without ``name`` the consumer is ephemeral and starts with what is
-  published from then on, or from ``since`` when given.
+  after the last message it acknowledged. A batch of messages is acknowledged once every
+  subscriber's ``on_next`` has returned for each of them, and the next batch is fetched only then:
+  a consumer killed meanwhile gets them again under its name (at least once, never fewer), and a
+  slow subscriber holds back the fetching, not memory. Without ``name`` the consumer is ephemeral
+  and starts with what is published from then on, or from ``since`` when given.
 * **Gaps.** A gap mark on a subject, a new active gateway (``<prefix>.active``), a gateway that no
   longer knows this connection's demand, or a request that goes unanswered all end the connection
   as a loss: the client opens it again, sends its subscriptions again (to the active gateway) and
@@ -447,18 +449,33 @@ class _BusTransport:
                 await asyncio.sleep(0.5)
                 continue
             now = _now()
+            handed: list[Any] = []
             for message in messages:
                 if message.headers and message.headers.get(MARK):
+                    await self._acknowledge(handed)
                     await message.ack()
-                    self.listener.flush()
                     self.lose(f"gap at the gateway on {message.subject}")
                     while (not self._open or self.busy or not self._outbox.empty()) and not self._closing:
                         await asyncio.sleep(0.02)  # the new answer first, then what followed the gap
                     now = _now()
                     continue
                 self.listener.frame(message.data, now)
-                await message.ack()
-            self.listener.flush()
+                handed.append(message)
+            await self._acknowledge(handed)
+
+    async def _acknowledge(self, handed: list[Any]) -> None:
+        """Acknowledge ``handed`` once every subscriber has had it (see the module's rules)."""
+        if not handed:
+            return
+        self.listener.flush()
+        settled = getattr(self.listener, "settled", None)
+        while settled is not None and not settled() and not self._closing:
+            await asyncio.sleep(0.002)
+        if self._closing:
+            return  # not acknowledged: a consumer of this name gets them again
+        for message in handed:
+            await message.ack()
+        handed.clear()
 
     # --- losing and closing ----------------------------------------------------------------------------
 

@@ -107,6 +107,15 @@ class StreamConnection:
         with self.lock:
             return self._mailbox_list()
 
+    def settled(self) -> bool:
+        """Has every subscriber finished with every event handed to it so far (its ``on_next``
+        returned, or the event was dropped)? A transport that must acknowledge only what was
+        delivered (the bus) waits for this."""
+        return all(
+            box.pushed <= box.delivered + box.failed + box.dropped + box.conflated
+            for box in self.subscribers()
+        )
+
     def _ensure_started(self) -> None:
         """Start a transport if none runs."""
         assert self.lock.locked(), "called under the lock"
