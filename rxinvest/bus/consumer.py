@@ -261,6 +261,7 @@ class _BusTransport:
         self._topic_subjects: dict[Topic, str] = {}
         self._live: set[str] = set()  # subjects a live message came on
         self._fetcher: asyncio.Task[Any] | None = None
+        self._resuming = False  # see _carry
         self._flush_due = False
 
     # --- Transport -------------------------------------------------------------------------------------
@@ -327,9 +328,18 @@ class _BusTransport:
         kind = REQUEST_KINDS.get(type(request))
         if self.stream is not Stream.MARKET_DATA and self._fetcher is None:
             await self._consume_accounts(request)  # before the demand: nothing published after it is missed
-        reply = await self.link.request(
-            {"op": "request", "conn": self.conn, "stream": self.stream.value, "frame": frame}
-        )
+        body: dict[str, Any] = {
+            "op": "request",
+            "conn": self.conn,
+            "stream": self.stream.value,
+            "frame": frame,
+        }
+        if self.stream is not Stream.MARKET_DATA:
+            # A snapshot (initial positions, a portfolio) only for a consumer new to the stream: one
+            # that resumes reads on from where it was, and a snapshot of now would overtake that.
+            body["resuming"] = self._resuming
+            self._resuming = True
+        reply = await self.link.request(body)
         if kind is not None:
             topics = answers.topics_of(kind, request)
             subjects = reply.get("subjects") or [None] * len(topics)
@@ -426,7 +436,7 @@ class _BusTransport:
         )
         try:
             info = await link.js.consumer_info(link.stream, config.name)
-            del info  # exists: resume where it left off
+            self._resuming = info.delivered.consumer_seq > 0  # exists: read on where it left off
         except Exception:
             await link.js.add_consumer(link.stream, config)
         sub = await link.js.pull_subscribe_bind(config.name, link.stream)

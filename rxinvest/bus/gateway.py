@@ -61,7 +61,7 @@ from rxinvest.model.kinds import REQUEST_KINDS
 from rxinvest.protocol import Topic
 from rxinvest.streams import Client, Source
 from rxinvest.streams.events import SubscriptionStatus
-from rxinvest.wire import Stream, decode_request, encode
+from rxinvest.wire import Stream, Unary, decode_request, encode
 
 __all__ = ["DEFAULT_LEASE", "Gateway", "Retention"]
 
@@ -325,7 +325,9 @@ class Gateway:
                 self._release_conn(conn)
                 reply = {}
             elif op == "request":
-                reply = await self._request(conn, Stream.parse(request["stream"]), request["frame"])
+                reply = await self._request(
+                    conn, Stream.parse(request["stream"]), request["frame"], bool(request.get("resuming"))
+                )
             else:
                 raise BusError(f"unknown demand op {op!r}")
         except Exception as exc:  # a bad request harms only its sender
@@ -336,12 +338,12 @@ class Gateway:
         if msg.reply:
             await self._nc.publish(msg.reply, json.dumps(reply).encode())
 
-    async def _request(self, conn: str, stream: Stream, frame: str) -> dict[str, Any]:
+    async def _request(self, conn: str, stream: Stream, frame: str, resuming: bool) -> dict[str, Any]:
         """Answer one request of a consumer connection as the API would."""
         held = self._conns.setdefault(conn, Counter())
         request = decode_request(frame, stream=stream.value)
         if stream is not Stream.MARKET_DATA:
-            return await self._account_request(conn, held, stream, request)
+            return await self._account_request(conn, held, stream, request, resuming)
         kind = REQUEST_KINDS.get(type(request))
         if kind is None:  # ping, ping settings, getMySubscriptions
             statuses: dict[Topic, SubscriptionStatus | None] = {
@@ -445,21 +447,44 @@ class Gateway:
     # --- account streams -------------------------------------------------------------------------------
 
     async def _account_request(
-        self, conn: str, held: Counter[Any], stream: Stream, request: Any
+        self, conn: str, held: Counter[Any], stream: Stream, request: Any, resuming: bool
     ) -> dict[str, Any]:
         accounts = tuple(request.accounts)
         initial = bool(getattr(request, "with_initial_positions", False))
         key = (stream, accounts, initial)
+        joined = key in self._accounts  # the stream is open: its first snapshots went out long ago
         if held[key] == 0:
             held[key] = 1
             await self._hold_accounts(key)
         statuses = {a: await self._account_status_of(stream, a) for a in accounts}
         answer = answers.account_answer(stream, accounts, statuses)
         granted = [a for a in accounts if (s := statuses[a]) is not None and s.confirmed]
-        return {
-            "frames": [encode(answer, dialect=self.dialect)],
-            "subjects": [self.subjects.account(stream, a) for a in granted],
-        }
+        frames = [encode(answer, dialect=self.dialect)]
+        if joined and not resuming and (stream is Stream.PORTFOLIO or initial):
+            frames += [
+                encode(snapshot, dialect=self.dialect) for snapshot in await self._snapshots(stream, granted)
+            ]
+        return {"frames": frames, "subjects": [self.subjects.account(stream, a) for a in granted]}
+
+    async def _snapshots(self, stream: Stream, accounts: Sequence[str]) -> list[Any]:
+        """What the API shows a new PositionsStream or PortfolioStream first, from the unary API
+        (none when the client has no REST URL: the consumer then starts with the changes)."""
+        method, request = (
+            (Unary.GET_PORTFOLIO, m.PortfolioRequest)
+            if stream is Stream.PORTFOLIO
+            else (Unary.GET_POSITIONS, m.GetPositionsRequest)
+        )
+        out = []
+        for account in accounts:
+            try:
+                answer = await self._loop.run_in_executor(
+                    None, self.client.unary, method, request(account_id=account)
+                )
+            except RxInvestError as exc:
+                log.warning("no %s snapshot of account %s for a new consumer: %s", stream, account, exc)
+                continue
+            out.append(attrs.evolve(answer, account_id=account))
+        return out
 
     async def _account_status_of(self, stream: Stream, account: str) -> SubscriptionStatus | None:
         status = self._account_status.get((stream.value, account))

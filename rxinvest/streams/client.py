@@ -37,7 +37,7 @@ from rxinvest.streams.delivery import Broadcast, DeliveryScheduler, DeliveryStat
 from rxinvest.streams.events import ConnectionStatus, Metrics, SubscriptionCheck, SubscriptionStatus
 from rxinvest.streams.market_data import MarketDataConnection, MarketDataPool, SharedBudget
 from rxinvest.transport import Listener, RestClient, Tap, Transport, TransportFactory, WebSocketTransport
-from rxinvest.wire import Dialect, Stream
+from rxinvest.wire import Dialect, Stream, Unary
 
 __all__ = ["DEFAULT_BACKLOG", "DEFAULT_PING_DELAY", "Client", "MarketData", "Operations", "Orders", "Source"]
 
@@ -311,6 +311,16 @@ class Client:
             missing=tuple(t for r in results if r is not None for t in r.missing),
             released=tuple(t for r in results if r is not None for t in r.extra),
         )
+
+    def unary(self, method: Unary | str, request: Any) -> Any:
+        """Call a unary method of the API over REST (those the client uses to fill gaps:
+        :class:`~rxinvest.wire.Unary`) with ``request``, its request class; returns the decoded
+        answer. Blocks the calling thread (retries included, bounded). Raises
+        :class:`~rxinvest.errors.ConfigurationError` when the client has no REST URL, else as
+        :meth:`rxinvest.transport.RestClient.call`."""
+        if self._rest is None:
+            raise ConfigurationError("this client has no REST API: connect with rest_url=")
+        return self._rest.call(Unary(method), request)
 
     @property
     def deliveries(self) -> tuple[DeliveryStats, ...]:

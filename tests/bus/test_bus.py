@@ -285,3 +285,32 @@ def test_a_malformed_demand_harms_nobody(sim: Any, gateway: bus.Gateway, nats_se
         collect = _Collect()
         consumer.market_data.trades(sim.instruments[0].uid).subscribe(collect.on_next, collect.on_error)
         assert _wait(lambda: len(collect.events()) >= 1)
+
+
+def test_a_late_joiner_of_positions_gets_its_snapshot_first(
+    sim: Any, gateway: bus.Gateway, nats_server: NatsServer
+) -> None:
+    """The API shows a new PositionsStream the account's positions first; so does the bus to a
+    consumer that joins a stream the gateway already holds (the first snapshot went out long ago)."""
+    account = sim.accounts[0]
+    first, late = bus.connect(nats_server.url), bus.connect(nats_server.url)
+    direct = rxinvest.connect(sim.token, target=sim.base_url)
+    try:
+        a, b, oracle = _Collect(), _Collect(), _Collect()
+        first.operations.positions(account).subscribe(a.on_next, a.on_error)
+        assert _wait(lambda: len(a.events()) >= 1)
+        assert isinstance(a.events()[0], m.PositionsResponse)
+        late.operations.positions(account).subscribe(b.on_next, b.on_error)
+        direct.operations.positions(account).subscribe(oracle.on_next, oracle.on_error)
+        assert _wait(lambda: len(b.events()) >= 1 and len(oracle.events()) >= 1)
+        snapshot, truth = b.events()[0], oracle.events()[0]
+        assert isinstance(snapshot, m.PositionsResponse) and snapshot.account_id == account
+        assert {(s.instrument_uid, s.balance) for s in snapshot.securities} == {
+            (s.instrument_uid, s.balance) for s in truth.securities
+        }
+        assert {(x.currency, x.amount) for x in snapshot.money} == {
+            (x.currency, x.amount) for x in truth.money
+        }
+    finally:
+        for client in (first, late, direct):
+            client.close()
