@@ -176,6 +176,7 @@ def busy_port() -> Iterator[int]:
         ),
         (["demo", "--duration", "soon"], "argument --duration: invalid float value: 'soon'"),
         (["explode"], "argument COMMAND: invalid choice: 'explode'"),
+        (["gateway"], "give --nats URL (repeatable for a cluster), or --demo for a local one"),
         ([], "the following arguments are required: COMMAND"),
     ],
 )
@@ -193,6 +194,37 @@ def test_errors_a_user_can_make_are_one_line_and_exit_2(
     assert result.stderr.startswith("rxinvest: ")
     assert message in result.stderr
     assert result.stdout == ""
+
+
+def test_gateway_demo_serves_a_consumer_with_one_command() -> None:
+    """`rxinvest gateway --demo` starts nats-server, the simulator and a gateway, and says where to
+    connect; a consumer connecting there gets trades."""
+    pytest.importorskip("nats")
+    from reactivex import operators as ops
+
+    from rxinvest import bus
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rxinvest", "gateway", "--demo", "--duration", "30"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first, second = process.stdout.readline(), process.stdout.readline()
+        match = re.search(r"rxinvest\.bus\.connect\('(nats://127\.0\.0\.1:\d+)'\)", second)
+        assert first.startswith("rxinvest gateway ") and match, (first, second)
+        with bus.connect(match.group(1)) as consumer:
+            trade = consumer.market_data.trades("SBER_TQBR").pipe(ops.take(1), ops.timeout(20.0)).run()
+        assert isinstance(trade, m.Trade) and trade.ticker in ("", "SBER")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()  # type: ignore[union-attr]
 
 
 def test_decode_help_says_what_its_input_is() -> None:
