@@ -16,9 +16,12 @@ simulator) and serves consumers (:func:`rxinvest.bus.connect`) over NATS. Rules:
   (:mod:`rxinvest.bus.subjects`), as its wire frame in the client's dialect. Market data goes to
   subscribers as soon as the server has it; account events are published and acknowledged by
   JetStream one by one (a failed publish is retried until it is stored). Each message carries a
-  ``Nats-Msg-Id`` of its subject and content: a restarted or new active gateway publishing an event
-  again is de-duplicated within the stream's ``duplicate_window``. Two topics naming one instrument
-  differently (``SBER_TQBR`` and its uid) share one subject: only one of them publishes.
+  ``Nats-Msg-Id`` of its subject and identity: its content, but for an order state its order,
+  status and executed lots, and for a fill report its order and trade ids, so that the copy the
+  unary API gives after a gap has the id of the one the stream gave. A restarted or new active
+  gateway publishing an event again is de-duplicated within the stream's ``duplicate_window``.
+  Two topics naming one instrument differently (``SBER_TQBR`` and its uid) share one subject:
+  only one of them publishes.
 * **Gaps.** A ``Gap`` marker of a held subscription (a reconnect upstream, an overflow) is published
   as a mark on each subject it concerns; consumers show it as a gap of their own.
 * **High availability.** Gateways of one ``name`` contend for a lease in the key-value bucket
@@ -557,7 +560,9 @@ class Gateway:
                 self._loop.call_soon_threadsafe(self._account_gap, stream, subjects, item)
             return
         subject = self.subjects.account(stream, item.account_id)
-        self._publish(subject, encode(item, dialect=self.dialect).encode(), account=True)
+        self._publish(
+            subject, encode(item, dialect=self.dialect).encode(), account=True, identity=_identity(item)
+        )
 
     def _account_gap(self, stream: Stream, subjects: list[str], gap: Gap) -> None:
         if not subjects:
@@ -589,16 +594,18 @@ class Gateway:
     def _mark(self, subject: str, gap: Gap, *, account: bool) -> None:
         headers = {MARK: "gap", SINCE: gap.since.isoformat(), UNTIL: gap.until.isoformat()}
         self.marks += 1
-        self._enqueue(subject, b"", headers, account)
+        identity = f"{headers[SINCE]}|{headers[UNTIL]}".encode()
+        self._enqueue(subject, b"", headers, account, identity)
 
-    def _publish(self, subject: str, payload: bytes, *, account: bool) -> None:
-        """From any thread: hand one message to the publisher."""
-        self._enqueue(subject, payload, {}, account)
+    def _publish(self, subject: str, payload: bytes, *, account: bool, identity: bytes | None = None) -> None:
+        """From any thread: hand one message to the publisher. ``identity`` tells it apart from
+        other events of its subject (default: its content)."""
+        self._enqueue(subject, payload, {}, account, identity or payload)
 
-    def _enqueue(self, subject: str, payload: bytes, headers: dict[str, str], account: bool) -> None:
-        digest = hashlib.blake2b(subject.encode() + b"\0" + payload, digest_size=12)
-        for name in sorted(headers):
-            digest.update(f"{name}={headers[name]}".encode())
+    def _enqueue(
+        self, subject: str, payload: bytes, headers: dict[str, str], account: bool, identity: bytes
+    ) -> None:
+        digest = hashlib.blake2b(subject.encode() + b"\0" + identity, digest_size=12)
         headers["Nats-Msg-Id"] = digest.hexdigest()
         headers[_TIME] = datetime.now(UTC).isoformat()
         pending = self._pending
@@ -666,3 +673,14 @@ class Gateway:
         out = {str(topic): held.refs for topic, held in self._topics.items()}
         out.update({f"{key[0]} {','.join(key[1])}": held.refs for key, held in self._accounts.items()})
         return out
+
+
+def _identity(event: Any) -> bytes | None:
+    """What makes an account event the same event however it was learnt (the stream, or the unary
+    API after a gap, whose copy differs in detail): an order's state by its status and executed
+    lots, a fill report by its trades. None: its content (snapshots, position changes)."""
+    if isinstance(event, m.OrderState):
+        return f"{event.order_id}|{event.execution_report_status.name}|{event.lots_executed}".encode()
+    if isinstance(event, m.OrderTrades):
+        return f"{event.order_id}|{','.join(sorted(t.trade_id for t in event.trades))}".encode()
+    return None
