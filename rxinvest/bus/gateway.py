@@ -9,6 +9,9 @@ simulator) and serves consumers (:func:`rxinvest.bus.connect`) over NATS. Rules:
   :class:`~rxinvest.protocol.Topic`, or an account stream and its accounts) over every consumer
   connection and holds one subscription of its client per topic: the first demand subscribes, the
   last release disposes (the client's own registry then unsubscribes upstream, as for any source).
+* **Grace.** What the last consumer released is held ``release_grace`` seconds more (2) before
+  the client lets go upstream: a consumer that reconnects (it releases, then asks again) or a
+  strategy that resubscribes costs no upstream request, and no events.
 * **Leases.** A consumer renews its lease every few seconds (any message it sends does); one not
   heard of for ``lease`` seconds is released, so a consumer killed without a word pins nothing
   for longer.
@@ -122,6 +125,7 @@ class Gateway:
         takeover_after: float = 3.0,
         own_client: bool = True,
         resume_within: float = 3600.0,
+        release_grace: float = 2.0,
     ) -> None:
         if not lease > 0 or not takeover_after > 0:
             raise ConfigurationError("lease and takeover_after must be positive seconds")
@@ -135,6 +139,7 @@ class Gateway:
         self.takeover_after = takeover_after
         self.own_client = own_client
         self.resume_within = resume_within
+        self.release_grace = release_grace
         self.id = uuid.uuid4().hex[:12]
         self.dialect = client.dialect
         #: Counts: events and marks published, publishes retried.
@@ -177,8 +182,9 @@ class Gateway:
         return self._active.is_set()
 
     def demand(self) -> dict[str, int]:
-        """What is held now and for how many consumer connections: topics and account streams, by
-        a readable name. A snapshot; thread-safe."""
+        """What consumers want now, and how many consumer connections want it: topics and account
+        streams, by a readable name (what is in its release grace is not listed). A snapshot;
+        thread-safe."""
         snapshot: dict[str, int] = self._call(self._demand_snapshot)
         return snapshot
 
@@ -313,6 +319,10 @@ class Gateway:
             self._demand_sub = None
         for conn in list(self._conns):
             self._release_conn(conn)
+        for topic, held in list(self._topics.items()):
+            self._let_go(topic, held)
+        for key, held_accounts in list(self._accounts.items()):
+            self._let_go_accounts(key, held_accounts)
 
     # --- demand ----------------------------------------------------------------------------------------
 
@@ -399,10 +409,14 @@ class Gateway:
 
     def _unhold(self, topic: Topic) -> None:
         held = self._topics.get(topic)
-        if held is None:
-            return
-        held.refs -= 1
-        if held.refs <= 0:
+        if held is not None:
+            held.refs -= 1
+            if held.refs <= 0:
+                self._loop.call_later(self.release_grace, self._let_go, topic, held)
+
+    def _let_go(self, topic: Topic, held: _Held) -> None:
+        """Dispose ``held`` if nobody took it again during the grace."""
+        if self._topics.get(topic) is held and held.refs <= 0:
             del self._topics[topic]
             held.disposable.dispose()
             for subject in held.subjects:
@@ -545,10 +559,13 @@ class Gateway:
 
     def _unhold_accounts(self, key: tuple[Any, ...]) -> None:
         held = self._accounts.get(key)
-        if held is None:
-            return
-        held.refs -= 1
-        if held.refs <= 0:
+        if held is not None:
+            held.refs -= 1
+            if held.refs <= 0:
+                self._loop.call_later(self.release_grace, self._let_go_accounts, key, held)
+
+    def _let_go_accounts(self, key: tuple[Any, ...], held: _Held) -> None:
+        if self._accounts.get(key) is held and held.refs <= 0:
             del self._accounts[key]
             held.disposable.dispose()
 
@@ -670,8 +687,9 @@ class Gateway:
                 self._unhold_accounts(key)
 
     def _demand_snapshot(self) -> dict[str, int]:
-        out = {str(topic): held.refs for topic, held in self._topics.items()}
-        out.update({f"{key[0]} {','.join(key[1])}": held.refs for key, held in self._accounts.items()})
+        out = {str(topic): held.refs for topic, held in self._topics.items() if held.refs > 0}
+        accounts = self._accounts.items()
+        out.update({f"{key[0]} {','.join(key[1])}": held.refs for key, held in accounts if held.refs > 0})
         return out
 
 
