@@ -188,7 +188,7 @@ class _Link:
             reply = await self.request({"op": "lease", "conn": f"{self.id}-hello"}, timeout)
         except BusError:
             raise BusError(f"no gateway answers on {self.subjects.demand} within {timeout:g} s") from None
-        self.gateway = reply["gateway"]
+        self.gateway = self.gateway or reply["gateway"]
         self.runner.spawn(self._renew())
         return str(reply["dialect"])
 
@@ -222,7 +222,9 @@ class _Link:
 
     async def _announced(self, msg: Any) -> None:
         gateway = json.loads(msg.data).get("gateway")
-        if gateway and gateway != self.gateway:
+        if gateway and self.gateway is None:
+            self.gateway = gateway  # the first we hear of: the answer to hello may be on its way
+        elif gateway and gateway != self.gateway:
             log.warning("gateway %s is active now (was %s): opening the streams anew", gateway, self.gateway)
             self.gateway = gateway
             for transport in list(self.transports):

@@ -154,6 +154,9 @@ class Gateway:
         self._demand_sub: Any = None
         self._topics: dict[Topic, _Held] = {}
         self._account_status: dict[tuple[str, str], SubscriptionStatus] = {}
+        # The client's latest confirmation of each topic: a topic it still holds (subscribed by
+        # another, or released and wanted again before it let go) is not confirmed anew.
+        self._confirmed: dict[Topic, SubscriptionStatus] = {}
         self._account_waiters: dict[tuple[str, str], list[asyncio.Future[SubscriptionStatus]]] = {}
         self._accounts: dict[tuple[Any, ...], _Held] = {}
         self._owners: dict[str, list[Topic]] = {}  # subject -> the topics naming it, the first publishes
@@ -378,7 +381,15 @@ class Gateway:
                 if held.pop(topic, 0):
                     self._unhold(topic)
         statuses = await self._statuses_of(topics) if subscribe else {}
-        subjects = sorted({s for t in topics if subscribe for s in self._topics[t].subjects})
+        # One subject per topic, in request order (None: not confirmed); a topic released while
+        # this was answered has none.
+        subjects = [
+            self.subjects.of_topic(t, status.instrument_uid)
+            if status is not None and status.confirmed
+            else None
+            for t in topics
+            for status in (statuses.get(t),)
+        ]
         response = answers.subscription_response(kind, request, topics, statuses, subscribe)
         return {"frames": [encode(response, dialect=self.dialect)], "subjects": subjects}
 
@@ -400,6 +411,9 @@ class Gateway:
         if held is None:
             held = self._topics[topic] = _Held()
             held.status = self._loop.create_future()
+            known = self._confirmed.get(topic)
+            if known is not None:
+                self._status(known)
             source = self.client.market_data.of_topics([topic], backlog=100_000).with_markers()
             held.disposable = source.subscribe(
                 on_next=functools.partial(self._market_item, topic),
@@ -444,6 +458,10 @@ class Gateway:
         target = status.target
         if isinstance(target, Topic):
             held = self._topics.get(target)
+            if status.confirmed:
+                self._confirmed[target] = status
+            else:
+                self._confirmed.pop(target, None)
             if held is None:
                 return
             if status.confirmed:

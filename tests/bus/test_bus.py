@@ -314,3 +314,40 @@ def test_a_late_joiner_of_positions_gets_its_snapshot_first(
     finally:
         for client in (first, late, direct):
             client.close()
+
+
+def test_releasing_one_source_keeps_another_sources_instrument(
+    sim: Any, gateway: bus.Gateway, nats_server: NatsServer
+) -> None:
+    """Two sources share an instrument; disposing the one that asked for three instruments in one
+    request leaves the other's instrument flowing (each answer names each topic's own subject)."""
+    x, y, z = (i.uid for i in sim.instruments[:3])
+    with bus.connect(nats_server.url) as consumer:
+        wide, narrow = _Collect(), _Collect()
+        both = consumer.market_data.trades([x, y, z]).subscribe(wide.on_next, wide.on_error)
+        consumer.market_data.trades(y).subscribe(narrow.on_next, narrow.on_error)
+        assert _wait(lambda: {t.instrument_uid for t in wide.events()} == {x, y, z})
+        both.dispose()
+        assert _wait(lambda: gateway.demand() == {str(Topic(Kind.TRADES, y)): 1})
+        before = len(narrow.events())
+        assert _wait(lambda: len(narrow.events()) >= before + 3)
+        assert {t.instrument_uid for t in narrow.events()} == {y}
+
+
+def test_a_topic_the_gateway_client_already_holds_is_served(
+    sim: Any, gateway: bus.Gateway, nats_server: NatsServer
+) -> None:
+    """The gateway's client may hold a topic already (its owner's own pipeline, or one released and
+    wanted again before it let go): no new confirmation comes, and the consumer is served all the same."""
+    uid = sim.instruments[4].uid
+    own = _Collect()
+    mine = gateway.client.market_data.trades(uid).subscribe(own.on_next, own.on_error)
+    try:
+        assert _wait(lambda: len(own.events()) >= 1)
+        with bus.connect(nats_server.url) as consumer:
+            collect = _Collect()
+            consumer.market_data.trades(uid).subscribe(collect.on_next, collect.on_error)
+            assert _wait(lambda: len(collect.events()) >= 2, timeout=10)
+            assert not collect.errors
+    finally:
+        mine.dispose()
