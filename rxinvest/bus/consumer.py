@@ -73,6 +73,7 @@ _SNAPSHOT_KINDS = frozenset({Kind.ORDER_BOOKS, Kind.LAST_PRICES, Kind.INFO, Kind
 _REQUEST_TIMEOUT = 20.0  # seconds a request waits for the gateway (it may wait for the API itself)
 _REOPEN_PAUSE = 0.2  # seconds between a loss and the next open
 _BATCH = 256  # account messages fetched at once
+_NO_RESPONDERS_PAUSE = 0.1  # seconds between two requests while no gateway listens
 
 
 def connect(
@@ -207,11 +208,26 @@ class _Link:
         return _BusTransport(self, listener, stream)
 
     async def request(self, body: dict[str, Any], timeout: float = _REQUEST_TIMEOUT) -> dict[str, Any]:
-        """One demand request; raises BusError when the gateway does not answer or says no."""
-        try:
-            msg = await self.nc.request(self.subjects.demand, json.dumps(body).encode(), timeout=timeout)
-        except Exception as exc:
-            raise BusError(f"the gateway did not answer ({type(exc).__name__})") from exc
+        """One demand request; raises BusError when the gateway does not answer within ``timeout``
+        seconds or says no. No responders (no active gateway yet, or a takeover under way) is
+        retried until the deadline: NATS says so at once, which is no answer within the time."""
+        import nats.errors
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        data = json.dumps(body).encode()
+        while True:
+            try:
+                msg = await self.nc.request(
+                    self.subjects.demand, data, timeout=max(deadline - loop.time(), 0.01)
+                )
+                break
+            except nats.errors.NoRespondersError as exc:
+                if loop.time() + _NO_RESPONDERS_PAUSE >= deadline:
+                    raise BusError("the gateway did not answer (NoRespondersError)") from exc
+                await asyncio.sleep(_NO_RESPONDERS_PAUSE)
+            except Exception as exc:
+                raise BusError(f"the gateway did not answer ({type(exc).__name__})") from exc
         reply: dict[str, Any] = json.loads(msg.data)
         if "error" in reply:
             raise BusError(f"the gateway refused the request: {reply['error']}")

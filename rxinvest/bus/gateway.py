@@ -26,7 +26,9 @@ simulator) and serves consumers (:func:`rxinvest.bus.connect`) over NATS. Rules:
   Two topics naming one instrument differently (``SBER_TQBR`` and its uid) share one subject:
   only one of them publishes.
 * **Gaps.** A ``Gap`` marker of a held subscription (a reconnect upstream, an overflow) is published
-  as a mark on each subject it concerns; consumers show it as a gap of their own.
+  as a mark on each subject it concerns; consumers show it as a gap of their own. An account
+  stream's gap that the client's recovery filled is no loss (the missing events follow as events)
+  and is not marked; one whose recovery failed is.
 * **High availability.** Gateways of one ``name`` contend for a lease in the key-value bucket
   ``<stream>_gateways``: the holder is active, renews it every ``takeover_after / 3`` seconds and
   serves demand; the others wait and take over when it has not been renewed for ``takeover_after``
@@ -61,7 +63,7 @@ from rxinvest import model as m
 from rxinvest.bus import answers
 from rxinvest.bus._loop import LoopThread
 from rxinvest.bus.subjects import MARK, SINCE, UNTIL, Subjects
-from rxinvest.derived import Gap, Marker
+from rxinvest.derived import Gap, GapCause, Marker, Recovered
 from rxinvest.errors import BusError, ConfigurationError, RxInvestError
 from rxinvest.model.kinds import REQUEST_KINDS
 from rxinvest.protocol import Topic
@@ -590,9 +592,14 @@ class Gateway:
     def _account_item(self, stream: Stream, item: Any) -> None:
         """One item of an account source (on a delivery thread)."""
         if isinstance(item, Marker):
-            if isinstance(item, Gap):
-                subjects = [self.subjects.account(stream, item.target)] if item.target else []
-                self._loop.call_soon_threadsafe(self._account_gap, stream, subjects, item)
+            # With gap recovery a Gap's missing events follow it, up to its Recovered: consumers
+            # get them as events, and only a failed recovery leaves a loss to mark.
+            if isinstance(item, Recovered) and item.error:
+                item = Gap(cause=GapCause.RECONNECT, since=item.since, until=item.until, target=item.target)
+            elif not isinstance(item, Gap) or self.client.gap_recovery:
+                return
+            subjects = [self.subjects.account(stream, item.target)] if item.target else []
+            self._loop.call_soon_threadsafe(self._account_gap, stream, subjects, item)
             return
         subject = self.subjects.account(stream, item.account_id)
         self._publish(

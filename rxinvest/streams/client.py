@@ -312,6 +312,11 @@ class Client:
             released=tuple(t for r in results if r is not None for t in r.extra),
         )
 
+    @property
+    def gap_recovery(self) -> bool:
+        """Are account streams' gaps filled from the unary API (the client has a REST URL)?"""
+        return self._rest is not None
+
     def unary(self, method: Unary | str, request: Any) -> Any:
         """Call a unary method of the API over REST (those the client uses to fill gaps:
         :class:`~rxinvest.wire.Unary`) with ``request``, its request class; returns the decoded
