@@ -17,9 +17,12 @@ simulator) and serves consumers (:func:`rxinvest.bus.connect`) over NATS. Rules:
   for longer.
 * **Publishing.** Every event of a held subscription is published once, to its subject
   (:mod:`rxinvest.bus.subjects`), as its wire frame in the client's dialect. Market data goes to
-  subscribers as soon as the server has it; account events are published and acknowledged by
-  JetStream one by one (a failed publish is retried until it is stored). Each message carries a
-  ``Nats-Msg-Id`` of its subject and identity: its content, but for an order state its order,
+  subscribers as soon as the server has it, without headers (a repeated book or price after a
+  restart is what the API shows after a reconnect too); account events are published and
+  acknowledged by JetStream one by one, on a queue of their own (a failed publish is retried until
+  it is stored; market data never waits for it). Each account message carries ``Rx-Time`` (when
+  it was published) and a ``Nats-Msg-Id`` of its subject and identity: its content, but for an
+  order state its order,
   status and executed lots, and for a fill report its order and trade ids, so that the copy the
   unary API gives after a gap has the id of the one the stream gave. A restarted or new active
   gateway publishing an event again is de-duplicated within the stream's ``duplicate_window``.
@@ -165,8 +168,9 @@ class Gateway:
         # consumer connection -> what it holds: topics, or account keys
         self._conns: dict[str, Counter[Any]] = {}
         self._seen: dict[str, float] = {}  # consumer connection -> monotonic time last heard of
-        self._pending: deque[tuple[str, bytes, dict[str, str], bool]] = deque()
-        self._wake: asyncio.Event | None = None
+        self._market_pending: deque[tuple[str, bytes, dict[str, str] | None]] = deque()
+        self._account_pending: deque[tuple[str, bytes, dict[str, str] | None]] = deque()
+        self._wakes: tuple[asyncio.Event, asyncio.Event] = (asyncio.Event(), asyncio.Event())
         self._tasks: list[asyncio.Task[Any]] = []
         self._statuses: Any = None
         self._closed = False
@@ -232,7 +236,6 @@ class Gateway:
         import nats
         from nats.js.api import KeyValueConfig, StorageType, StreamConfig
 
-        self._wake = asyncio.Event()
         self._nc = await nats.connect(
             servers=self.servers,
             name=f"rxinvest-gateway-{self.name}-{self.id}",
@@ -266,7 +269,8 @@ class Gateway:
         self._statuses = self.client.statuses.subscribe(on_next=self._on_status)
         self._tasks = [
             asyncio.create_task(self._contend()),
-            asyncio.create_task(self._publisher()),
+            asyncio.create_task(self._publisher(0)),
+            asyncio.create_task(self._publisher(1)),
             asyncio.create_task(self._expire()),
         ]
 
@@ -277,7 +281,8 @@ class Gateway:
             with contextlib.suppress(Exception):
                 await self._kv.delete(self.name)  # let a standby take over at once
         await self._step_down()
-        await self._flush_pending()
+        await self._flush_pending(0)
+        await self._flush_pending(1)
         if self._statuses is not None:
             self._statuses.dispose()
         if self._nc is not None:
@@ -602,9 +607,8 @@ class Gateway:
             self._loop.call_soon_threadsafe(self._account_gap, stream, subjects, item)
             return
         subject = self.subjects.account(stream, item.account_id)
-        self._publish(
-            subject, encode(item, dialect=self.dialect).encode(), account=True, identity=_identity(item)
-        )
+        payload = encode(item, dialect=self.dialect).encode()
+        self._publish_account(subject, payload, _identity(item) or payload)
 
     def _account_gap(self, stream: Stream, subjects: list[str], gap: Gap) -> None:
         if not subjects:
@@ -625,7 +629,7 @@ class Gateway:
         owners = self._owners.get(subject)
         if owners and owners[0] != topic:
             return  # another name of the same instrument publishes it
-        self._publish(subject, encode(item, dialect=self.dialect).encode(), account=False)
+        self._publish_market(subject, encode(item, dialect=self.dialect).encode())
 
     def _market_gap(self, topic: Topic, gap: Gap) -> None:
         held = self._topics.get(topic)
@@ -636,45 +640,55 @@ class Gateway:
     def _mark(self, subject: str, gap: Gap, *, account: bool) -> None:
         headers = {MARK: "gap", SINCE: gap.since.isoformat(), UNTIL: gap.until.isoformat()}
         self.marks += 1
-        identity = f"{headers[SINCE]}|{headers[UNTIL]}".encode()
-        self._enqueue(subject, b"", headers, account, identity)
+        if account:
+            self._publish_account(subject, b"", f"{headers[SINCE]}|{headers[UNTIL]}".encode(), headers)
+        else:
+            self._publish_market(subject, b"", headers)
 
-    def _publish(self, subject: str, payload: bytes, *, account: bool, identity: bytes | None = None) -> None:
-        """From any thread: hand one message to the publisher. ``identity`` tells it apart from
-        other events of its subject (default: its content)."""
-        self._enqueue(subject, payload, {}, account, identity or payload)
+    def _publish_market(self, subject: str, payload: bytes, headers: dict[str, str] | None = None) -> None:
+        """From any thread: hand one market-data message to its publisher (no id, no waiting for
+        JetStream: a repeated book or price is what the API shows after a reconnect too)."""
+        self._hand(self._market_pending, (subject, payload, headers), 0)
 
-    def _enqueue(
-        self, subject: str, payload: bytes, headers: dict[str, str], account: bool, identity: bytes
+    def _publish_account(
+        self, subject: str, payload: bytes, identity: bytes, headers: dict[str, str] | None = None
     ) -> None:
-        digest = hashlib.blake2b(subject.encode() + b"\0" + identity, digest_size=12)
-        headers["Nats-Msg-Id"] = digest.hexdigest()
+        """From any thread: hand one account message to its publisher, with the id of its identity
+        and the time it was published."""
+        headers = dict(headers or {})
+        headers["Nats-Msg-Id"] = hashlib.blake2b(
+            subject.encode() + b"\0" + identity, digest_size=12
+        ).hexdigest()
         headers[_TIME] = datetime.now(UTC).isoformat()
-        pending = self._pending
+        self._hand(self._account_pending, (subject, payload, headers), 1)
+
+    def _hand(self, pending: deque[tuple[str, bytes, dict[str, str] | None]], item: Any, which: int) -> None:
         was_empty = not pending
-        pending.append((subject, payload, headers, account))
-        if was_empty and self._wake is not None:
-            self._loop.call_soon_threadsafe(self._wake.set)
+        pending.append(item)
+        if was_empty:
+            self._loop.call_soon_threadsafe(self._wakes[which].set)
 
-    async def _publisher(self) -> None:
-        assert self._wake is not None
+    async def _publisher(self, which: int) -> None:
+        """Publish what is handed over, in order: market data as it comes, account events each
+        acknowledged by JetStream before the next (they never wait for each other)."""
+        wake = self._wakes[which]
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            await self._flush_pending()
+            await wake.wait()
+            wake.clear()
+            await self._flush_pending(which)
 
-    async def _flush_pending(self) -> None:
-        pending = self._pending
+    async def _flush_pending(self, which: int) -> None:
+        if which == 0:
+            pending, publish = self._market_pending, self._nc.publish
+        else:
+            pending, publish = self._account_pending, self._publish_acked
         while pending:
-            subject, payload, headers, account = pending[0]
-            if account:
-                await self._publish_acked(subject, payload, headers)
-            else:
-                await self._nc.publish(subject, payload, headers=headers)
+            subject, payload, headers = pending[0]
+            await publish(subject, payload, headers=headers)
             pending.popleft()
             self.published += 1
 
-    async def _publish_acked(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
+    async def _publish_acked(self, subject: str, payload: bytes, headers: dict[str, str] | None) -> None:
         """Publish until JetStream has stored it (an account event is never dropped)."""
         delay = 0.05
         while True:

@@ -16,9 +16,10 @@ Messages on ``md`` and ``acct`` subjects are one wire frame each, exactly as the
 an event (``{"orderbook": {...}}``, in the gateway's dialect), so consumers decode them with
 :func:`rxinvest.wire.decode`. A message with the header ``Rx-Mark`` is no event but a mark: ``gap``
 (events of that subject may be missing between the header's ``Rx-Since`` and ``Rx-Until``, ISO
-times). Every message published to JetStream carries ``Nats-Msg-Id``, derived from its subject and
-content, so a gateway that publishes an event again (restarted, or taking over) is de-duplicated by
-the server within the stream's duplicate window.
+times). Every account message carries ``Nats-Msg-Id``, derived from its subject and the event's
+identity, so a gateway that publishes an event again (restarted, or taking over) is de-duplicated
+by the server within the stream's duplicate window, and ``Rx-Time``, when it was published.
+Market-data messages carry no header.
 
 A token of a subject may not hold ``.``, ``*``, ``>`` or white space: ids that do (none the API
 issues) are refused with :class:`~rxinvest.errors.BusError`.
