@@ -15,19 +15,18 @@ simulator) and serves consumers (:func:`rxinvest.bus.connect`) over NATS. Rules:
 * **Leases.** A consumer renews its lease every few seconds (any message it sends does); one not
   heard of for ``lease`` seconds is released, so a consumer killed without a word pins nothing
   for longer.
-* **Publishing.** Every event of a held subscription is published once, to its subject
-  (:mod:`rxinvest.bus.subjects`), as its wire frame in the client's dialect. Market data goes to
-  subscribers as soon as the server has it, without headers (a repeated book or price after a
-  restart is what the API shows after a reconnect too); account events are published and
-  acknowledged by JetStream one by one, on a queue of their own (a failed publish is retried until
-  it is stored; market data never waits for it). Each account message carries ``Rx-Time`` (when
-  it was published) and a ``Nats-Msg-Id`` of its subject and identity: its content, but for an
-  order state its order,
-  status and executed lots, and for a fill report its order and trade ids, so that the copy the
-  unary API gives after a gap has the id of the one the stream gave. A restarted or new active
-  gateway publishing an event again is de-duplicated within the stream's ``duplicate_window``.
-  Two topics naming one instrument differently (``SBER_TQBR`` and its uid) share one subject:
-  only one of them publishes.
+* **Publishing.** Every market-data event frame the client receives is published once, as it
+  came (the original frame, tapped on the reader thread before the client reads it), to its subject
+  (:mod:`rxinvest.bus.subjects`); no header, no waiting for JetStream (a repeated book or price
+  after a restart is what the API shows after a reconnect too). Account events are published from
+  the client's sources (the events its gap recovery fills in have no frame), as their wire frames
+  in the client's dialect, one by one on a queue of their own, each acknowledged by JetStream (a
+  failed publish is retried until it is stored; market data never waits for it). Each carries
+  ``Rx-Time`` (when it was published) and a ``Nats-Msg-Id`` of its subject and identity: its
+  content, but for an order state its order, status and executed lots, and for a fill report its
+  order and trade ids, so that the copy the unary API gives after a gap has the id of the one the
+  stream gave. A restarted or new active gateway publishing an event again is de-duplicated within
+  the stream's ``duplicate_window``.
 * **Gaps.** A ``Gap`` marker of a held subscription (a reconnect upstream, an overflow) is published
   as a mark on each subject it concerns; consumers show it as a gap of their own. An account
   stream's gap that the client's recovery filled is no loss (the missing events follow as events)
@@ -56,7 +55,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,12 +66,13 @@ from rxinvest.bus import answers
 from rxinvest.bus._loop import LoopThread
 from rxinvest.bus.subjects import MARK, SINCE, UNTIL, Subjects
 from rxinvest.derived import Gap, GapCause, Marker, Recovered
-from rxinvest.errors import BusError, ConfigurationError, RxInvestError
-from rxinvest.model.kinds import REQUEST_KINDS
+from rxinvest.errors import BusError, ConfigurationError, DecodeError, RxInvestError
+from rxinvest.model.kinds import EVENT_KINDS, REQUEST_KINDS
 from rxinvest.protocol import Topic
 from rxinvest.streams import Client, Source
 from rxinvest.streams.events import SubscriptionStatus
-from rxinvest.wire import Stream, Unary, decode_request, encode
+from rxinvest.transport import Listener, Transport, TransportFactory
+from rxinvest.wire import Stream, Unary, decode, decode_request, encode
 
 __all__ = ["DEFAULT_LEASE", "Gateway", "Retention"]
 
@@ -164,7 +164,6 @@ class Gateway:
         self._confirmed: dict[Topic, SubscriptionStatus] = {}
         self._account_waiters: dict[tuple[str, str], list[asyncio.Future[SubscriptionStatus]]] = {}
         self._accounts: dict[tuple[Any, ...], _Held] = {}
-        self._owners: dict[str, list[Topic]] = {}  # subject -> the topics naming it, the first publishes
         # consumer connection -> what it holds: topics, or account keys
         self._conns: dict[str, Counter[Any]] = {}
         self._seen: dict[str, float] = {}  # consumer connection -> monotonic time last heard of
@@ -174,6 +173,7 @@ class Gateway:
         self._tasks: list[asyncio.Task[Any]] = []
         self._statuses: Any = None
         self._closed = False
+        client.watch(_FrameTap(self._market_frame))
 
     def __repr__(self) -> str:
         state = "active" if self._active.is_set() else "standby"
@@ -421,7 +421,9 @@ class Gateway:
             known = self._confirmed.get(topic)
             if known is not None:
                 self._status(known)
-            source = self.client.market_data.of_topics([topic], backlog=100_000).with_markers()
+            # Held for its demand and its gaps: its events are published from the frames, so a
+            # conflated mailbox (the newest per instrument and kind) is all the work they cost.
+            source = self.client.market_data.of_topics([topic], conflate=True).with_markers()
             held.disposable = source.subscribe(
                 on_next=functools.partial(self._market_item, topic),
                 on_error=functools.partial(self._on_failed, topic),
@@ -440,12 +442,6 @@ class Gateway:
         if self._topics.get(topic) is held and held.refs <= 0:
             del self._topics[topic]
             held.disposable.dispose()
-            for subject in held.subjects:
-                owners = self._owners.get(subject, [])
-                if topic in owners:
-                    owners.remove(topic)
-                if not owners:
-                    self._owners.pop(subject, None)
 
     def _on_failed(self, topic: Topic, error: Exception) -> None:
         self._loop.call_soon_threadsafe(self._failed, topic, error)
@@ -472,11 +468,7 @@ class Gateway:
             if held is None:
                 return
             if status.confirmed:
-                subject = self.subjects.of_topic(target, status.instrument_uid)
-                held.subjects = (subject,)
-                owners = self._owners.setdefault(subject, [])
-                if target not in owners:
-                    owners.append(target)
+                held.subjects = (self.subjects.of_topic(target, status.instrument_uid),)
             if held.status is not None and not held.status.done():
                 held.status.set_result(status)
             return
@@ -621,15 +613,23 @@ class Gateway:
     # --- market events (on delivery threads) ---------------------------------------------------------
 
     def _market_item(self, topic: Topic, item: Any) -> None:
-        if isinstance(item, Marker):
-            if isinstance(item, Gap):
-                self._loop.call_soon_threadsafe(self._market_gap, topic, item)
+        """An item of a held market-data source (on a delivery thread): its events went out as
+        frames already (:meth:`_market_frame`); a gap is marked on the topic's subject."""
+        if isinstance(item, Gap):
+            self._loop.call_soon_threadsafe(self._market_gap, topic, item)
+
+    def _market_frame(self, data: bytes) -> None:
+        """A MarketDataStream frame of the client (on its reader thread): an event is published as
+        it came, to its subject; anything else (answers, pings) stays here."""
+        if not self._active.is_set():
             return
-        subject = self.subjects.of_event(topic.kind, item)
-        owners = self._owners.get(subject)
-        if owners and owners[0] != topic:
-            return  # another name of the same instrument publishes it
-        self._publish_market(subject, encode(item, dialect=self.dialect).encode())
+        try:
+            event = decode(data, stream=Stream.MARKET_DATA.value)
+        except DecodeError:
+            return  # the client skips and counts it
+        kind = EVENT_KINDS.get(type(event))
+        if kind is not None:
+            self._publish_market(self.subjects.of_event(kind, event), bytes(data))
 
     def _market_gap(self, topic: Topic, gap: Gap) -> None:
         held = self._topics.get(topic)
@@ -741,3 +741,39 @@ def _identity(event: Any) -> bytes | None:
     if isinstance(event, m.OrderTrades):
         return f"{event.order_id}|{','.join(sorted(t.trade_id for t in event.trades))}".encode()
     return None
+
+
+class _FrameTap:
+    """A :class:`~rxinvest.transport.Tap` of the gateway's client: every MarketDataStream frame it
+    receives goes to ``on_frame`` too, on the reader thread, before the client reads it."""
+
+    def __init__(self, on_frame: Callable[[bytes], None]) -> None:
+        self._on_frame = on_frame
+
+    def __call__(
+        self, listener: Listener, *, stream: Stream, url: str, factory: TransportFactory
+    ) -> Transport:
+        if stream is Stream.MARKET_DATA:
+            listener = _FrameListener(listener, self._on_frame)
+        return factory(listener, stream=stream, url=url)
+
+
+class _FrameListener:
+    """Passes every call on to the connection; shows each frame to ``on_frame`` first."""
+
+    def __init__(self, inner: Listener, on_frame: Callable[[bytes], None]) -> None:
+        self._inner = inner
+        self._on_frame = on_frame
+        self.opened = inner.opened
+        self.flush = inner.flush
+        self.deadline = inner.deadline
+        self.wanted = inner.wanted
+        self.lost = inner.lost
+        self.closed = inner.closed
+
+    def frame(self, data: bytes, now: datetime) -> None:
+        try:
+            self._on_frame(data)
+        except Exception:  # publishing must never cost the client a frame
+            log.exception("the gateway could not publish a frame")
+        self._inner.frame(data, now)

@@ -363,14 +363,37 @@ class Client:
         url = self.base_url + stream.path
 
         factory = self._transport_factory or self._websocket
-        tap = self._tap
 
         def make(listener: Listener) -> Transport:
+            tap = self._tap  # read now: watch() may have added one since
             if tap is not None:
                 return tap(listener, stream=stream, url=url, factory=factory)
             return factory(listener, stream=stream, url=url)
 
         return make
+
+    def watch(self, tap: Tap) -> None:
+        """Add ``tap`` (a :class:`~rxinvest.transport.Tap`, such as a recorder) to the stream
+        connections opened from now on, nearer the connection than any tap given earlier.
+        Raises :class:`~rxinvest.errors.ConfigurationError` once a stream connection is open
+        (its traffic would be seen in part)."""
+        with self._lock:
+            if self._accounts or self._market_data.connections():
+                raise ConfigurationError("add taps before the first subscription: a stream is open")
+            inner = self._tap
+            if inner is None:
+                self._tap = tap
+                return
+
+            def both(
+                listener: Listener, *, stream: Stream, url: str, factory: TransportFactory
+            ) -> Transport:
+                def through_inner(listener: Listener, *, stream: Stream, url: str) -> Transport:
+                    return inner(listener, stream=stream, url=url, factory=factory)
+
+                return tap(listener, stream=stream, url=url, factory=through_inner)
+
+            self._tap = both
 
     def _websocket(self, listener: Listener, *, stream: Stream, url: str) -> Transport:
         return WebSocketTransport(
