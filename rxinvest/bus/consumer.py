@@ -36,6 +36,7 @@ import hashlib
 import itertools
 import json
 import logging
+import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -73,6 +74,7 @@ _SNAPSHOT_KINDS = frozenset({Kind.ORDER_BOOKS, Kind.LAST_PRICES, Kind.INFO, Kind
 _REQUEST_TIMEOUT = 20.0  # seconds a request waits for the gateway (it may wait for the API itself)
 _REOPEN_PAUSE = 0.2  # seconds between a loss and the next open
 _BATCH = 256  # account messages fetched at once
+_REBIND_AFTER = 3.0  # seconds of failing fetches before the pull consumer is made again
 _NO_RESPONDERS_PAUSE = 0.1  # seconds between two requests while no gateway listens
 
 
@@ -280,6 +282,13 @@ class _BusTransport:
         self._live: set[str] = set()  # subjects a live message came on
         self._fetcher: asyncio.Task[Any] | None = None
         self._resuming = False  # see _carry
+        # The account stream's pull consumer: its name, filter, replicas, and the stream sequence
+        # of the last message acknowledged (None: none yet).
+        self._durable: str | None = None
+        self._consumer_name = ""
+        self._filter: list[str] = []
+        self._replicas: int | None = None
+        self._acked: int | None = None
         self._flush_due = False
 
     # --- Transport -------------------------------------------------------------------------------------
@@ -436,60 +445,115 @@ class _BusTransport:
     # --- account streams -------------------------------------------------------------------------------
 
     async def _consume_accounts(self, request: Any) -> None:
-        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-
         link = self.link
         subjects = [link.subjects.account(self.stream, a) for a in request.accounts]
         digest = hashlib.blake2b(",".join(sorted(request.accounts)).encode(), digest_size=6).hexdigest()
-        durable = None if link.name is None else f"{link.name}-{self.stream.value}-{digest}"
-        config = ConsumerConfig(
-            durable_name=durable,
-            name=durable or f"{link.id}-{self.stream.value}-{digest}",
-            filter_subjects=subjects,
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.NEW if link.since is None else DeliverPolicy.BY_START_TIME,
-            opt_start_time=None if link.since is None else link.since.astimezone(UTC),
-            inactive_threshold=None if durable else max(60.0, link.lease * 6),
-            max_ack_pending=10_000,
-        )
+        self._durable = None if link.name is None else f"{link.name}-{self.stream.value}-{digest}"
+        self._consumer_name = self._durable or f"{link.id}-{self.stream.value}-{digest}"
+        self._filter = subjects
         try:
-            info = await link.js.consumer_info(link.stream, config.name)
+            info = await link.js.consumer_info(link.stream, self._consumer_name)
             self._resuming = info.delivered.consumer_seq > 0  # exists: read on where it left off
         except Exception:
-            await link.js.add_consumer(link.stream, config)
-        sub = await link.js.pull_subscribe_bind(config.name, link.stream)
+            await link.js.add_consumer(link.stream, await self._config(None))
+        sub = await link.js.pull_subscribe_bind(self._consumer_name, link.stream)
         self._fetcher = asyncio.ensure_future(self._fetch(sub))
+
+    async def _config(self, after: int | None) -> Any:
+        """The pull consumer's configuration: from now (or ``since``), or after stream sequence
+        ``after``; as many replicas as the stream, so that it outlives a node of a cluster."""
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        link = self.link
+        if self._replicas is None:
+            self._replicas = (await link.js.stream_info(link.stream)).config.num_replicas or 1
+        if after is not None:
+            policy, start_time = DeliverPolicy.BY_START_SEQUENCE, None
+        elif link.since is not None:
+            policy, start_time = DeliverPolicy.BY_START_TIME, link.since.astimezone(UTC)
+        else:
+            policy, start_time = DeliverPolicy.NEW, None
+        return ConsumerConfig(
+            durable_name=self._durable,
+            name=self._consumer_name,
+            filter_subjects=self._filter,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=policy,
+            opt_start_time=start_time,
+            opt_start_seq=None if after is None else after + 1,
+            inactive_threshold=None if self._durable else max(60.0, self.link.lease * 6),
+            max_ack_pending=10_000,
+            num_replicas=self._replicas,
+        )
+
+    async def _rebind(self, sub: Any) -> Any:
+        """The pull consumer stopped answering (its node of a cluster is gone): make it again,
+        after the last message acknowledged, and read on from there. Nothing is skipped."""
+        link = self.link
+        js = link.nc.jetstream(timeout=2.0)  # short: while the cluster elects, try again soon
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+        with contextlib.suppress(Exception):
+            await js.delete_consumer(link.stream, self._consumer_name)
+        await js.add_consumer(link.stream, await self._config(self._acked))
+        log.warning(
+            "%s: consumer %s made again after stream sequence %s",
+            self.stream,
+            self._consumer_name,
+            self._acked,
+        )
+        return await link.js.pull_subscribe_bind(self._consumer_name, link.stream)
 
     async def _fetch(self, sub: Any) -> None:
         import nats.errors
 
+        failing_since: float | None = None
         while self._running and not self._closing:
             while (not self._open or self.busy) and not self._closing:  # the answer goes first
                 await asyncio.sleep(0.01)
             try:
                 messages = await sub.fetch(_BATCH, timeout=1.0)
-            except (TimeoutError, nats.errors.TimeoutError):
-                continue
+                failing_since = None
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("%s: fetching failed (%r): retrying", self.stream, exc)
-                await asyncio.sleep(0.5)
+                # A timeout is nothing new, or no answer; another error is no answer. Once one of
+                # those came, answers must come again within _REBIND_AFTER, or the pull consumer
+                # is made again (its node of a cluster is gone).
+                now = time.monotonic()
+                if not isinstance(exc, TimeoutError | nats.errors.TimeoutError):
+                    failing_since = failing_since or now
+                    log.warning("%s: fetching failed (%r): retrying", self.stream, exc)
+                    await asyncio.sleep(0.5)
+                if (
+                    failing_since is not None
+                    and now - failing_since >= _REBIND_AFTER
+                    and self._acked is not None
+                ):
+                    try:
+                        sub = await self._rebind(sub)
+                        failing_since = None
+                    except Exception as error:  # the cluster is still electing: again later
+                        log.warning("%s: cannot make the consumer again yet (%r)", self.stream, error)
                 continue
-            now = _now()
+            now_utc = _now()
             handed: list[Any] = []
             for message in messages:
                 if message.headers and message.headers.get(MARK):
                     await self._acknowledge(handed)
-                    await message.ack()
+                    await self._ack(message)
                     self.lose(f"gap at the gateway on {message.subject}")
                     while (not self._open or self.busy or not self._outbox.empty()) and not self._closing:
                         await asyncio.sleep(0.02)  # the new answer first, then what followed the gap
-                    now = _now()
+                    now_utc = _now()
                     continue
-                self.listener.frame(message.data, now)
+                self.listener.frame(message.data, now_utc)
                 handed.append(message)
             await self._acknowledge(handed)
+
+    async def _ack(self, message: Any) -> None:
+        await message.ack()
+        self._acked = message.metadata.sequence.stream
 
     async def _acknowledge(self, handed: list[Any]) -> None:
         """Acknowledge ``handed`` once every subscriber has had it (see the module's rules)."""
@@ -502,7 +566,7 @@ class _BusTransport:
         if self._closing:
             return  # not acknowledged: a consumer of this name gets them again
         for message in handed:
-            await message.ack()
+            await self._ack(message)
         handed.clear()
 
     # --- losing and closing ----------------------------------------------------------------------------

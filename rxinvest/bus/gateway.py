@@ -34,8 +34,11 @@ simulator) and serves consumers (:func:`rxinvest.bus.connect`) over NATS. Rules:
 * **High availability.** Gateways of one ``name`` contend for a lease in the key-value bucket
   ``<stream>_gateways``: the holder is active, renews it every ``takeover_after / 3`` seconds and
   serves demand; the others wait and take over when it has not been renewed for ``takeover_after``
-  seconds (the bucket's TTL). An active gateway announces itself on ``<prefix>.active``; consumers
-  that see a new one send their demand again (and mark a gap). The new active gateway resumes each
+  seconds (the bucket's TTL). An active gateway that cannot reach the bucket (a node of the cluster
+  is gone) goes on serving, since nobody can take the lease meanwhile, and takes it again when the
+  bucket answers; it stands by only when it sees another gateway holding it. An active gateway
+  announces itself on ``<prefix>.active``; consumers that see a new one send their demand again
+  (and mark a gap). The new active gateway resumes each
   account stream from the time of the last event published on its subjects (the client's ``since``):
   what changed meanwhile is filled from the unary API, and what the old one had already published
   is dropped by JetStream's de-duplication.
@@ -293,27 +296,62 @@ class Gateway:
 
     async def _contend(self) -> None:
         """Hold the lease, or wait for it (see the module's rules)."""
+        from nats.js.errors import KeyWrongLastSequenceError
+
         period = self.takeover_after / 3
-        revision: int | None = None
+        revision: int | None = None  # of our lease entry, while we hold it
+        unreachable = False  # said once per outage
         while True:
             try:
-                if revision is None:
-                    revision = await self._kv.create(self.name, self.id.encode())
-                    await self._become_active()
-                else:
+                if revision is not None:
                     revision = await self._kv.update(self.name, self.id.encode(), last=revision)
                     await self._announce()
+                else:
+                    revision = await self._take()
+                    if revision is not None and not self._active.is_set():
+                        await self._become_active()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # taken by another (or NATS away): standby
-                if revision is not None:
-                    log.warning("gateway %s lost its lease (%r): standing by", self.id, exc)
-                    revision = None
-                    await self._step_down()
+            except KeyWrongLastSequenceError:  # another gateway holds it
+                revision = None
+                if self._active.is_set():
+                    log.warning("gateway %s: another gateway holds the lease: standing by", self.id)
+                    await self._safely(self._step_down())
+            except Exception as exc:
+                # The bucket cannot be reached (a node of the cluster is gone, NATS reconnects):
+                # nobody can take the lease meanwhile, so an active gateway goes on serving, and
+                # takes its lease again when the bucket answers (it has expired by then).
+                if revision is not None or not unreachable:
+                    log.warning("gateway %s cannot reach its lease (%r): trying on", self.id, exc)
+                revision, unreachable = None, True
+                await asyncio.sleep(period)
+                continue
+            unreachable = False
             await asyncio.sleep(period)
 
+    async def _take(self) -> int | None:
+        """Take the lease if nobody holds it (or we do: a renewal whose answer was lost); its
+        revision, or None when another gateway holds it."""
+        from nats.js.errors import KeyWrongLastSequenceError
+
+        try:
+            return int(await self._kv.create(self.name, self.id.encode()))
+        except KeyWrongLastSequenceError:
+            entry = await self._kv.get(self.name)
+            if entry.value == self.id.encode():
+                return int(entry.revision)
+            if self._active.is_set():
+                raise
+            return None
+
+    async def _safely(self, work: Any) -> None:
+        try:
+            await work
+        except Exception:  # the contention must go on whatever happens
+            log.exception("gateway %s: stepping down failed", self.id)
+
     async def _become_active(self) -> None:
-        log.info("gateway %s is active", self.id)
+        log.warning("gateway %s is active", self.id)
         self._demand_sub = await self._nc.subscribe(self.subjects.demand, cb=self._on_demand)
         self._active.set()
         await self._announce()
