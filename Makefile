@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/e2e.py
 	$(BIN)/python benchmarks/ops.py
 	$(BIN)/python benchmarks/replay.py
+	$(BIN)/python benchmarks/bus.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
