@@ -385,9 +385,7 @@ class Client:
                 self._tap = tap
                 return
 
-            def both(
-                listener: Listener, *, stream: Stream, url: str, factory: TransportFactory
-            ) -> Transport:
+            def both(listener: Listener, *, stream: Stream, url: str, factory: TransportFactory) -> Transport:
                 def through_inner(listener: Listener, *, stream: Stream, url: str) -> Transport:
                     return inner(listener, stream=stream, url=url, factory=factory)
 
