@@ -56,8 +56,9 @@ class LoopThread:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-        if self.here:
+        if self.here:  # cannot wait for itself: wind down, then stop
             self.spawn(wind_down())
+            self.loop.call_later(timeout + 2, self.loop.stop)
             return
         with contextlib.suppress(Exception):
             self.run(wind_down(), timeout + 2)

@@ -280,6 +280,7 @@ class _BusTransport:
         self._subject_refs: Counter[str] = Counter()
         self._topic_subjects: dict[Topic, str] = {}
         self._live: set[str] = set()  # subjects a live message came on
+        self._answering: set[str] = set()  # subjects whose answer is not handed over yet
         self._fetcher: asyncio.Task[Any] | None = None
         self._resuming = False  # see _carry
         # The account stream's pull consumer: its name, filter, replicas, and the stream sequence
@@ -348,7 +349,8 @@ class _BusTransport:
                 self.busy = False
                 self.lose(f"{type(exc).__name__}: {exc}")
                 return
-            self.busy = False
+            finally:
+                self.busy = False
 
     async def _carry(self, frame: str) -> None:
         request = decode_request(frame, stream=self.stream.value)
@@ -372,7 +374,13 @@ class _BusTransport:
             subjects = reply.get("subjects") or [None] * len(topics)
             subscribe = request.subscription_action is m.SubscriptionAction.SUBSCRIPTION_ACTION_SUBSCRIBE
             if subscribe:
-                followed = [await self._follow(t, s) for t, s in zip(topics, subjects, strict=False) if s]
+                # Until the answer is handed over the session drops their events (not confirmed
+                # yet): a message meanwhile must not count as the live one the snapshot yields to.
+                self._answering.update(s for s in subjects if s)
+                try:
+                    followed = [await self._follow(t, s) for t, s in zip(topics, subjects, strict=False) if s]
+                finally:
+                    self._answering.difference_update(s for s in subjects if s)
                 fresh = [subject for subject in followed if subject is not None]
             else:
                 for topic in topics:
@@ -428,7 +436,8 @@ class _BusTransport:
         if msg.headers and msg.headers.get(MARK):
             self.lose(f"gap at the gateway on {msg.subject}")
             return
-        self._live.add(msg.subject)
+        if msg.subject not in self._answering:
+            self._live.add(msg.subject)
         self.listener.frame(msg.data, _now())
         self._schedule_flush()
 
@@ -451,10 +460,13 @@ class _BusTransport:
         self._durable = None if link.name is None else f"{link.name}-{self.stream.value}-{digest}"
         self._consumer_name = self._durable or f"{link.id}-{self.stream.value}-{digest}"
         self._filter = subjects
+        # Where a consumer made again would start: after what this one acknowledged (see _rebind).
         try:
             info = await link.js.consumer_info(link.stream, self._consumer_name)
             self._resuming = info.delivered.consumer_seq > 0  # exists: read on where it left off
+            self._acked = info.ack_floor.stream_seq
         except Exception:
+            self._acked = (await link.js.stream_info(link.stream)).state.last_seq
             await link.js.add_consumer(link.stream, await self._config(None))
         sub = await link.js.pull_subscribe_bind(self._consumer_name, link.stream)
         self._fetcher = asyncio.ensure_future(self._fetch(sub))
@@ -509,8 +521,7 @@ class _BusTransport:
 
         failing_since: float | None = None
         while self._running and not self._closing:
-            while (not self._open or self.busy) and not self._closing:  # the answer goes first
-                await asyncio.sleep(0.01)
+            await self._answered()
             try:
                 messages = await sub.fetch(_BATCH, timeout=1.0)
                 failing_since = None
@@ -536,20 +547,37 @@ class _BusTransport:
                     except Exception as error:  # the cluster is still electing: again later
                         log.warning("%s: cannot make the consumer again yet (%r)", self.stream, error)
                 continue
-            now_utc = _now()
-            handed: list[Any] = []
-            for message in messages:
-                if message.headers and message.headers.get(MARK):
-                    await self._acknowledge(handed)
-                    await self._ack(message)
-                    self.lose(f"gap at the gateway on {message.subject}")
-                    while (not self._open or self.busy or not self._outbox.empty()) and not self._closing:
-                        await asyncio.sleep(0.02)  # the new answer first, then what followed the gap
-                    now_utc = _now()
-                    continue
-                self.listener.frame(message.data, now_utc)
-                handed.append(message)
-            await self._acknowledge(handed)
+            try:
+                await self._hand_over(messages)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # acknowledging failed (NATS away): what was not, comes again
+                log.warning("%s: handing over failed (%r): reopening", self.stream, exc)
+                self.lose(f"acknowledging failed: {exc!r}")
+
+    async def _answered(self) -> None:
+        """Wait while the connection is down or its request is answered: the answer (and a gap
+        it shows) goes first, then the events that came after it."""
+        while (not self._open or self.busy) and self._running and not self._closing:
+            await asyncio.sleep(0.01)
+
+    async def _hand_over(self, messages: list[Any]) -> None:
+        """Hand ``messages`` to the client in order; a gap mark ends the connection as a loss."""
+        await self._answered()  # a loss may have come while they were fetched
+        now_utc = _now()
+        handed: list[Any] = []
+        for message in messages:
+            if message.headers and message.headers.get(MARK):
+                await self._acknowledge(handed)
+                await self._ack(message)
+                self.lose(f"gap at the gateway on {message.subject}")
+                while (not self._open or self.busy or not self._outbox.empty()) and self._running:
+                    await asyncio.sleep(0.02)  # the new answer first, then what followed the gap
+                now_utc = _now()
+                continue
+            self.listener.frame(message.data, now_utc)
+            handed.append(message)
+        await self._acknowledge(handed)
 
     async def _ack(self, message: Any) -> None:
         await message.ack()
@@ -579,6 +607,9 @@ class _BusTransport:
         self.listener.lost(ConnectionLostError(f"bus: {why}"), True)
         if not self.listener.wanted():
             self._running = False
+            if self._fetcher is not None and self._fetcher is not asyncio.current_task():
+                self._fetcher.cancel()
+            self._fetcher = None
             self.listener.closed(ClientClosedError("no longer wanted"))
             return
         self.link.loop.call_later(_REOPEN_PAUSE, self._opening)

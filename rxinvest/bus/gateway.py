@@ -83,6 +83,7 @@ log = logging.getLogger("rxinvest.bus")
 
 #: Seconds a consumer's demand outlives its last message.
 DEFAULT_LEASE = 10.0
+_MARKET_BACKLOG = 100_000  # market messages waiting for NATS at most: past it the oldest go, marked
 _TIME = "Rx-Time"  # when the gateway published it (resuming account streams reads it)
 _STATUS_TIMEOUT = 15.0  # seconds a demand waits for the API's answer before answering INTERNAL_ERROR
 
@@ -150,10 +151,14 @@ class Gateway:
         self.release_grace = release_grace
         self.id = uuid.uuid4().hex[:12]
         self.dialect = client.dialect
-        #: Counts: events and marks published, publishes retried.
+        #: Counts: messages published, marks among them, account publishes retried, market events
+        #: not published (NATS away or too slow: each such run is marked as a gap on its subject).
         self.published = 0
         self.marks = 0
         self.retried = 0
+        self.dropped = 0
+        self._lost: dict[str, datetime] = {}  # subject -> since when its events were not published
+        self._lost_lock = threading.Lock()  # _lost and dropped: reader threads shed, the loop marks
         self._runner = LoopThread("rxinvest-bus-gateway")
         self._loop = self._runner.loop
         self._nc: Any = None
@@ -170,6 +175,7 @@ class Gateway:
         # consumer connection -> what it holds: topics, or account keys
         self._conns: dict[str, Counter[Any]] = {}
         self._seen: dict[str, float] = {}  # consumer connection -> monotonic time last heard of
+        self._conn_locks: dict[str, asyncio.Lock] = {}  # a connection's requests, one at a time
         self._market_pending: deque[tuple[str, bytes, dict[str, str] | None]] = deque()
         self._account_pending: deque[tuple[str, bytes, dict[str, str] | None]] = deque()
         self._wakes: tuple[asyncio.Event, asyncio.Event] = (asyncio.Event(), asyncio.Event())
@@ -375,11 +381,26 @@ class Gateway:
     # --- demand ----------------------------------------------------------------------------------------
 
     async def _on_demand(self, msg: Any) -> None:
+        """Take one demand message: its lease counts at once; it is answered in a task of its own,
+        after the connection's earlier requests (a request may wait for the API: nobody else's
+        lease or request waits behind it)."""
         try:
             request = json.loads(msg.data)
             conn = str(request["conn"])
+        except Exception as exc:  # a bad request harms only its sender
+            await self._reply(msg, {"error": repr(exc)})
+            return
+        self._seen[conn] = time.monotonic()
+        lock = self._conn_locks.setdefault(conn, asyncio.Lock())
+        self._runner.spawn(self._serve(msg, request, conn, lock))
+
+    async def _serve(self, msg: Any, request: dict[str, Any], conn: str, lock: asyncio.Lock) -> None:
+        async with lock:
+            await self._reply(msg, await self._answer(request, conn))
+
+    async def _answer(self, request: dict[str, Any], conn: str) -> dict[str, Any]:
+        try:
             op = request["op"]
-            self._seen[conn] = time.monotonic()
             if op == "lease":
                 reply: dict[str, Any] = {"known": conn in self._conns}
             elif op == "release":
@@ -394,10 +415,14 @@ class Gateway:
         except Exception as exc:  # a bad request harms only its sender
             log.warning("bad demand: %r", exc)
             reply = {"error": repr(exc)}
+        return reply
+
+    async def _reply(self, msg: Any, reply: dict[str, Any]) -> None:
         reply["gateway"] = self.id
         reply["dialect"] = self.dialect
         if msg.reply:
-            await self._nc.publish(msg.reply, json.dumps(reply).encode())
+            with contextlib.suppress(Exception):  # the asker is gone, or NATS is: it asks again
+                await self._nc.publish(msg.reply, json.dumps(reply).encode())
 
     async def _request(self, conn: str, stream: Stream, frame: str, resuming: bool) -> dict[str, Any]:
         """Answer one request of a consumer connection as the API would."""
@@ -439,17 +464,15 @@ class Gateway:
         return {"frames": [encode(response, dialect=self.dialect)], "subjects": subjects}
 
     async def _statuses_of(self, topics: Sequence[Topic]) -> dict[Topic, SubscriptionStatus | None]:
-        out: dict[Topic, SubscriptionStatus | None] = {}
-        for topic in topics:
-            held = self._topics.get(topic)
-            if held is None or held.status is None:
-                out[topic] = None
-                continue
-            try:
-                out[topic] = await asyncio.wait_for(asyncio.shield(held.status), _STATUS_TIMEOUT)
-            except TimeoutError:
-                out[topic] = None
-        return out
+        """The client's answer for each topic, waiting for them together at most _STATUS_TIMEOUT."""
+        waiting = {
+            topic: held.status
+            for topic in topics
+            if (held := self._topics.get(topic)) is not None and held.status is not None
+        }
+        if waiting:
+            await asyncio.wait([asyncio.shield(f) for f in waiting.values()], timeout=_STATUS_TIMEOUT)
+        return {t: f.result() if (f := waiting.get(t)) is not None and f.done() else None for t in topics}
 
     def _hold(self, topic: Topic) -> None:
         held = self._topics.get(topic)
@@ -462,10 +485,14 @@ class Gateway:
             # Held for its demand and its gaps: its events are published from the frames, so a
             # conflated mailbox (the newest per instrument and kind) is all the work they cost.
             source = self.client.market_data.of_topics([topic], conflate=True).with_markers()
-            held.disposable = source.subscribe(
-                on_next=functools.partial(self._market_item, topic),
-                on_error=functools.partial(self._on_failed, topic),
-            )
+            try:
+                held.disposable = source.subscribe(
+                    on_next=functools.partial(self._market_item, topic),
+                    on_error=functools.partial(self._on_failed, topic),
+                )
+            except BaseException:
+                del self._topics[topic]
+                raise
         held.refs += 1
 
     def _unhold(self, topic: Topic) -> None:
@@ -479,18 +506,32 @@ class Gateway:
         """Dispose ``held`` if nobody took it again during the grace."""
         if self._topics.get(topic) is held and held.refs <= 0:
             del self._topics[topic]
+            self._confirmed.pop(topic, None)  # the client lets it go: a new answer will come
             held.disposable.dispose()
 
     def _on_failed(self, topic: Topic, error: Exception) -> None:
-        self._loop.call_soon_threadsafe(self._failed, topic, error)
+        self._post(self._failed, topic, error)
 
     def _failed(self, topic: Topic, error: Exception) -> None:
-        held = self._topics.get(topic)
-        if held is not None and held.status is not None and not held.status.done():
+        """A held source ended with an error (refused, or its connection failed for good): its
+        waiting demand is answered with it; once confirmed, its subject gets a gap mark and the
+        topic is forgotten, so that the next demand subscribes anew."""
+        held = self._topics.pop(topic, None)
+        self._confirmed.pop(topic, None)
+        if held is None:
+            return
+        if held.status is not None and not held.status.done():
             held.status.set_result(SubscriptionStatus(topic, False, error, ""))  # type: ignore[arg-type]
+            return
+        log.warning("the held subscription %s failed (%s): its consumers see a gap", topic, error)
+        now = datetime.now(UTC)
+        for subject in held.subjects:
+            self._mark(subject, Gap(cause=GapCause.RECONNECT, since=now, until=now), account=False)
+        for wanted in self._conns.values():
+            wanted.pop(topic, None)
 
     def _on_status(self, status: object) -> None:
-        self._loop.call_soon_threadsafe(self._status, status)
+        self._post(self._status, status)
 
     def _status(self, status: object) -> None:
         """A subscription answer of the client (on the loop)."""
@@ -528,7 +569,8 @@ class Gateway:
         if held[key] == 0:
             held[key] = 1
             await self._hold_accounts(key)
-        statuses = {a: await self._account_status_of(stream, a) for a in accounts}
+        answered = await asyncio.gather(*(self._account_status_of(stream, a) for a in accounts))
+        statuses = dict(zip(accounts, answered, strict=True))
         answer = answers.account_answer(stream, accounts, statuses)
         granted = [a for a in accounts if (s := statuses[a]) is not None and s.confirmed]
         frames = [encode(answer, dialect=self.dialect)]
@@ -563,19 +605,25 @@ class Gateway:
         if status is not None:
             return status
         waiter: asyncio.Future[SubscriptionStatus] = self._loop.create_future()
-        self._account_waiters.setdefault((stream.value, account), []).append(waiter)
+        waiters = self._account_waiters.setdefault((stream.value, account), [])
+        waiters.append(waiter)
         try:
             return await asyncio.wait_for(waiter, _STATUS_TIMEOUT)
         except TimeoutError:
+            if waiter in waiters:
+                waiters.remove(waiter)
             return None
 
     async def _hold_accounts(self, key: tuple[Any, ...]) -> None:
         held = self._accounts.get(key)
         if held is None:
             stream, accounts, initial = key
-            held = self._accounts[key] = _Held()
+            held = _Held()
             held.subjects = tuple(self.subjects.account(stream, a) for a in accounts)
             since = await self._resume_since(held.subjects)
+            if key in self._accounts:  # another request opened it meanwhile
+                self._accounts[key].refs += 1
+                return
             for account in accounts:  # a fresh answer is awaited
                 self._account_status.pop((stream.value, account), None)
             source: Source[Any]
@@ -591,9 +639,27 @@ class Gateway:
                 source = self.client.operations.portfolio(accounts, since=since)
             held.disposable = source.with_markers().subscribe(
                 on_next=functools.partial(self._account_item, stream),
-                on_error=lambda exc: log.warning("account stream %s ended: %r", key, exc),
+                on_error=functools.partial(self._on_account_failed, key),
             )
+            self._accounts[key] = held
         held.refs += 1
+
+    def _on_account_failed(self, key: tuple[Any, ...], error: Exception) -> None:
+        self._post(self._account_failed, key, error)
+
+    def _account_failed(self, key: tuple[Any, ...], error: Exception) -> None:
+        """A held account stream ended with an error: its subjects get a gap mark and it is
+        forgotten; consumers reopen and ask again, which opens it anew (resuming from its last
+        event)."""
+        held = self._accounts.pop(key, None)
+        if held is None:
+            return
+        log.warning("account stream %s %s failed (%s): its consumers see a gap", key[0], key[1], error)
+        now = datetime.now(UTC)
+        for subject in held.subjects:
+            self._mark(subject, Gap(cause=GapCause.RECONNECT, since=now, until=now), account=True)
+        for wanted in self._conns.values():
+            wanted.pop(key, None)
 
     async def _resume_since(self, subjects: Sequence[str]) -> datetime | None:
         """The time of the latest event published on ``subjects`` within ``resume_within`` seconds:
@@ -606,7 +672,10 @@ class Gateway:
                 continue
             stamp = (message.headers or {}).get(_TIME)
             if stamp:
-                moment = datetime.fromisoformat(stamp)
+                try:
+                    moment = datetime.fromisoformat(stamp)
+                except ValueError:  # not ours: nothing to resume from
+                    continue
                 latest = moment if latest is None else max(latest, moment)
         if latest is None or (datetime.now(UTC) - latest).total_seconds() > self.resume_within:
             return None
@@ -634,7 +703,7 @@ class Gateway:
             elif not isinstance(item, Gap) or self.client.gap_recovery:
                 return
             subjects = [self.subjects.account(stream, item.target)] if item.target else []
-            self._loop.call_soon_threadsafe(self._account_gap, stream, subjects, item)
+            self._post(self._account_gap, stream, subjects, item)
             return
         subject = self.subjects.account(stream, item.account_id)
         payload = encode(item, dialect=self.dialect).encode()
@@ -654,7 +723,7 @@ class Gateway:
         """An item of a held market-data source (on a delivery thread): its events went out as
         frames already (:meth:`_market_frame`); a gap is marked on the topic's subject."""
         if isinstance(item, Gap):
-            self._loop.call_soon_threadsafe(self._market_gap, topic, item)
+            self._post(self._market_gap, topic, item)
 
     def _market_frame(self, data: bytes) -> None:
         """A MarketDataStream frame of the client (on its reader thread): an event is published as
@@ -701,10 +770,21 @@ class Gateway:
         self._hand(self._account_pending, (subject, payload, headers), 1)
 
     def _hand(self, pending: deque[tuple[str, bytes, dict[str, str] | None]], item: Any, which: int) -> None:
+        if which == 0 and len(pending) >= _MARKET_BACKLOG:  # NATS cannot keep up: shed, and mark it
+            subject = pending.popleft()[0]
+            with self._lost_lock:
+                self.dropped += 1
+                self._lost.setdefault(subject, datetime.now(UTC))
         was_empty = not pending
         pending.append(item)
         if was_empty:
-            self._loop.call_soon_threadsafe(self._wakes[which].set)
+            self._post(self._wakes[which].set)
+
+    def _post(self, function: Callable[..., Any], *args: Any) -> None:
+        """Run ``function(*args)`` on the loop, from any thread; nothing once the gateway closed."""
+        if not self._closed:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                self._loop.call_soon_threadsafe(function, *args)
 
     async def _publisher(self, which: int) -> None:
         """Publish what is handed over, in order: market data as it comes, account events each
@@ -716,15 +796,36 @@ class Gateway:
             await self._flush_pending(which)
 
     async def _flush_pending(self, which: int) -> None:
-        if which == 0:
-            pending, publish = self._market_pending, self._nc.publish
-        else:
-            pending, publish = self._account_pending, self._publish_acked
+        if which == 1:  # account events: each until JetStream has it
+            pending = self._account_pending
+            while pending:
+                subject, payload, headers = pending[0]
+                await self._publish_acked(subject, payload, headers)
+                pending.popleft()
+                self.published += 1
+            return
+        pending = self._market_pending
         while pending:
-            subject, payload, headers = pending[0]
-            await publish(subject, payload, headers=headers)
-            pending.popleft()
-            self.published += 1
+            subject, payload, headers = pending.popleft()
+            try:
+                await self._nc.publish(subject, payload, headers=headers)
+                self.published += 1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # NATS away, its buffer full: this event is lost, and marked
+                with self._lost_lock:
+                    self.dropped += 1
+                    if subject not in self._lost:
+                        log.warning(
+                            "market data to %s not published (%r): a gap will be marked", subject, exc
+                        )
+                        self._lost[subject] = datetime.now(UTC)
+        if self._lost and self._nc.is_connected:
+            with self._lost_lock:
+                lost, self._lost = self._lost, {}
+            until = datetime.now(UTC)
+            for subject, since in lost.items():
+                self._mark(subject, Gap(cause=GapCause.OVERFLOW, since=since, until=until), account=False)
 
     async def _publish_acked(self, subject: str, payload: bytes, headers: dict[str, str] | None) -> None:
         """Publish until JetStream has stored it (an account event is never dropped)."""
@@ -754,6 +855,7 @@ class Gateway:
 
     def _release_conn(self, conn: str) -> None:
         self._seen.pop(conn, None)
+        self._conn_locks.pop(conn, None)
         held = self._conns.pop(conn, None)
         if not held:
             return
