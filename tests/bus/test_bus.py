@@ -352,3 +352,34 @@ def test_a_topic_the_gateway_client_already_holds_is_served(
             assert not collect.errors
     finally:
         mine.dispose()
+
+
+def test_market_events_nats_would_not_take_are_a_gap_not_the_end(
+    sim: Any, gateway: bus.Gateway, nats_server: NatsServer
+) -> None:
+    """Publishing fails for a while (NATS away, its buffer full): the publisher goes on, what it
+    could not publish is counted, and the consumer sees a Gap where the events are missing."""
+    uid = sim.instruments[0].uid
+    with bus.connect(nats_server.url) as consumer:
+        collect = _Collect()
+        consumer.market_data.trades(uid).with_markers().subscribe(collect.on_next, collect.on_error)
+        assert _wait(lambda: len(collect.events()) >= 2)
+        nc = gateway._nc
+        publish, failures = nc.publish, [5]
+
+        async def failing(subject: str, payload: bytes = b"", **options: Any) -> None:
+            if failures[0] > 0 and subject == gateway.subjects.market(Kind.TRADES, uid):
+                failures[0] -= 1
+                raise OSError("outbound buffer full")
+            await publish(subject, payload, **options)
+
+        nc.publish = failing
+        try:
+            assert _wait(lambda: failures[0] == 0)
+            assert _wait(lambda: any(isinstance(i, Gap) for i in collect.items))
+            after = len(collect.events())
+            assert _wait(lambda: len(collect.events()) >= after + 2)  # live again
+        finally:
+            nc.publish = publish
+        assert gateway.dropped >= 5
+        assert not collect.errors
