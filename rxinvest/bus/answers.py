@@ -26,6 +26,7 @@ from typing import Any
 from rxinvest import model as m
 from rxinvest.errors import ApiError, SubscriptionRejectedError
 from rxinvest.model.kinds import Kind
+from rxinvest.model.operations import PER_ACCOUNT_ANSWERS
 from rxinvest.protocol import Topic
 from rxinvest.streams.events import SubscriptionStatus
 from rxinvest.wire import Stream
@@ -133,22 +134,10 @@ def account_answer(
             accounts=granted,
             error=error,
         )
-    if stream is Stream.PORTFOLIO:
-        ok, no = (
-            m.PortfolioSubscriptionStatus.PORTFOLIO_SUBSCRIPTION_STATUS_SUCCESS,
-            m.PortfolioSubscriptionStatus.PORTFOLIO_SUBSCRIPTION_STATUS_ACCOUNT_NOT_FOUND,
-        )
-        entries = tuple(
-            m.AccountSubscriptionStatus(account_id=a, subscription_status=ok if a in granted else no)
+    answer = PER_ACCOUNT_ANSWERS[stream]
+    return answer.result(
+        accounts=tuple(
+            answer.entry(account_id=a, subscription_status=answer.granted if a in granted else answer.refused)
             for a in accounts
         )
-        return m.PortfolioSubscriptionResult(accounts=entries)
-    ok2, no2 = (
-        m.PositionsAccountSubscriptionStatus.POSITIONS_SUBSCRIPTION_STATUS_SUCCESS,
-        m.PositionsAccountSubscriptionStatus.POSITIONS_SUBSCRIPTION_STATUS_ACCOUNT_NOT_FOUND,
     )
-    entries2 = tuple(
-        m.PositionsSubscriptionStatus(account_id=a, subscription_status=ok2 if a in granted else no2)
-        for a in accounts
-    )
-    return m.PositionsSubscriptionResult(accounts=entries2)

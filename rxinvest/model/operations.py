@@ -5,6 +5,7 @@ Position balances are in units (pieces), money is exact :class:`~rxinvest.model.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 
@@ -205,3 +206,33 @@ class PositionsResponse:
     futures: tuple[PositionsFutures, ...] = ()
     options: tuple[PositionsOptions, ...] = ()
     account_id: str = ""
+
+
+@attrs.frozen
+class PerAccountAnswer:
+    """How PortfolioStream or PositionsStream answers its request: a ``result`` of one ``entry``
+    (``account_id``, ``subscription_status``) per account, ``granted`` or ``refused``."""
+
+    result: Callable[..., object]
+    entry: Callable[..., object]
+    granted: object
+    refused: object
+
+
+#: The answer of each account stream that answers account by account, by its method name (the
+#: others answer with one ``SubscriptionResponse``); the simulator and the bus gateway write them
+#: from this table.
+PER_ACCOUNT_ANSWERS: dict[str, PerAccountAnswer] = {
+    "PortfolioStream": PerAccountAnswer(
+        PortfolioSubscriptionResult,
+        AccountSubscriptionStatus,
+        PortfolioSubscriptionStatus.PORTFOLIO_SUBSCRIPTION_STATUS_SUCCESS,
+        PortfolioSubscriptionStatus.PORTFOLIO_SUBSCRIPTION_STATUS_ACCOUNT_NOT_FOUND,
+    ),
+    "PositionsStream": PerAccountAnswer(
+        PositionsSubscriptionResult,
+        PositionsSubscriptionStatus,
+        PositionsAccountSubscriptionStatus.POSITIONS_SUBSCRIPTION_STATUS_SUCCESS,
+        PositionsAccountSubscriptionStatus.POSITIONS_SUBSCRIPTION_STATUS_ACCOUNT_NOT_FOUND,
+    ),
+}

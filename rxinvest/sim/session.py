@@ -55,6 +55,7 @@ import attrs
 
 from rxinvest import model as m
 from rxinvest.model.kinds import REQUEST_KINDS, Kind
+from rxinvest.model.operations import PER_ACCOUNT_ANSWERS
 from rxinvest.sim.broker import Broker
 from rxinvest.sim.broker import Event as AccountEvent
 from rxinvest.sim.fault_injection import InjectedBook, distort_book
@@ -139,32 +140,6 @@ class SessionSettings:
     max_requests_per_minute: int = 100
     min_ping_delay: float = 5.0
     idle_timeout: float | None = 120.0
-
-
-@attrs.frozen
-class _PerAccountAnswer:
-    """How PortfolioStream or PositionsStream answers: a result of one status entry per account."""
-
-    result: Callable[..., object]
-    entry: Callable[..., object]
-    granted: object
-    refused: object
-
-
-_PER_ACCOUNT_ANSWERS = {
-    Stream.PORTFOLIO: _PerAccountAnswer(
-        m.PortfolioSubscriptionResult,
-        m.AccountSubscriptionStatus,
-        m.PortfolioSubscriptionStatus.PORTFOLIO_SUBSCRIPTION_STATUS_SUCCESS,
-        m.PortfolioSubscriptionStatus.PORTFOLIO_SUBSCRIPTION_STATUS_ACCOUNT_NOT_FOUND,
-    ),
-    Stream.POSITIONS: _PerAccountAnswer(
-        m.PositionsSubscriptionResult,
-        m.PositionsSubscriptionStatus,
-        m.PositionsAccountSubscriptionStatus.POSITIONS_SUBSCRIPTION_STATUS_SUCCESS,
-        m.PositionsAccountSubscriptionStatus.POSITIONS_SUBSCRIPTION_STATUS_ACCOUNT_NOT_FOUND,
-    ),
-}
 
 
 class PortfolioSnapshots:
@@ -365,7 +340,7 @@ class Session:
                 )
             )
             return out
-        answer = _PER_ACCOUNT_ANSWERS[self.stream]
+        answer = PER_ACCOUNT_ANSWERS[self.stream]
         entries = tuple(
             answer.entry(account_id=a, subscription_status=answer.granted if a in granted else answer.refused)
             for a in requested
