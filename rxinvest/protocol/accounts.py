@@ -52,7 +52,6 @@ from rxinvest.wire import Stream, decode, encode
 __all__ = ["ACCOUNT_STREAMS", "AccountSession"]
 
 ACCOUNT_STREAMS = (Stream.ORDER_STATE, Stream.TRADES, Stream.POSITIONS, Stream.PORTFOLIO)
-
 #: The API code of a refusal for want of rights: the subscriber gets PermissionDeniedError.
 _NO_RIGHTS = "40002"
 
