@@ -20,9 +20,11 @@ Rules:
   slow subscriber holds back the fetching, not memory. Without ``name`` the consumer is ephemeral
   and starts with what is published from then on, or from ``since`` when given.
 * **Gaps.** A gap mark on a subject, a new active gateway (``<prefix>.active``), a gateway that no
-  longer knows this connection's demand, or a request that goes unanswered all end the connection
-  as a loss: the client opens it again, sends its subscriptions again (to the active gateway) and
-  marks a ``Gap`` for its subscribers, exactly as after a reconnect of a WebSocket.
+  longer knows this connection's demand, a request that goes unanswered, NATS dropping messages of
+  a subscription that fell behind (a slow consumer), or a reconnect of NATS (market data) all end
+  the connection as a loss: the client opens it again, sends its subscriptions again (to the
+  active gateway) and marks a ``Gap`` for its subscribers, exactly as after a reconnect of a
+  WebSocket.
 * **Leases.** Every ``lease / 3`` seconds each open connection renews its lease with the gateway.
 * Threads: one event-loop thread per client (``rxinvest-bus-consumer``) runs NATS and calls every
   listener; the client's delivery threads run user code, as with a direct client.
@@ -184,6 +186,8 @@ class _Link:
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
             connect_timeout=min(timeout, 5),
+            error_cb=self._nats_error,
+            reconnected_cb=self._reconnected,
         )
         self.js = self.nc.jetstream(timeout=10)
         await self.nc.subscribe(self.subjects.active, cb=self._announced)
@@ -238,6 +242,25 @@ class _Link:
     def conn_id(self) -> str:
         return f"{self.id}-{next(self._numbers)}"
 
+    async def _nats_error(self, error: Exception) -> None:
+        """NATS dropped messages of a subscription that fell behind (a slow consumer): its
+        connection shows that as a gap. Other errors are NATS's own business (it reconnects)."""
+        import nats.errors
+
+        if isinstance(error, nats.errors.SlowConsumerError):
+            for transport in list(self.transports):
+                if error.sub in transport.subscriptions():
+                    transport.lose(f"NATS dropped messages of {error.subject}: the subscriber fell behind")
+        else:
+            log.info("NATS: %r", error)
+
+    async def _reconnected(self) -> None:
+        """Market data sent while NATS was reconnecting is gone: every market-data connection
+        shows that as a gap (account streams read on from JetStream, where nothing was lost)."""
+        for transport in list(self.transports):
+            if transport.stream is Stream.MARKET_DATA:
+                transport.lose("NATS reconnected: market data of the meantime is gone")
+
     async def _announced(self, msg: Any) -> None:
         gateway = json.loads(msg.data).get("gateway")
         if gateway and self.gateway is None:
@@ -291,6 +314,10 @@ class _BusTransport:
         self._replicas: int | None = None
         self._acked: int | None = None
         self._flush_due = False
+
+    def subscriptions(self) -> list[Any]:
+        """Its NATS subscriptions of market-data subjects."""
+        return list(self._subs.values())
 
     # --- Transport -------------------------------------------------------------------------------------
 

@@ -158,7 +158,10 @@ class Gateway:
         self.retried = 0
         self.dropped = 0
         self._lost: dict[str, datetime] = {}  # subject -> since when its events were not published
-        self._lost_lock = threading.Lock()  # _lost and dropped: reader threads shed, the loop marks
+        self._lost_lock = threading.Lock()
+        self._disconnected_at: datetime | None = (
+            None  # _lost and dropped: reader threads shed, the loop marks
+        )
         self._runner = LoopThread("rxinvest-bus-gateway")
         self._loop = self._runner.loop
         self._nc: Any = None
@@ -252,6 +255,8 @@ class Gateway:
             reconnect_time_wait=0.5,
             connect_timeout=5,
             allow_reconnect=True,
+            disconnected_cb=self._disconnected,
+            reconnected_cb=self._reconnected,
         )
         self._js = self._nc.jetstream(timeout=10)
         retention = self.retention
@@ -282,6 +287,18 @@ class Gateway:
             asyncio.create_task(self._publisher(1)),
             asyncio.create_task(self._expire()),
         ]
+
+    async def _disconnected(self) -> None:
+        self._disconnected_at = datetime.now(UTC)
+
+    async def _reconnected(self) -> None:
+        """What was on its way to NATS when the connection broke is gone: every market-data
+        subject held gets a gap mark (account events are published until JetStream has them)."""
+        since, until = self._disconnected_at or datetime.now(UTC), datetime.now(UTC)
+        self._disconnected_at = None
+        for held in list(self._topics.values()):
+            for subject in held.subjects:
+                self._mark(subject, Gap(cause=GapCause.RECONNECT, since=since, until=until), account=False)
 
     async def _stop(self) -> None:
         for task in self._tasks:

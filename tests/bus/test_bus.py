@@ -383,3 +383,32 @@ def test_market_events_nats_would_not_take_are_a_gap_not_the_end(
             nc.publish = publish
         assert gateway.dropped >= 5
         assert not collect.errors
+
+
+@pytest.mark.parametrize("what", ["slow consumer", "reconnect"])
+def test_messages_nats_dropped_on_the_consumers_side_are_a_gap(
+    sim: Any, gateway: bus.Gateway, nats_server: NatsServer, what: str
+) -> None:
+    """NATS drops messages of a subscription that fell behind (and loses what was in flight when
+    it reconnects) with nothing but a callback: the consumer shows a Gap, then goes on."""
+    import asyncio
+
+    import nats.errors
+
+    uid = sim.instruments[0].uid
+    with bus.connect(nats_server.url) as consumer:
+        collect = _Collect()
+        consumer.market_data.trades(uid).with_markers().subscribe(collect.on_next, collect.on_error)
+        assert _wait(lambda: len(collect.events()) >= 2)
+        link = consumer._transport_factory  # the consumer's NATS side
+        if what == "slow consumer":
+            (transport,) = [t for t in link.transports if t.subscriptions()]
+            sub = transport.subscriptions()[0]
+            error = nats.errors.SlowConsumerError(sub.subject, "", sub._id, sub)
+            called = link._nats_error(error)
+        else:
+            called = link._reconnected()
+        asyncio.run_coroutine_threadsafe(called, link.loop).result(5)
+        assert _wait(lambda: any(isinstance(i, Gap) for i in collect.items))
+        after = len(collect.events())
+        assert _wait(lambda: len(collect.events()) >= after + 2)
