@@ -17,7 +17,8 @@ Rules:
   after the last message it acknowledged. A batch of messages is acknowledged once every
   subscriber's ``on_next`` has returned for each of them, and the next batch is fetched only then:
   a consumer killed meanwhile gets them again under its name (at least once, never fewer), and a
-  slow subscriber holds back the fetching, not memory. Without ``name`` the consumer is ephemeral
+  slow subscriber holds back the fetching, not memory. Closing, it acknowledges what its client
+  delivered meanwhile and nothing else. Without ``name`` the consumer is ephemeral
   and starts with what is published from then on, or from ``since`` when given.
 * **Gaps.** A gap mark on a subject, a new active gateway (``<prefix>.active``), a gateway that no
   longer knows this connection's demand, a request that goes unanswered, NATS dropping messages of
@@ -76,6 +77,7 @@ _SNAPSHOT_KINDS = frozenset({Kind.ORDER_BOOKS, Kind.LAST_PRICES, Kind.INFO, Kind
 _REQUEST_TIMEOUT = 20.0  # seconds a request waits for the gateway (it may wait for the API itself)
 _REOPEN_PAUSE = 0.2  # seconds between a loss and the next open
 _BATCH = 256  # account messages fetched at once
+_CLOSE_WAIT = 2.5  # seconds a closing connection waits for its fetcher (a fetch waits 1 s at most)
 _REBIND_AFTER = 3.0  # seconds of failing fetches before the pull consumer is made again
 _NO_RESPONDERS_PAUSE = 0.1  # seconds between two requests while no gateway listens
 
@@ -591,6 +593,9 @@ class _BusTransport:
     async def _hand_over(self, messages: list[Any]) -> None:
         """Hand ``messages`` to the client in order; a gap mark ends the connection as a loss."""
         await self._answered()  # a loss may have come while they were fetched
+        if self._closing:  # fetched as it closed: not handed; given back for the next of this name
+            await self._give_back(messages)
+            return
         now_utc = _now()
         handed: list[Any] = []
         for message in messages:
@@ -606,6 +611,13 @@ class _BusTransport:
             handed.append(message)
         await self._acknowledge(handed)
 
+    async def _give_back(self, messages: list[Any]) -> None:
+        """Say ``messages`` were not taken (a NAK): the next consumer of this name gets them at
+        once, not after JetStream's acknowledgement wait (30 s)."""
+        for message in messages:
+            with contextlib.suppress(Exception):  # unacknowledged all the same: they come again
+                await message.nak()
+
     async def _ack(self, message: Any) -> None:
         await message.ack()
         self._acked = message.metadata.sequence.stream
@@ -616,10 +628,14 @@ class _BusTransport:
             return
         self.listener.flush()
         settled = getattr(self.listener, "settled", None)
-        while settled is not None and not settled() and not self._closing:
+        give_up = None
+        while settled is not None and not settled():
+            if self._closing:  # closing: its client may still deliver them, for a while
+                give_up = give_up or time.monotonic() + _CLOSE_WAIT - 0.5
+                if time.monotonic() >= give_up:  # not delivered: given back, not acknowledged
+                    await self._give_back(handed)
+                    return
             await asyncio.sleep(0.002)
-        if self._closing:
-            return  # not acknowledged: a consumer of this name gets them again
         for message in handed:
             await self._ack(message)
         handed.clear()
@@ -665,9 +681,10 @@ class _BusTransport:
         was_open = self._open
         conn = self.conn
         self._drop(release=False)
-        if self._fetcher is not None:
-            self._fetcher.cancel()
-            self._fetcher = None
+        fetcher, self._fetcher = self._fetcher, None
+        if fetcher is not None:  # let it acknowledge what it handed over (it ends on _closing)
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(fetcher, _CLOSE_WAIT)
         if was_open and conn is not None:
             await self._release(conn)
         self._running = False
