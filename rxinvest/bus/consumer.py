@@ -79,6 +79,7 @@ _REOPEN_PAUSE = 0.2  # seconds between a loss and the next open
 _BATCH = 256  # account messages fetched at once
 _CLOSE_WAIT = 2.5  # seconds a closing connection waits for its fetcher (a fetch waits 1 s at most)
 _REBIND_AFTER = 3.0  # seconds of failing fetches before the pull consumer is made again
+_CHECK_IDLE_EVERY = 5.0  # seconds of fetching nothing before asking the server what it owes
 _NO_RESPONDERS_PAUSE = 0.1  # seconds between two requests while no gateway listens
 
 
@@ -549,11 +550,13 @@ class _BusTransport:
         import nats.errors
 
         failing_since: float | None = None
+        checked = time.monotonic()  # when the server was last asked what it owes (see _owed)
         while self._running and not self._closing:
             await self._answered()
             try:
                 messages = await sub.fetch(_BATCH, timeout=1.0)
                 failing_since = None
+                checked = time.monotonic()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -565,6 +568,10 @@ class _BusTransport:
                     failing_since = failing_since or now
                     log.warning("%s: fetching failed (%r): retrying", self.stream, exc)
                     await asyncio.sleep(0.5)
+                elif failing_since is None and now - checked >= _CHECK_IDLE_EVERY:
+                    checked = now
+                    if await self._owed():  # quiet, yet owed messages: as good as failing
+                        failing_since = now - _REBIND_AFTER
                 if (
                     failing_since is not None
                     and now - failing_since >= _REBIND_AFTER
@@ -610,6 +617,18 @@ class _BusTransport:
             self.listener.frame(message.data, now_utc)
             handed.append(message)
         await self._acknowledge(handed)
+
+    async def _owed(self) -> bool:
+        """Fetches bring nothing: does the server hold messages for it all the same? Some it
+        delivered to a fetch whose answer was lost (a node of a cluster went away) wait for the
+        acknowledgement wait (30 s) before they come again; others wait behind them."""
+        try:
+            info = await self.link.nc.jetstream(timeout=2.0).consumer_info(
+                self.link.stream, self._consumer_name
+            )
+        except Exception:  # it cannot tell now: the fetches will
+            return False
+        return bool(info.num_ack_pending or info.num_pending)
 
     async def _give_back(self, messages: list[Any]) -> None:
         """Say ``messages`` were not taken (a NAK): the next consumer of this name gets them at

@@ -49,6 +49,10 @@ FINAL = {
 }
 TAKEOVER = 1.5  # seconds: the gateways' --takeover-after
 WAIT = 20.0  # seconds: the bound of any one wait
+# Seconds a cluster that lost a node may take to give every account event: its streams and each
+# pull consumer elect new leaders, slower on a loaded machine (a consumer not answering is made
+# again after a few seconds, each attempt bounded).
+CLUSTER_WAIT = 60.0
 
 State = tuple[str, S, int]  # (order_id, execution_report_status, lots_executed)
 
@@ -400,7 +404,9 @@ def test_a_replicated_stream_loses_no_order_state_when_its_leader_node_stops(
                 finals = {
                     (i, o.execution_report_status, o.lots_executed) for i, o in truth(sim, account).items()
                 }
-                recorder.wait(lambda items, f=finals: f <= set(states_of(items)), WAIT, "every final state")
+                recorder.wait(
+                    lambda items, f=finals: f <= set(states_of(items)), CLUSTER_WAIT, "every final state"
+                )
             time.sleep(0.5)  # a duplicate would come right behind
             for account, recorder in recorders.items():
                 check_states(sim, account, recorder.states(), (killed_at, killed_at), flow)
