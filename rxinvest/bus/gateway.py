@@ -118,7 +118,9 @@ class Gateway:
     ``client`` is the direct client whose streams it holds (it is closed with the gateway when
     ``own_client``); ``servers`` one NATS URL or several (a cluster). ``name`` tells the gateways of
     one token apart from other tokens' (gateways of one name are one active and its standbys).
-    Raises :class:`~rxinvest.errors.BusError` from :meth:`start` when no NATS server answers.
+    Raises :class:`~rxinvest.errors.ConfigurationError` for a bad lease or takeover time, or a
+    client that has a stream open already (its frames must all pass the gateway's tap), and
+    :class:`~rxinvest.errors.BusError` from :meth:`start` when no NATS server answers.
     """
 
     def __init__(
