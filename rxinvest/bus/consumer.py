@@ -22,7 +22,8 @@ Rules:
   and starts with what is published from then on, or from ``since`` when given.
 * **Gaps.** A gap mark on a subject, a new active gateway (``<prefix>.active``), a gateway that no
   longer knows this connection's demand, a request that goes unanswered, NATS dropping messages of
-  a subscription that fell behind (a slow consumer), or a reconnect of NATS (market data) all end
+  a subscription that fell behind (a slow consumer), a reconnect of NATS (market data), a lease
+  that no gateway renews, or the gateway saying it stopped serving all end
   the connection as a loss: the client opens it again, sends its subscriptions again (to the
   active gateway) and marks a ``Gap`` for its subscribers, exactly as after a reconnect of a
   WebSocket.
@@ -265,14 +266,27 @@ class _Link:
                 transport.lose("NATS reconnected: market data of the meantime is gone")
 
     async def _announced(self, msg: Any) -> None:
-        gateway = json.loads(msg.data).get("gateway")
-        if gateway and self.gateway is None:
-            self.gateway = gateway  # the first we hear of: the answer to hello may be on its way
-        elif gateway and gateway != self.gateway:
+        try:
+            announcement = json.loads(msg.data)
+            gateway, state = announcement["gateway"], announcement.get("state", "active")
+        except (ValueError, TypeError, KeyError):
+            log.warning("ignored a malformed announcement on %s: %r", msg.subject, msg.data[:200])
+            return
+        if state == "stopped":
+            if gateway == self.gateway:  # ours stopped serving: whoever comes next is new
+                log.warning("gateway %s stopped serving: the streams wait for the next one", gateway)
+                self.gateway = None
+                self._lose_all(f"the gateway {gateway} stopped serving")
+        elif self.gateway is None:
+            self.gateway = gateway  # the first we hear of (the answer to hello may be on its way)
+        elif gateway != self.gateway:
             log.warning("gateway %s is active now (was %s): opening the streams anew", gateway, self.gateway)
             self.gateway = gateway
-            for transport in list(self.transports):
-                transport.lose("a new gateway took over")
+            self._lose_all("a new gateway took over")
+
+    def _lose_all(self, why: str) -> None:
+        for transport in list(self.transports):
+            transport.lose(why)
 
     async def _renew(self) -> None:
         while True:
@@ -282,8 +296,13 @@ class _Link:
                     continue
                 try:
                     reply = await self.request({"op": "lease", "conn": transport.conn}, self.lease / 3)
-                except BusError:
-                    continue  # no gateway now: an announcement will come with the next one
+                except BusError as exc:
+                    # No gateway holds the demand now (it died, no standby yet): every connection is
+                    # lost, as WebSockets whose server is gone, so the client's statuses say so and
+                    # it keeps asking; the gap is marked when a gateway answers again.
+                    self.gateway = None
+                    self._lose_all(f"no gateway renewed the lease: {exc}")
+                    break
                 if not reply.get("known") and transport.conn is not None and not transport.busy:
                     transport.lose("the gateway does not know this connection's demand")
 

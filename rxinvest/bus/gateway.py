@@ -37,8 +37,10 @@ simulator) and serves consumers (:func:`rxinvest.bus.connect`) over NATS. Rules:
   seconds (the bucket's TTL). An active gateway that cannot reach the bucket (a node of the cluster
   is gone) goes on serving, since nobody can take the lease meanwhile, and takes it again when the
   bucket answers; it stands by only when it sees another gateway holding it. An active gateway
-  announces itself on ``<prefix>.active``; consumers that see a new one send their demand again
-  (and mark a gap). The new active gateway resumes each
+  announces itself on ``<prefix>.active`` (``{"gateway": <id>, "state": "active"}``, at every
+  renewal); consumers that see a new one send their demand again (and mark a gap). One that stops
+  serving (closed, or standing by) says so (``"state": "stopped"``), so that its consumers show the
+  loss at once instead of at their next lease. The new active gateway resumes each
   account stream from the time of the last event published on its subjects (the client's ``since``):
   what changed meanwhile is filled from the unary API, and what the old one had already published
   is dropped by JetStream's de-duplication.
@@ -381,10 +383,15 @@ class Gateway:
         self._active.set()
         await self._announce()
 
-    async def _announce(self) -> None:
-        await self._nc.publish(self.subjects.active, json.dumps({"gateway": self.id}).encode())
+    async def _announce(self, state: str = "active") -> None:
+        await self._nc.publish(
+            self.subjects.active, json.dumps({"gateway": self.id, "state": state}).encode()
+        )
 
     async def _step_down(self) -> None:
+        if self._active.is_set():
+            with contextlib.suppress(Exception):  # NATS may be what failed: consumers' leases tell them then
+                await self._announce("stopped")
         self._active.clear()
         if self._demand_sub is not None:
             with contextlib.suppress(Exception):

@@ -30,6 +30,7 @@ from rxinvest.errors import BusError, SubscriptionRejectedError
 from rxinvest.model.kinds import BOOK_DEPTHS, Kind
 from rxinvest.protocol import MarketDataSession, Send, Topic
 from rxinvest.sim import serve
+from rxinvest.streams import ConnectionState, ConnectionStatus
 from rxinvest.wire import Stream, decode_request
 
 _DEADLINE = 20.0  # seconds any wait of these tests may take at most
@@ -280,12 +281,28 @@ def test_a_malformed_demand_harms_nobody(sim: Any, gateway: bus.Gateway, nats_se
         await nc.drain()
         return replies
 
+    async def announce(*bodies: bytes) -> None:
+        nc = await nats.connect(nats_server.url)
+        for body in bodies:
+            await nc.publish(gateway.subjects.active, body)
+        await nc.drain()
+
     replies = asyncio.run(garbage())
     assert all("error" in reply for reply in replies)
     with bus.connect(nats_server.url) as consumer:
         collect = _Collect()
-        consumer.market_data.trades(sim.instruments[0].uid).subscribe(collect.on_next, collect.on_error)
+        consumer.market_data.trades(sim.instruments[0].uid).with_markers().subscribe(
+            collect.on_next, collect.on_error
+        )
         assert _wait(lambda: len(collect.events()) >= 1)
+        # Announcements that are not one, or not of a gateway, change nothing.
+        asyncio.run(
+            announce(b"not json", b"[]", b"{}", json.dumps({"gateway": "x", "state": "stopped"}).encode())
+        )
+        after = len(collect.events())
+        assert _wait(lambda: len(collect.events()) >= after + 3)
+        assert not any(isinstance(i, Gap) for i in collect.items)
+        assert not collect.errors
 
 
 def test_a_late_joiner_of_positions_gets_its_snapshot_first(
@@ -412,3 +429,43 @@ def test_messages_nats_dropped_on_the_consumers_side_are_a_gap(
         assert _wait(lambda: any(isinstance(i, Gap) for i in collect.items))
         after = len(collect.events())
         assert _wait(lambda: len(collect.events()) >= after + 2)
+
+
+def _reconnecting(statuses: _Collect) -> bool:
+    return any(
+        isinstance(s, ConnectionStatus) and s.state is ConnectionState.RECONNECTING
+        for s in list(statuses.items)
+    )
+
+
+@pytest.mark.parametrize("how", ["closed", "gone silent"])
+def test_a_gateway_that_stops_serving_is_a_loss_at_once_and_its_successor_marks_the_gap(
+    sim: Any, gateway: bus.Gateway, nats_server: NatsServer, how: str
+) -> None:
+    """No standby: a gateway that closes says so, and one that just goes silent (its NATS connection
+    gone, as when it is killed) fails the next lease renewal. Either way the consumer's statuses show
+    the connection lost within seconds, not whenever a successor appears; the successor's first
+    answer marks the Gap, and events flow again."""
+    uid = sim.instruments[1].uid
+    # lease 30 s: renewals every 10 s, each waiting 10 s. "closed" must not wait for them at all.
+    lease = 30.0 if how == "closed" else 3.0
+    with bus.connect(nats_server.url, lease=lease) as consumer:
+        statuses, collect = _Collect(), _Collect()
+        consumer.statuses.subscribe(statuses.on_next)
+        consumer.market_data.trades(uid).with_markers().subscribe(collect.on_next, collect.on_error)
+        assert _wait(lambda: len(collect.events()) >= 2)
+        started = time.monotonic()
+        if how == "closed":
+            gateway.close()
+        else:
+            gateway._runner.run(gateway._nc.close(), 10)  # no word, no lease released
+        assert _wait(lambda: _reconnecting(statuses), 8), statuses.items
+        assert time.monotonic() - started < (3.0 if how == "closed" else 8.0)
+        assert not any(isinstance(i, Gap) for i in collect.items)  # marked once it is known how long
+        client = rxinvest.connect(sim.token, target=sim.base_url, rest_url=sim.rest_url)
+        with bus.Gateway(client, nats_server.url, lease=2.0, takeover_after=1.5) as successor:
+            assert successor.wait_active(10)
+            assert _wait(lambda: any(isinstance(i, Gap) for i in collect.items))
+            after = len(collect.events())
+            assert _wait(lambda: len(collect.events()) >= after + 2)  # live again
+        assert not collect.errors
