@@ -137,7 +137,7 @@ def throughput(count: int, rounds: int) -> None:
             for round_ in range(rounds):
                 floors.append(floor(sim, kind, count))
                 # plain and recording alternate which goes first: the machine's speed drifts
-                order = (None, f"{tmp}/e2e.jsonl.gz") if round_ % 2 == 0 else (f"{tmp}/e2e.jsonl.gz", None)
+                order = (None, f"{tmp}/e2e.jsonl.zst") if round_ % 2 == 0 else (f"{tmp}/e2e.jsonl.zst", None)
                 for record in order:
                     rate, delivery = rxinvest_rate(sim.base_url, sim.token, kind, count, record)
                     if record is None:

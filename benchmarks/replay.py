@@ -25,7 +25,6 @@ medians of ``--rounds``:
 from __future__ import annotations
 
 import argparse
-import gzip
 import statistics
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from reactivex.scheduler import ImmediateScheduler
 
 import rxinvest
 from rxinvest.replay import Frame, Header, Mark, MarkName, Player, ReplayScheduler, encode_line, read
+from rxinvest.replay.compression import compression_of, compressor
 from rxinvest.streams import Client
 from rxinvest.wire import decoder
 
@@ -75,24 +75,23 @@ def lay_out(template: Path, path: Path, frames: int, step_ns: int) -> list[bytes
     data = [r.data for r in market if not r.sent and b"Response" not in r.data[:40]]
     laid = [data[i % len(data)] for i in range(frames)]
     base = connected.time_ns + 1_000_000
-    with gzip.open(path, "wb", compresslevel=1) as file:
-        file.write(encode_line(header))  # type: ignore[arg-type]
-        file.write(encode_line(connected))
-        for record in answers:
-            file.write(encode_line(record))
-        for n, frame in enumerate(laid):
-            at = base + n * step_ns
-            line = Frame(
-                time_ns=at,
-                connection=connected.connection,
-                stream=connected.stream,
-                sent=False,
-                data=frame,
-                received_ns=at,
-            )
-            file.write(encode_line(line))
-        end = base + frames * step_ns
-        file.write(encode_line(Mark(time_ns=end, connection=0, stream="", name=MarkName.END)))
+    lines = [encode_line(header), encode_line(connected)]  # type: ignore[arg-type]
+    lines += [encode_line(record) for record in answers]
+    for n, frame in enumerate(laid):
+        at = base + n * step_ns
+        line = Frame(
+            time_ns=at,
+            connection=connected.connection,
+            stream=connected.stream,
+            sent=False,
+            data=frame,
+            received_ns=at,
+        )
+        lines.append(encode_line(line))
+    end = base + frames * step_ns
+    lines.append(encode_line(Mark(time_ns=end, connection=0, stream="", name=MarkName.END)))
+    stream = compressor(compression_of(path))  # as the recorder would compress a file of that name
+    Path(path).write_bytes(stream.compress(b"".join(lines)) + stream.finish())
     return laid
 
 
@@ -147,7 +146,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        template, path, slow = Path(tmp, "live.gz"), Path(tmp, "laid.gz"), Path(tmp, "minute.gz")
+        template, path, slow = Path(tmp, "live.zst"), Path(tmp, "laid.zst"), Path(tmp, "minute.zst")
         ids = record_session(template)
         frames = lay_out(template, path, args.frames, STEP_NS)
         lay_out(template, slow, 6_000, 10_000_000)  # 60 s of recorded time

@@ -367,9 +367,10 @@ def _parser() -> _Parser:
     default_streams += [Stream.ORDER_STATE.value, Stream.POSITIONS.value]
     recorder = commands.add_parser(
         "record",
-        help="record streams to a file (gzip JSON lines), from the embedded simulator by default",
+        help="record streams to a file (zstd JSON lines), from the embedded simulator by default",
         description="Record the frames of the chosen streams, both ways, with their times and the "
-        "connections' lifecycle, to FILE (gzip-compressed JSON lines; never the token). A progress "
+        "connections' lifecycle, to FILE (JSON lines, zstd-compressed, or gzip for a FILE named *.gz; "
+        "never the token). A progress "
         "line (frames, bytes, rate) goes to stderr.",
     )
     recorder.add_argument("--duration", type=float, default=10.0, help="seconds to record (default 10)")

@@ -60,11 +60,11 @@ def connect(
     * ``limits``: the API limits to keep to (:class:`~rxinvest.Limits`): subscription requests a
       minute (90), MarketDataStream connections (15) and subscriptions per connection (300).
     * ``record``: a file to record every stream of the client to (see :mod:`rxinvest.replay`):
-      the frames both ways with their times, and connection and gap marks, gzip-compressed JSON
-      lines, never the token. It is flushed at least every second and closed by ``client.close()``,
-      which then waits while the recorder reads the file back for its digest (about 15 µs a frame);
-      ``client.recorder`` is the :class:`~rxinvest.replay.Recorder` (counts of frames, bytes,
-      losses).
+      the frames both ways with their times, and connection and gap marks, as compressed JSON
+      lines (zstd; gzip for a name ending in ``.gz``), never the token. It is flushed at least
+      every second and closed by ``client.close()``, which then waits while the recorder reads the
+      file back for its digest (about 15 µs a frame); ``client.recorder`` is the
+      :class:`~rxinvest.replay.Recorder` (counts of frames, bytes, losses).
     * ``replay``: a recording to play back instead of connecting anywhere (see
       :mod:`rxinvest.replay.play`): the client's sources give what the recorded client's gave,
       through the same codec and sessions, under virtual time. Subscribe, then call

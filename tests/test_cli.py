@@ -331,11 +331,12 @@ def test_the_demo_view_fits_whatever_arrives(
 def test_record_writes_the_simulator_streams_with_a_progress_line(tmp_path: Path) -> None:
     from rxinvest.replay import Frame, Mark, read
 
-    path = tmp_path / "cli.jsonl.gz"
+    path = tmp_path / "cli.jsonl.zst"
     result = _rxinvest(
         "record", "--duration", "1.5", "--streams", "trades,order_books,PositionsStream", str(path)
     )
     assert result.returncode == 0, result.stderr
+    assert path.read_bytes().startswith(b"\x28\xb5\x2f\xfd")  # zstd, the default
     assert re.search(r"recording: [\d,]+ frames, [\d.,]+ kB, [\d,]+ frames/s in ", result.stderr)
     records = list(read(path))
     assert {r.stream for r in records if isinstance(r, Frame)} == {"MarketDataStream", "PositionsStream"}

@@ -2,21 +2,22 @@
 
 Rules:
 
+* The compression is the file's (gzip or zstd: its first bytes say, not its name).
 * A line that is not a record, or a compressed block that is damaged, raises
   :class:`~rxinvest.errors.CorruptRecordingError` with its line number: never taken for the end.
-* A file that stops short (its recorder was killed: no gzip trailer, or a last line without its
-  newline) ends the iteration with a :class:`~rxinvest.replay.Truncated` record saying how many
-  lines were read; every line up to the recorder's last flush is there.
+* A file that stops short (its recorder was killed: no gzip trailer or zstd frame end, or a last
+  line without its newline) ends the iteration with a :class:`~rxinvest.replay.Truncated` record
+  saying how many lines were read; every line up to the recorder's last flush is there.
 * A cleanly closed file ends with the ``end`` mark and nothing after it.
 """
 
 from __future__ import annotations
 
 import os
-import zlib
 from collections.abc import Generator, Iterator
 
 from rxinvest.errors import CorruptRecordingError, RecordingError
+from rxinvest.replay.compression import decompressor as decompressor_for
 from rxinvest.replay.format import Header, Record, Truncated, decode_line
 
 __all__ = ["read"]
@@ -44,23 +45,24 @@ def read(path: str | os.PathLike[str]) -> Generator[Record | Truncated, None, No
 def _records(file: object, name: str) -> Iterator[Record | Truncated]:
     number = 0
     pending = b""
-    decompressor = zlib.decompressobj(31)
-    finished = False  # the current gzip member ended with its trailer
-    started = False
-    while True:
-        chunk = file.read(_CHUNK)  # type: ignore[attr-defined]
-        if not chunk:
-            break
+    chunk = file.read(_CHUNK)  # type: ignore[attr-defined]
+    if not chunk:
+        raise CorruptRecordingError("not a recording: the file is empty", line=1, path=name)
+    decompressor = decompressor_for(chunk[:4])
+    if decompressor is None:
+        raise CorruptRecordingError("not a recording: neither gzip nor zstd data", line=1, path=name)
+    finished = False  # the current compressed stream ended (gzip trailer, zstd frame end)
+    while chunk:
         while chunk:
-            if finished:  # another member follows (gzip allows concatenation)
-                decompressor, finished = zlib.decompressobj(31), False
+            if finished:  # another stream follows (gzip members, zstd frames may be concatenated)
+                decompressor.next()
+                finished = False
             try:
                 text = decompressor.decompress(chunk)
-            except zlib.error as exc:
+            except decompressor.errors as exc:
                 raise CorruptRecordingError(
                     f"damaged compressed data: {exc}", line=number + 1, path=name
                 ) from exc
-            started = True
             chunk = b""
             if decompressor.eof:
                 finished = True
@@ -74,8 +76,7 @@ def _records(file: object, name: str) -> Iterator[Record | Truncated]:
                     if number == 1 and not isinstance(record, Header):
                         raise CorruptRecordingError("not a recording: no header", line=1, path=name)
                     yield record
-    if not started:
-        raise CorruptRecordingError("not a recording: the file is empty", line=1, path=name)
+        chunk = file.read(_CHUNK)  # type: ignore[attr-defined]
     if number == 0:  # nothing in it, or cut inside its first line
         raise CorruptRecordingError("not a recording: no complete header line", line=1, path=name)
     if pending:
@@ -83,4 +84,4 @@ def _records(file: object, name: str) -> Iterator[Record | Truncated]:
             lines=number, reason=f"the last line stops short ({len(pending)} bytes without a newline)"
         )
     elif not finished:
-        yield Truncated(lines=number, reason="the compressed stream stops short (no gzip trailer)")
+        yield Truncated(lines=number, reason=f"the compressed stream stops short (no {decompressor.end})")

@@ -1,22 +1,24 @@
-"""Recording: every frame of the tapped streams, both ways, with lifecycle and gap marks, to a gzip
-JSON-lines file written by a background thread.
+"""Recording: every frame of the tapped streams, both ways, with lifecycle and gap marks, to a
+compressed JSON-lines file written by a background thread.
 
 Rules:
 
-* The reader threads never wait for the disk. Each tapped call takes one short lock (to stamp the
-  line's time and keep the file's times in order) and appends to a queue of at most ``queue_limit``
-  items; the writer thread alone encodes, compresses and writes. When the queue is full the item is
-  dropped and counted, and the next item that fits is preceded by a ``loss`` mark saying how many
-  were dropped and between which times: a loss is never silent.
-* The writer flushes (a zlib sync flush, then the OS write) at least every ``flush_interval``
+* The reader threads never wait for the disk. A received frame is stamped and appended to a queue
+  of at most ``queue_limit`` items without a lock (the hot path); marks, sent frames and the
+  overflow take one short lock. The writer thread alone encodes, compresses and writes, and counts
+  :attr:`Recorder.frames`. When the queue is full the item is dropped and counted, and the next item
+  that fits is preceded by a ``loss`` mark saying how many were dropped and between which times: a
+  loss is never silent.
+* Two reader threads may queue lines a few µs out of their stamps' order: the writer gives each
+  line the later of its stamp and the previous line's time, so that ``t`` never decreases.
+* The writer flushes (a sync of the compressed stream, then the OS write) at least every ``flush_interval``
   seconds (default 0.5), so a recorder killed at any moment leaves a file readable up to its last
   flush. :meth:`Recorder.close` writes what is queued, then (unless ``digest=False``) reads the file
   back and writes the digest of its typed events (:mod:`rxinvest.replay.digest`: about 15 µs a
-  received frame, on the writer thread, once the streams are closed), an ``end`` mark, and closes
-  the gzip stream.
-* Compression is gzip (stdlib ``zlib`` at level 1): no dependency, any ``zcat`` reads it, and a
-  sync-flushed deflate stream cut short decodes up to the cut. zstd compresses better and faster,
-  but would add a compiled dependency for a file that is mostly written at a few MB a minute.
+  received frame, on the writer thread, once the streams are closed), an ``end`` mark, and finishes
+  the compressed stream.
+* Compression is zstd, or gzip for a file named ``*.gz`` (:mod:`rxinvest.replay.compression` says
+  why): a stream synced at every flush and cut short decodes up to the cut.
 * What is written is what went over the wire, never the headers of the handshake; the token is not
   in any frame, and the writer checks: every secret it was given is replaced by ``***`` in what it
   writes (and counted in :attr:`Recorder.redacted`).
@@ -28,7 +30,6 @@ import contextlib
 import os
 import threading
 import time
-import zlib
 from collections import deque
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -37,6 +38,7 @@ from typing import Any
 import attrs
 
 from rxinvest.errors import RecordingError, RxInvestError
+from rxinvest.replay.compression import compression_of, compressor
 from rxinvest.replay.digest import digests
 from rxinvest.replay.format import (
     RECEIVED_VERBATIM,
@@ -81,6 +83,12 @@ class Recorder:
     It is a :class:`~rxinvest.transport.Tap`: ``Client(tap=recorder)`` records every stream the
     client opens. Thread-safe; :meth:`close` is idempotent. If the file cannot be written (a full
     disk), the recording stops there, :attr:`error` says why, and the client goes on.
+
+    ``compression`` is ``"zstd"`` or ``"gzip"``; None (the default) goes by the file's name: ``*.gz``
+    is gzip, any other zstd. ``level`` is the compressor's (1: the fastest of either).
+    ``flush_interval`` is in seconds, ``queue_limit`` in items (frames and marks) waiting for the
+    writer; ``digest=False`` leaves out the digest of typed events written at close. Raises
+    :class:`~rxinvest.errors.RecordingError` for a bad option.
     """
 
     def __init__(
@@ -91,6 +99,7 @@ class Recorder:
         secrets: Iterable[str] = (),
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         queue_limit: int = 100_000,
+        compression: str | None = None,
         level: int = 1,
         version: str = "",
         digest: bool = True,
@@ -98,6 +107,11 @@ class Recorder:
         if not 0 < flush_interval <= 1.0:
             raise RecordingError(f"flush_interval must be in (0, 1] seconds, not {flush_interval!r}")
         self.path = os.fspath(path)
+        try:
+            #: ``"zstd"`` or ``"gzip"``: given, or by the file's name (``*.gz`` is gzip).
+            self.compression = compression_of(self.path, compression)
+        except ValueError as exc:
+            raise RecordingError(str(exc)) from None
         self._dialect = dialect
         self._secrets = [s.encode() for s in secrets if s]
         self._flush_interval = flush_interval
@@ -107,7 +121,8 @@ class Recorder:
         self._digest = digest
         self._queue: deque[tuple[Any, ...]] = deque()
         self._lock = threading.Lock()
-        self._last = 0  # the latest time stamped (ns)
+        self._last = 0  # the latest time stamped under the lock (ns)
+        self._written = 0  # the time of the last line the writer encoded (ns)
         self._lost = 0  # items dropped since the last loss mark
         self._lost_since = 0
         self._lost_until = 0
@@ -116,8 +131,9 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self._file: Any = None
         self._closed = False
-        #: Frames queued (both ways), lines dropped on overflow, secrets replaced, bytes written
-        #: (compressed), lines written, so far.
+        self._clear = True  # not closed and no loss waiting for its mark: received frames go straight in
+        #: Frames handed to the file (both ways), lines dropped on overflow, secrets replaced, bytes
+        #: written (compressed), lines written, so far (the writer's counts: up to a tick behind).
         self.frames = 0
         self.lost = 0
         self.redacted = 0
@@ -143,9 +159,10 @@ class Recorder:
         except OSError as exc:
             raise RecordingError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
         header = Header(time_ns=self._stamp(), dialect=self._dialect, version=self._version)
-        self._compressor = zlib.compressobj(self._level, zlib.DEFLATED, 31)
+        self._written = header.time_ns
+        self._compressor = compressor(self.compression, self._level)
         try:
-            self._write([encode_line(header)])
+            self._write(encode_line(header), 1)
             self._sync()
         except OSError as exc:  # a full disk, say: nothing is recorded, and the file is closed
             with contextlib.suppress(OSError):  # closed even when its last flush fails
@@ -163,6 +180,7 @@ class Recorder:
             if self._closed:
                 return
             self._closed = True
+            self._clear = False
         self._stop.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
@@ -205,31 +223,23 @@ class Recorder:
                 lines = frames or 1  # a mark is one line; frames are a line each
                 if not self._lost:
                     self._lost_since = now
+                    self._clear = False
                 self._lost += lines
                 self._lost_until = now
                 self.lost += lines
                 return
-            self.frames += frames
             if self._lost:
                 queue.append((now, _LOSS, self._lost, self._lost_since, self._lost_until))
                 self._lost = 0
+                self._clear = True
             queue.append((now, *item))
 
     def received(self, connection: int, stream: str, data: bytes, now: datetime) -> None:
-        """A received frame (the reader thread's hot path: ``_put`` inlined, for the common case)."""
-        with self._lock:
-            queue = self._queue
-            if self._closed or self._lost or len(queue) >= self._limit:
-                fast = False
-            else:
-                fast = True
-                self.frames += 1
-                stamp = time.time_ns()
-                if stamp < self._last:
-                    stamp = self._last
-                self._last = stamp
-                queue.append((stamp, _IN, connection, stream, data, now))
-        if not fast:
+        """A received frame: the reader thread's hot path, without a lock while nothing is lost."""
+        queue = self._queue
+        if self._clear and len(queue) < self._limit:
+            queue.append((time.time_ns(), _IN, connection, stream, data, now))
+        else:
             self._put((_IN, connection, stream, data, now), 1)
 
     def sent(self, connection: int, stream: str, frames: list[str]) -> None:
@@ -246,7 +256,11 @@ class Recorder:
         try:
             while True:
                 stopping = self._stop.wait(_TICK)
-                lines: list[bytes] = []
+                # Lines go straight into one buffer: a list of pieces and its join would copy every
+                # frame once more, under the GIL the reader threads need.
+                batch, count = bytearray(), 0
+                stamped_at, stamped_ns = None, 0  # the frames of one read share their receive time
+                last = self._written
                 while True:
                     try:
                         item = queue.popleft()
@@ -254,23 +268,36 @@ class Recorder:
                         break
                     if item[1] == _IN:  # the usual item, encoded here: a call and a copy less a frame
                         stamp, _, connection, stream, data, received = item
+                        if stamp < last:
+                            stamp = last
+                        last = stamp
+                        self.frames += 1
+                        if received is not stamped_at:
+                            stamped_at, stamped_ns = received, _ns(received)
                         if data.isascii() and b"\n" not in data and data:  # as encode_frame writes it
-                            head = RECEIVED_VERBATIM % (stamp, connection, stream.encode(), _ns(received))
-                            lines += (head, data, b"}\n")
+                            batch += RECEIVED_VERBATIM % (stamp, connection, stream.encode(), stamped_ns)
+                            batch += data
+                            batch += b"}\n"
                         else:
-                            lines.append(encode_frame(stamp, connection, stream, False, data, _ns(received)))
+                            batch += encode_frame(stamp, connection, stream, False, data, stamped_ns)
+                        count += 1
                     else:
-                        lines.extend(self._lines(item))
-                    if len(lines) >= 4096:
-                        self._write(lines)
-                        lines = []
+                        last = max(item[0], last)
+                        for line in self._lines(item, last):
+                            batch += line
+                            count += 1
+                    if count >= 4096:
+                        self._written = last
+                        self._write(batch, count)
+                        batch, count = bytearray(), 0
                         # Under a load the writer never catches up with, the queue never empties:
                         # the flush is due all the same.
                         if time.monotonic() - flushed >= self._flush_interval:
                             self._sync()
                             flushed = time.monotonic()
-                if lines:
-                    self._write(lines)
+                self._written = last
+                if count:
+                    self._write(batch, count)
                 if stopping:
                     break
                 if time.monotonic() - flushed >= self._flush_interval - _TICK:
@@ -281,22 +308,28 @@ class Recorder:
                 queue.clear()
                 lost, self._lost = self._lost, 0
                 now = self._stamp()
-            lines = [line for item in tail for line in self._lines(item)]
+            lines: list[bytes] = []
+            last = self._written
+            for item in tail:
+                last = max(item[0], last)
+                lines += self._lines(item, last)
+            now = max(now, last)
             if lost:
                 lines.append(self._loss_line(now, lost, self._lost_since, self._lost_until))
             if self._digest:
                 # Read back what is written (up to this sync), decoded by the codec of today:
                 # what ``rxinvest replay --check`` compares with later. No reader thread runs now.
-                self._write(lines)
+                self._write(b"".join(lines), len(lines))
                 self._sync()
                 lines = [encode_mark(now, 0, "", MarkName.DIGEST, digests(read(self.path)))]
             lines.append(encode_mark(now, 0, "", MarkName.END, {"frames": self.frames, "lost": self.lost}))
-            self._write(lines)
-            self._file.write(self._compressor.flush(zlib.Z_FINISH))
+            self._write(b"".join(lines), len(lines))
+            self._file.write(self._compressor.finish())
         except Exception as exc:  # a full disk: keep the reader threads going, say why it stopped
             self.error = exc
             with self._lock:
                 self._closed = True  # nothing more is queued
+                self._clear = False
             queue.clear()
         finally:
             try:
@@ -304,13 +337,16 @@ class Recorder:
             except OSError as exc:
                 self.error = self.error or exc
 
-    def _lines(self, item: tuple[Any, ...]) -> list[bytes]:
-        now, kind = item[0], item[1]
+    def _lines(self, item: tuple[Any, ...], now: int) -> list[bytes]:
+        """The lines of a queued item, at time ``now`` (ns); counts the frames."""
+        kind = item[1]
         if kind == _IN:
             _, _, connection, stream, data, received = item
+            self.frames += 1
             return [encode_frame(now, connection, stream, False, data, _ns(received))]
         if kind == _OUT:
             _, _, connection, stream, frames = item
+            self.frames += len(frames)
             return [
                 encode_frame(now, connection, stream, True, f.encode("utf-8", "surrogateescape"), None)
                 for f in frames
@@ -327,20 +363,20 @@ class Recorder:
             now, 0, "", MarkName.LOSS, {"dropped": dropped, "since_ns": since, "until_ns": until}
         )
 
-    def _write(self, lines: list[bytes]) -> None:
-        data = b"".join(lines)
+    def _write(self, data: bytes | bytearray, lines: int) -> None:
+        """Compress ``data`` (``lines`` whole lines), secrets replaced, and write what comes out."""
         for secret in self._secrets:
             if secret in data:
                 self.redacted += data.count(secret)
                 data = data.replace(secret, b"***")
-        self.lines += len(lines)
+        self.lines += lines
         chunk = self._compressor.compress(data)
         if chunk:
             self._file.write(chunk)
             self.bytes += len(chunk)
 
     def _sync(self) -> None:
-        chunk = self._compressor.flush(zlib.Z_SYNC_FLUSH)
+        chunk = self._compressor.sync()
         self._file.write(chunk)
         self.bytes += len(chunk)
         self._file.flush()

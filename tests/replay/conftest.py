@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import zstandard
 
 
 @pytest.fixture
@@ -22,8 +23,10 @@ def secrets(tmp_path: Path) -> Iterator[list[str]]:
             continue
         raw = path.read_bytes()
         texts = [raw]
-        with contextlib.suppress(zlib.error):  # not compressed
+        with contextlib.suppress(zlib.error):  # not gzip
             texts.append(zlib.decompressobj(31).decompress(raw))
+        with contextlib.suppress(zstandard.ZstdError):  # not zstd
+            texts.append(zstandard.ZstdDecompressor().decompressobj().decompress(raw))
         for secret in used:
             for text in texts:
                 assert secret.encode() not in text, f"{path.name} holds a token"

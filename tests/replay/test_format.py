@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import zstandard
 from hypothesis import given
 from hypothesis import strategies as st
 
 from rxinvest.errors import CorruptRecordingError, RecordingError
-from rxinvest.replay import Frame, Header, Mark, Truncated, decode_line, encode_line, read
+from rxinvest.replay import Frame, Header, Mark, Recorder, Truncated, decode_line, encode_line, read
 from rxinvest.replay.format import RECEIVED_VERBATIM
 
 ns = st.integers(min_value=0, max_value=2**63 - 1)
@@ -62,12 +64,32 @@ def test_any_bytes_of_a_frame_come_back_exactly(data: bytes) -> None:
     assert isinstance(decoded, Frame) and decoded.data == data
 
 
-def _file(tmp_path: Path, lines: list[bytes], *, finish: bool = True) -> Path:
-    path = tmp_path / "r.jsonl.gz"
-    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
-    data = compressor.compress(b"".join(lines))
-    data += compressor.flush(zlib.Z_FINISH if finish else zlib.Z_SYNC_FLUSH)
-    path.write_bytes(data)
+@pytest.fixture(params=["gzip", "zstd"])
+def compression(request: pytest.FixtureRequest) -> str:
+    """Each reader test runs on both compressions a recording may have."""
+    return str(request.param)
+
+
+def _compress(compression: str, data: bytes, *, finish: bool) -> bytes:
+    """``data`` compressed as a recorder writes it, finished or only synced (a killed recorder),
+    by zlib or zstandard directly: not by the code under test."""
+    if compression == "gzip":
+        z = zlib.compressobj(1, zlib.DEFLATED, 31)
+        return z.compress(data) + z.flush(zlib.Z_FINISH if finish else zlib.Z_SYNC_FLUSH)
+    zc = zstandard.ZstdCompressor(level=1).compressobj()
+    end = zstandard.COMPRESSOBJ_FLUSH_FINISH if finish else zstandard.COMPRESSOBJ_FLUSH_BLOCK
+    return zc.compress(data) + zc.flush(end)
+
+
+def _decompress(data: bytes) -> bytes:
+    if data.startswith(b"\x1f\x8b"):
+        return zlib.decompressobj(31).decompress(data)
+    return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+
+
+def _file(tmp_path: Path, lines: list[bytes], *, finish: bool = True, compression: str = "gzip") -> Path:
+    path = tmp_path / f"r.jsonl.{compression}"  # a name that says nothing: the reader must not care
+    path.write_bytes(_compress(compression, b"".join(lines), finish=finish))
     return path
 
 
@@ -85,19 +107,21 @@ def _lines(count: int) -> list[bytes]:
 @pytest.mark.parametrize(
     "bad", ['{"t": 1,\n', "not json\n", '{"t":1,"c":1,"s":"X","d":"sideways","f":""}\n', "[]\n"]
 )
-def test_a_corrupt_line_is_reported_with_its_number_not_taken_for_the_end(tmp_path: Path, bad: str) -> None:
+def test_a_corrupt_line_is_reported_with_its_number_not_taken_for_the_end(
+    tmp_path: Path, bad: str, compression: str
+) -> None:
     lines = _lines(10)
     lines[4] = bad.encode()  # line 5
     seen = []
-    records = read(_file(tmp_path, lines))
+    records = read(_file(tmp_path, lines, compression=compression))
     with pytest.raises(CorruptRecordingError) as caught:
         seen.extend(records)
     assert caught.value.line == 5 and "line 5" in str(caught.value)
     assert len(seen) == 4 and not any(isinstance(r, Truncated) for r in seen)
 
 
-def test_damaged_compressed_data_is_corruption_with_a_line_number(tmp_path: Path) -> None:
-    path = _file(tmp_path, _lines(2000))
+def test_damaged_compressed_data_is_corruption_with_a_line_number(tmp_path: Path, compression: str) -> None:
+    path = _file(tmp_path, _lines(2000), compression=compression)
     data = bytearray(path.read_bytes())
     for i in range(len(data) // 2, len(data) // 2 + 64):
         data[i] ^= 0xFF
@@ -107,15 +131,17 @@ def test_damaged_compressed_data_is_corruption_with_a_line_number(tmp_path: Path
     assert caught.value.line >= 1
 
 
-def test_a_file_cut_short_ends_with_truncated_after_every_flushed_line(tmp_path: Path) -> None:
-    path = _file(tmp_path, _lines(50), finish=False)  # sync-flushed, never finished: a killed recorder
+def test_a_file_cut_short_ends_with_truncated_after_every_flushed_line(
+    tmp_path: Path, compression: str
+) -> None:
+    # sync-flushed, never finished: a killed recorder
+    path = _file(tmp_path, _lines(50), finish=False, compression=compression)
     records = list(read(path))
     assert isinstance(records[-1], Truncated) and records[-1].lines == 50
-    assert len(records) == 51
+    assert len(records) == 51 and "stops short" in records[-1].reason
     # cut inside a line too: still no error, the partial line is dropped and said so
-    data = path.read_bytes()
-    whole = zlib.decompressobj(31).decompress(data)
-    cut = _file(tmp_path, [whole[: len(whole) - 10]], finish=False)
+    whole = _decompress(path.read_bytes())
+    cut = _file(tmp_path, [whole[: len(whole) - 10]], finish=False, compression=compression)
     records = list(read(cut))
     assert isinstance(records[-1], Truncated) and "stops short" in records[-1].reason
     assert records[-1].lines == 49
@@ -127,11 +153,61 @@ def test_a_clean_file_has_no_truncated_record_and_gzip_reads_it(tmp_path: Path) 
     assert gzip.decompress(path.read_bytes()).count(b"\n") == 5
 
 
+def test_a_clean_zstd_file_has_no_truncated_record(tmp_path: Path) -> None:
+    path = _file(tmp_path, _lines(5), compression="zstd")
+    assert [type(r) for r in read(path)] == [Header, Frame, Frame, Frame, Frame]
+
+
+def test_concatenated_streams_are_read_on(tmp_path: Path, compression: str) -> None:
+    """Two gzip members (or zstd frames) one after the other are one file, as zcat and zstdcat
+    read them: the lines of the second are not taken for garbage after the end."""
+    lines = _lines(6)
+    path = tmp_path / "two"
+    first = _compress(compression, b"".join(lines[:3]), finish=True)
+    path.write_bytes(first + _compress(compression, b"".join(lines[3:]), finish=True))
+    records = list(read(path))
+    assert len(records) == 6 and not any(isinstance(r, Truncated) for r in records)
+
+
+@pytest.mark.parametrize(
+    ("name", "given", "expected"),
+    [
+        ("s.jsonl.gz", None, "gzip"),
+        ("S.JSONL.GZ", None, "gzip"),
+        ("s.jsonl.zst", None, "zstd"),
+        ("s.jsonl", None, "zstd"),
+        ("s.gz.bak", None, "zstd"),
+        ("s.jsonl.gz", "zstd", "zstd"),
+        ("s.zst", "gzip", "gzip"),
+    ],
+)
+def test_the_compression_written_is_the_one_given_else_the_names(
+    tmp_path: Path, name: str, given: str | None, expected: str
+) -> None:
+    recorder = Recorder(tmp_path / name, compression=given, digest=False).start()
+    recorder.received(1, "MarketDataStream", b'{"n":1}', datetime.now(UTC))
+    recorder.close()
+    magic = {"gzip": b"\x1f\x8b", "zstd": b"\x28\xb5\x2f\xfd"}[expected]
+    assert recorder.compression == expected and (tmp_path / name).read_bytes().startswith(magic)
+    assert [r.data for r in read(tmp_path / name) if isinstance(r, Frame)] == [b'{"n":1}']
+
+
+def test_an_unknown_compression_is_refused_at_the_call(tmp_path: Path) -> None:
+    with pytest.raises(RecordingError, match="compression must be one of"):
+        Recorder(tmp_path / "x.lz4", compression="lz4")
+    assert not (tmp_path / "x.lz4").exists()
+
+
 def test_what_is_not_a_recording_is_an_error(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.write_bytes(b"")
-    with pytest.raises(CorruptRecordingError):
+    with pytest.raises(CorruptRecordingError, match="empty"):
         list(read(empty))
+    plain = tmp_path / "plain.jsonl"
+    plain.write_bytes(b"".join(_lines(3)))  # uncompressed: a clear error, not a zlib one
+    with pytest.raises(CorruptRecordingError, match="neither gzip nor zstd") as caught:
+        list(read(plain))
+    assert caught.value.line == 1
     headless = _file(tmp_path, _lines(3)[1:])
     with pytest.raises(CorruptRecordingError, match="no header"):
         list(read(headless))

@@ -7,11 +7,13 @@ Every file a test writes is scanned for the token (raw and decompressed) when th
 from __future__ import annotations
 
 import gzip
+import importlib
 import os
 import subprocess
 import sys
 import textwrap
 import time
+import types
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -25,6 +27,8 @@ from rxinvest.errors import CorruptRecordingError, RecordingError
 from rxinvest.replay import Frame, Header, Mark, MarkName, Recorder, Truncated, read
 from rxinvest.sim import Faults
 
+record_module = importlib.import_module("rxinvest.replay.record")
+
 
 def wait_until(condition: Callable[[], bool], seconds: float = 20.0) -> bool:
     deadline = time.monotonic() + seconds
@@ -36,7 +40,7 @@ def wait_until(condition: Callable[[], bool], seconds: float = 20.0) -> bool:
 
 
 def test_a_session_is_recorded_both_ways_with_times_and_marks(tmp_path: Path, secrets: list[str]) -> None:
-    path = tmp_path / "session.jsonl.gz"
+    path = tmp_path / "session.jsonl.zst"
     counts: Counter[str] = Counter()
     with rxinvest.connect(record=path, scheduler=ImmediateScheduler()) as client:
         secrets.append(client.sim.token)
@@ -76,8 +80,9 @@ def test_a_session_is_recorded_both_ways_with_times_and_marks(tmp_path: Path, se
     assert gap.detail["cause"] == "reconnect" and datetime.fromisoformat(str(gap.detail["since"])).tzinfo
 
 
-def test_a_clean_shutdown_loses_no_frame(tmp_path: Path, secrets: list[str]) -> None:
-    path = tmp_path / "clean.jsonl.gz"
+@pytest.mark.parametrize("suffix", [".zst", ".gz"])
+def test_a_clean_shutdown_loses_no_frame(tmp_path: Path, secrets: list[str], suffix: str) -> None:
+    path = tmp_path / f"clean.jsonl{suffix}"
     trades, books = [0], [0]
     with rxinvest.connect(record=path, scheduler=ImmediateScheduler(), sim_options={"speed": 4.0}) as client:
         secrets.append(client.sim.token)
@@ -112,8 +117,11 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_after_sigkill_at_most_one_flush_interval_is_lost(tmp_path: Path, secrets: list[str]) -> None:
-    path = tmp_path / "killed.jsonl.gz"
+@pytest.mark.parametrize("suffix", [".zst", ".gz"])
+def test_after_sigkill_at_most_one_flush_interval_is_lost(
+    tmp_path: Path, secrets: list[str], suffix: str
+) -> None:
+    path = tmp_path / f"killed.jsonl{suffix}"
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     env = {**os.environ, "PYTHONPATH": str(Path(rxinvest.__file__).parent.parent)}
@@ -247,3 +255,26 @@ def test_a_header_that_cannot_be_written_is_a_recording_error_and_closes_the_fil
     with pytest.raises(RecordingError, match="cannot write"):
         recorder.start()
     assert recorder._file.closed
+
+
+def test_stamps_queued_out_of_order_are_written_in_order(
+    tmp_path: Path, secrets: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Received frames are stamped without a lock, so two reader threads may queue them a few µs
+    out of order: the writer gives each line the later of its stamp and the line before's."""
+    secrets.append("unused")
+    base = time.time_ns() + 10**9  # after the header's time
+    offsets = [5, 3, 4, 9, 1, 12]
+    stamps = iter([base + o for o in offsets])
+    recorder = Recorder(tmp_path / "order.jsonl.zst", digest=False).start()
+    clock = types.SimpleNamespace(time_ns=lambda: next(stamps), monotonic=time.monotonic)
+    monkeypatch.setattr(record_module, "time", clock)  # the recorder's clock alone
+    now = datetime.now(UTC)
+    for i in range(len(offsets)):
+        recorder.received(1, "MarketDataStream", b'{"n":%d}' % i, now)
+    monkeypatch.undo()
+    recorder.close()
+    frames = [r for r in read(tmp_path / "order.jsonl.zst") if isinstance(r, Frame)]
+    assert [f.data for f in frames] == [b'{"n":%d}' % i for i in range(len(offsets))]  # queue order
+    assert [f.time_ns - base for f in frames] == [5, 5, 5, 9, 9, 12]
+    assert recorder.frames == len(offsets)

@@ -23,6 +23,7 @@ from typing import Any
 import attrs
 import pytest
 import reactivex
+import zstandard
 from reactivex.scheduler import ImmediateScheduler
 
 import rxinvest
@@ -130,10 +131,13 @@ def on_live_timeline(
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    path = tmp_path_factory.mktemp("live") / "session.jsonl.gz"
+    path = tmp_path_factory.mktemp("live") / "session.jsonl.zst"  # the default compression
     tokens: list[str] = []
     captured, ids, account = record_live(path, tokens)
-    assert tokens[0].encode() not in gzip.decompress(path.read_bytes())
+    assert path.read_bytes().startswith(b"\x28\xb5\x2f\xfd")
+    assert tokens[0].encode() not in zstandard.ZstdDecompressor().decompressobj().decompress(
+        path.read_bytes()
+    )
     return path, captured, ids, account
 
 
