@@ -469,3 +469,47 @@ def test_a_gateway_that_stops_serving_is_a_loss_at_once_and_its_successor_marks_
             after = len(collect.events())
             assert _wait(lambda: len(collect.events()) >= after + 2)  # live again
         assert not collect.errors
+
+
+def test_a_slow_request_delays_only_its_own_connection(
+    gateway: bus.Gateway, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request may wait for the API (a subscription's answer): the gateway answers each demand
+    message in a task of its own, so another connection's lease is answered meanwhile, while the
+    same connection's later messages keep their order behind it."""
+    import asyncio
+
+    import nats
+
+    answer = gateway._request
+
+    async def slow(conn: str, *args: Any) -> dict[str, Any]:
+        if conn == "slow":
+            await asyncio.sleep(2.0)
+        return await answer(conn, *args)
+
+    monkeypatch.setattr(gateway, "_request", slow)
+    frame = json.dumps({"subscribeTradesRequest": {"subscriptionAction": "SUBSCRIPTION_ACTION_SUBSCRIBE"}})
+
+    async def ask() -> tuple[float, list[str]]:
+        nc = await nats.connect(nats_server.url)
+        order: list[str] = []
+
+        async def send(conn: str, op: str, timeout: float) -> None:
+            body = {"op": op, "conn": conn, "stream": "MarketDataStream", "frame": frame}
+            await nc.request(gateway.subjects.demand, json.dumps(body).encode(), timeout=timeout)
+            order.append(f"{conn} {op}")
+
+        slow_request = asyncio.create_task(send("slow", "request", 10))
+        await asyncio.sleep(0.2)  # the slow request is being answered
+        slow_lease = asyncio.create_task(send("slow", "lease", 10))
+        started = time.monotonic()
+        await send("other", "lease", 5)
+        other = time.monotonic() - started
+        await asyncio.gather(slow_request, slow_lease)
+        await nc.drain()
+        return other, order
+
+    other, order = asyncio.run(ask())
+    assert other < 1.0, f"another connection's lease waited {other:.2f} s behind a slow request"
+    assert order == ["other lease", "slow request", "slow lease"]
