@@ -19,8 +19,9 @@ simulator) and serves consumers (:func:`rxinvest.bus.connect`) over NATS. Rules:
   came (the original frame, tapped on the reader thread before the client reads it), to its subject
   (:mod:`rxinvest.bus.subjects`); no header, no waiting for JetStream (a repeated book or price
   after a restart is what the API shows after a reconnect too). Account events are published from
-  the client's sources (the events its gap recovery fills in have no frame), as their wire frames
-  in the client's dialect, one by one on a queue of their own, each acknowledged by JetStream (a
+  the client's sources, each as the frame that brought it (kept by the event's identity when the
+  tap saw it; one its gap recovery filled in has none and is encoded in the client's dialect),
+  one by one on a queue of their own, each acknowledged by JetStream (a
   failed publish is retried until it is stored; market data never waits for it). Each carries
   ``Rx-Time`` (when it was published) and a ``Nats-Msg-Id`` of its subject and identity: its
   content, but for an order state its order, status and executed lots, and for a fill report its
@@ -59,7 +60,7 @@ import logging
 import threading
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -87,6 +88,7 @@ log = logging.getLogger("rxinvest.bus")
 DEFAULT_LEASE = 10.0
 _MARKET_BACKLOG = 100_000  # market messages waiting for NATS at most: past it the oldest go, marked
 _TIME = "Rx-Time"  # when the gateway published it (resuming account streams reads it)
+_ORIGINALS = 4096  # account frames kept at most while their events are on their way
 _STATUS_TIMEOUT = 15.0  # seconds a demand waits for the API's answer before answering INTERNAL_ERROR
 
 
@@ -189,7 +191,11 @@ class Gateway:
         self._tasks: list[asyncio.Task[Any]] = []
         self._statuses: Any = None
         self._closed = False
-        client.watch(_FrameTap(self._market_frame))
+        # Account frames as they came, by their event's identity, until the event is published (a
+        # bound: an event the client never delivers must not pin its frame).
+        self._originals: OrderedDict[tuple[type, bytes], bytes] = OrderedDict()
+        self._originals_lock = threading.Lock()
+        client.watch(_FrameTap(self._market_frame, self._account_frame))
 
     def __repr__(self) -> str:
         state = "active" if self._active.is_set() else "standby"
@@ -732,8 +738,30 @@ class Gateway:
             self._post(self._account_gap, stream, subjects, item)
             return
         subject = self.subjects.account(stream, item.account_id)
-        payload = encode(item, dialect=self.dialect).encode()
-        self._publish_account(subject, payload, _identity(item) or payload)
+        identity = _identity(item)
+        encoded = None
+        if identity is None:  # its content is its identity
+            identity = encoded = encode(item, dialect=self.dialect).encode()
+        with self._originals_lock:
+            payload = self._originals.pop((type(item), identity), None)
+        if payload is None:  # learnt from the unary API (a gap's recovery): encoded as the stream would
+            payload = encoded or encode(item, dialect=self.dialect).encode()
+        self._publish_account(subject, payload, identity)
+
+    def _account_frame(self, stream: Stream, data: bytes) -> None:
+        """A frame of an account stream (on its reader thread): an event's is kept, so that the
+        event is published as it came, with fields this codec does not know (a newer API's)."""
+        try:
+            event = decode(data, stream=stream.value)
+        except DecodeError:
+            return  # the client skips and counts it
+        if not isinstance(getattr(event, "account_id", None), str):
+            return  # an answer or a ping
+        key = (type(event), _identity(event) or encode(event, dialect=self.dialect).encode())
+        with self._originals_lock:
+            self._originals[key] = bytes(data)
+            if len(self._originals) > _ORIGINALS:
+                self._originals.popitem(last=False)
 
     def _account_gap(self, stream: Stream, subjects: list[str], gap: Gap) -> None:
         if not subjects:
@@ -910,17 +938,23 @@ def _identity(event: Any) -> bytes | None:
 
 
 class _FrameTap:
-    """A :class:`~rxinvest.transport.Tap` of the gateway's client: every MarketDataStream frame it
-    receives goes to ``on_frame`` too, on the reader thread, before the client reads it."""
+    """A :class:`~rxinvest.transport.Tap` of the gateway's client: every frame it receives goes
+    to ``on_market`` (MarketDataStream) or ``on_account`` (with its stream) too, on the reader
+    thread, before the client reads it."""
 
-    def __init__(self, on_frame: Callable[[bytes], None]) -> None:
-        self._on_frame = on_frame
+    def __init__(
+        self, on_market: Callable[[bytes], None], on_account: Callable[[Stream, bytes], None]
+    ) -> None:
+        self._on_market = on_market
+        self._on_account = on_account
 
     def __call__(
         self, listener: Listener, *, stream: Stream, url: str, factory: TransportFactory
     ) -> Transport:
         if stream is Stream.MARKET_DATA:
-            listener = _FrameListener(listener, self._on_frame)
+            listener = _FrameListener(listener, self._on_market)
+        else:
+            listener = _FrameListener(listener, functools.partial(self._on_account, stream))
         return factory(listener, stream=stream, url=url)
 
 

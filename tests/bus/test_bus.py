@@ -513,3 +513,46 @@ def test_a_slow_request_delays_only_its_own_connection(
     other, order = asyncio.run(ask())
     assert other < 1.0, f"another connection's lease waited {other:.2f} s behind a slow request"
     assert order == ["other lease", "slow request", "slow lease"]
+
+
+def test_account_events_go_out_as_the_frames_they_came_in(
+    gateway: bus.Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An account event is published as the frame that brought it, byte for byte, fields this
+    codec does not know included (a newer API's); one learnt from the unary API (a gap's recovery)
+    has no frame and is encoded; frames whose events never come are not kept without bound."""
+    from rxinvest.bus import gateway as gateway_module
+    from rxinvest.wire import decode, encode
+
+    published: list[tuple[str, bytes, bytes]] = []
+    monkeypatch.setattr(
+        gateway,
+        "_publish_account",
+        lambda subject, payload, identity, *_: published.append((subject, payload, identity)),
+    )
+    status = m.OrderExecutionReportStatus.EXECUTION_REPORT_STATUS_NEW
+
+    def state(order: str) -> m.OrderState:
+        return m.OrderState(order_id=order, account_id="acc-1", execution_report_status=status)
+
+    wire = json.loads(encode(state("o-1"), dialect=gateway.dialect))
+    (key,) = wire
+    wire[key]["fieldOfTomorrow"] = {"units": "42"}
+    frame = json.dumps(wire).encode()
+    assert decode(frame, stream=Stream.ORDER_STATE.value) == state("o-1")  # unknown fields are skipped
+
+    gateway._account_frame(Stream.ORDER_STATE, frame)
+    gateway._account_item(Stream.ORDER_STATE, state("o-1"))
+    gateway._account_item(Stream.ORDER_STATE, state("o-1"))  # again, as recovery would learn it
+    assert [p for _, p, _ in published] == [frame, encode(state("o-1"), dialect=gateway.dialect).encode()]
+    assert published[0][0] == gateway.subjects.account(Stream.ORDER_STATE, "acc-1")
+    assert published[0][2] == published[1][2]  # one identity, one Nats-Msg-Id: JetStream drops the copy
+
+    bound = gateway_module._ORIGINALS
+    for n in range(bound + 10):
+        gateway._account_frame(Stream.ORDER_STATE, encode(state(f"x-{n}"), dialect=gateway.dialect).encode())
+    assert len(gateway._originals) == bound
+    published.clear()
+    gateway._account_item(Stream.ORDER_STATE, state("x-0"))  # its frame was the oldest: dropped
+    gateway._account_item(Stream.ORDER_STATE, state(f"x-{bound + 9}"))
+    assert len(gateway._originals) == bound - 1
