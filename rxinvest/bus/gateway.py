@@ -76,7 +76,7 @@ from rxinvest.errors import BusError, ConfigurationError, DecodeError, RxInvestE
 from rxinvest.model.kinds import EVENT_KINDS, REQUEST_KINDS
 from rxinvest.protocol import Topic
 from rxinvest.streams import Client, Source
-from rxinvest.streams.events import SubscriptionStatus
+from rxinvest.streams.events import ConnectionStatus, SubscriptionStatus
 from rxinvest.transport import Listener, Transport, TransportFactory
 from rxinvest.wire import Stream, Unary, decode, decode_request, encode
 
@@ -389,6 +389,18 @@ class Gateway:
         self._active.set()
         await self._announce()
 
+    async def _publish_status(self, status: ConnectionStatus) -> None:
+        body = {
+            "gateway": self.id,
+            "stream": status.stream,
+            "shard": status.shard,
+            "state": status.state.value,
+            "error": None if status.error is None else str(status.error),
+            "time": datetime.now(UTC).isoformat(),
+        }
+        with contextlib.suppress(Exception):  # monitoring only: NATS away loses nothing else
+            await self._nc.publish(self.subjects.status, json.dumps(body).encode())
+
     async def _announce(self, state: str = "active") -> None:
         await self._nc.publish(
             self.subjects.active, json.dumps({"gateway": self.id, "state": state}).encode()
@@ -566,9 +578,14 @@ class Gateway:
         self._post(self._status, status)
 
     def _status(self, status: object) -> None:
-        """A subscription answer of the client (on the loop)."""
+        """A subscription answer of the client, or the state of one of its connections (on the
+        loop): the latter is published on ``<prefix>.status`` (its gaps come as marks)."""
+        if isinstance(status, ConnectionStatus):
+            if self._active.is_set():
+                self._runner.spawn(self._publish_status(status))
+            return
         if not isinstance(status, SubscriptionStatus):
-            return  # a connection's state: its gaps come as markers
+            return
         target = status.target
         if isinstance(target, Topic):
             held = self._topics.get(target)

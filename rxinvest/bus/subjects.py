@@ -10,7 +10,8 @@ Subjects (``prefix`` is ``tinvest`` unless both sides are given another):
 * ``<prefix>.acct.<stream>.<account id>`` for account events: ``<stream>`` is the proxy method
   (``OrderStateStream``, ``TradesStream``, ``PositionsStream``, ``PortfolioStream``).
 * ``<prefix>.demand`` (request/reply): consumers' demand, leases and requests (see
-  :mod:`rxinvest.bus.gateway`); ``<prefix>.active`` the active gateway's announcements.
+  :mod:`rxinvest.bus.gateway`); ``<prefix>.active`` the active gateway's announcements;
+  ``<prefix>.status`` the lifecycle of its client's connections upstream (for monitoring).
 
 Messages on ``md`` and ``acct`` subjects are one wire frame each, exactly as the API's stream sends
 an event (``{"orderbook": {...}}``, in the gateway's dialect), so consumers decode them with
@@ -70,6 +71,10 @@ class Subjects:
     @property
     def active(self) -> str:
         return f"{self.prefix}.active"
+
+    @property
+    def status(self) -> str:
+        return f"{self.prefix}.status"
 
     @property
     def data(self) -> tuple[str, ...]:

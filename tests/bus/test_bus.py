@@ -556,3 +556,47 @@ def test_account_events_go_out_as_the_frames_they_came_in(
     gateway._account_item(Stream.ORDER_STATE, state("x-0"))  # its frame was the oldest: dropped
     gateway._account_item(Stream.ORDER_STATE, state(f"x-{bound + 9}"))
     assert len(gateway._originals) == bound - 1
+
+
+def test_the_gateways_upstream_connections_are_published_for_monitoring(
+    sim: Any, gateway: bus.Gateway, nats_server: NatsServer
+) -> None:
+    """The lifecycle of the gateway's own connections to the API (connected, reconnecting ...)
+    goes out on ``<prefix>.status``: an operator sees the upstream side of every consumer's gaps."""
+    import asyncio
+
+    import nats
+
+    from rxinvest.sim import Faults
+
+    seen: list[dict[str, Any]] = []
+
+    async def watch(until: Callable[[], bool]) -> None:
+        nc = await nats.connect(nats_server.url)
+
+        async def on(msg: Any) -> None:
+            seen.append(json.loads(msg.data))
+
+        await nc.subscribe(gateway.subjects.status, cb=on)
+        await nc.flush()
+        ready.set()
+        deadline = time.monotonic() + _DEADLINE
+        while not until() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await nc.drain()
+
+    def states() -> list[str]:
+        return [s["state"] for s in list(seen) if s["stream"] == "MarketDataStream"]
+
+    ready = threading.Event()
+    watcher = threading.Thread(target=asyncio.run, args=(watch(lambda: "connected" in states()[1:]),))
+    watcher.start()
+    assert ready.wait(10)
+    sim.fault_next(Faults(drop_after=30))  # the gateway's first market-data connection breaks
+    with bus.connect(nats_server.url) as consumer:
+        consumer.market_data.trades(sim.instruments[2].uid).subscribe(lambda _: None)
+        watcher.join(_DEADLINE + 5)
+    assert states()[:3] == ["connected", "reconnecting", "connected"], seen
+    assert all(s["gateway"] == gateway.id for s in seen)
+    reconnecting = next(s for s in seen if s["state"] == "reconnecting")
+    assert reconnecting["error"] and sim.token not in json.dumps(seen)
