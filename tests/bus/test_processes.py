@@ -465,6 +465,14 @@ def test_a_consumer_restarted_under_its_name_resumes_its_order_states(
                 stop.set()
                 placer.join(5)
             wait_until(lambda: not sim.broker.active_orders(account), 10, "every order filled")
+
+            def settled() -> bool:  # the direct client (the oracle) has every order's final state
+                latest = {e["orderId"]: e["executionReportStatus"] for e in truth.snapshot()}
+                final = {o: sim.broker.order(account, o).execution_report_status.name for o in placed}
+                return all(latest.get(o) == status for o, status in final.items())
+
+            # The broker is done before the direct client has heard of it: wait for the oracle.
+            wait_until(settled, 10, "the direct client's final states")
             expected = [e for e in truth.snapshot() if e["orderId"] in set(placed)]
             with contextlib.suppress(AssertionError):  # the comparison below says what is missing
                 wait_until(
