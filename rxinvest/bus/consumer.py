@@ -22,8 +22,8 @@ Rules:
   and starts with what is published from then on, or from ``since`` when given.
 * **Gaps.** A gap mark on a subject, a new active gateway (``<prefix>.active``), a gateway that no
   longer knows this connection's demand, a request that goes unanswered, NATS dropping messages of
-  a subscription that fell behind (a slow consumer), a reconnect of NATS (market data), a lease
-  that no gateway renews, or the gateway saying it stopped serving all end
+  a subscription that fell behind (a slow consumer), a reconnect of NATS (market data), renewals
+  that no gateway answers for a whole lease, or the gateway saying it stopped serving all end
   the connection as a loss: the client opens it again, sends its subscriptions again (to the
   active gateway) and marks a ``Gap`` for its subscribers, exactly as after a reconnect of a
   WebSocket.
@@ -289,20 +289,30 @@ class _Link:
             transport.lose(why)
 
     async def _renew(self) -> None:
+        loop = asyncio.get_running_loop()
+        renewed = loop.time()  # when a gateway last answered a renewal
         while True:
             await asyncio.sleep(self.lease / 3)
-            for transport in list(self.transports):
-                if transport.conn is None:
+            held = [t for t in self.transports if t.conn is not None]
+            if not held:  # nothing to renew: nothing the gateway could have let go meanwhile
+                renewed = loop.time()
+            for transport in held:
+                if transport.conn is None:  # lost meanwhile
                     continue
                 try:
                     reply = await self.request({"op": "lease", "conn": transport.conn}, self.lease / 3)
                 except BusError as exc:
-                    # No gateway holds the demand now (it died, no standby yet): every connection is
+                    # Unanswered for a whole lease, the demand is gone (the gateway releases it
+                    # then too): no gateway serves (it died, no standby yet). Every connection is
                     # lost, as WebSockets whose server is gone, so the client's statuses say so and
-                    # it keeps asking; the gap is marked when a gateway answers again.
-                    self.gateway = None
-                    self._lose_all(f"no gateway renewed the lease: {exc}")
+                    # it keeps asking; the gap is marked when a gateway answers again. A slower
+                    # answer than that is only late: asked again at the next renewal.
+                    if loop.time() - renewed >= self.lease:
+                        self.gateway = None
+                        self._lose_all(f"no gateway renewed the lease for {self.lease:g} s: {exc}")
+                        renewed = loop.time()
                     break
+                renewed = loop.time()
                 if not reply.get("known") and transport.conn is not None and not transport.busy:
                     transport.lose("the gateway does not know this connection's demand")
 
