@@ -9,8 +9,9 @@ Rules:
   :attr:`Recorder.frames`. When the queue is full the item is dropped and counted, and the next item
   that fits is preceded by a ``loss`` mark saying how many were dropped and between which times: a
   loss is never silent.
-* Two reader threads may queue lines a few µs out of their stamps' order: the writer gives each
-  line the later of its stamp and the previous line's time, so that ``t`` never decreases.
+* Lines may be queued out of their stamps' order (two reader threads a few µs apart, or the
+  system clock stepping back): the writer gives each line the later of its stamp and the previous
+  line's time, so that ``t`` never decreases.
 * The writer flushes (a sync of the compressed stream, then the OS write) at least every ``flush_interval``
   seconds (default 0.5), so a recorder killed at any moment leaves a file readable up to its last
   flush. :meth:`Recorder.close` writes what is queued, then (unless ``digest=False``) reads the file
@@ -121,7 +122,6 @@ class Recorder:
         self._digest = digest
         self._queue: deque[tuple[Any, ...]] = deque()
         self._lock = threading.Lock()
-        self._last = 0  # the latest time stamped under the lock (ns)
         self._written = 0  # the time of the last line the writer encoded (ns)
         self._lost = 0  # items dropped since the last loss mark
         self._lost_since = 0
@@ -158,7 +158,7 @@ class Recorder:
             self._file = open(self.path, "wb")  # noqa: SIM115 (closed by the writer thread)
         except OSError as exc:
             raise RecordingError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
-        header = Header(time_ns=self._stamp(), dialect=self._dialect, version=self._version)
+        header = Header(time_ns=time.time_ns(), dialect=self._dialect, version=self._version)
         self._written = header.time_ns
         self._compressor = compressor(self.compression, self._level)
         try:
@@ -203,21 +203,14 @@ class Recorder:
         tapped.inner = factory(tapped, stream=stream, url=url)
         return tapped
 
-    # --- producers (any thread): one short lock, never a wait -------------------------------------------
-
-    def _stamp(self) -> int:
-        now = time.time_ns()
-        if now < self._last:
-            now = self._last
-        self._last = now
-        return now
+    # --- producers (any thread): a received frame takes no lock, the rest one short lock ------------
 
     def _put(self, item: tuple[Any, ...], frames: int = 0) -> None:
         """Queue ``item`` (stamped) or count it lost; ``frames`` is how many frames it holds."""
         with self._lock:
             if self._closed:
                 return
-            now = self._stamp()
+            now = time.time_ns()
             queue = self._queue
             if len(queue) >= self._limit:
                 lines = frames or 1  # a mark is one line; frames are a line each
@@ -307,7 +300,7 @@ class Recorder:
                 tail = list(queue)
                 queue.clear()
                 lost, self._lost = self._lost, 0
-                now = self._stamp()
+                now = time.time_ns()
             lines: list[bytes] = []
             last = self._written
             for item in tail:
