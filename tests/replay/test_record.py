@@ -25,7 +25,7 @@ from reactivex.scheduler import ImmediateScheduler
 import rxinvest
 from rxinvest.errors import CorruptRecordingError, RecordingError
 from rxinvest.replay import Frame, Header, Mark, MarkName, Recorder, Truncated, read
-from rxinvest.sim import Faults
+from tests.replay.cuts import cut_market_data
 
 record_module = importlib.import_module("rxinvest.replay.record")
 
@@ -44,8 +44,6 @@ def test_a_session_is_recorded_both_ways_with_times_and_marks(tmp_path: Path, se
     counts: Counter[str] = Counter()
     with rxinvest.connect(record=path, scheduler=ImmediateScheduler()) as client:
         secrets.append(client.sim.token)
-        # the first market-data connection is cut after 40 frames: a reconnect and a gap follow
-        client.sim.fault_next(Faults(drop_after=40))
         ids = [i.instrument_id for i in client.sim.instruments[:3]]
         account = client.sim.accounts[0]
         client.market_data.trades(ids).with_markers().subscribe(lambda e: counts.update([type(e).__name__]))
@@ -54,6 +52,7 @@ def test_a_session_is_recorded_both_ways_with_times_and_marks(tmp_path: Path, se
         )
         client.orders.order_states([account]).subscribe(lambda e: counts.update(["order"]))
         client.operations.positions([account]).subscribe(lambda e: counts.update(["position"]))
+        cut_market_data(client.sim, after=40)  # a reconnect and a gap follow
         assert wait_until(lambda: counts["Gap"] >= 1 and counts["Trade"] >= 20)
         time.sleep(0.3)
     records = list(read(path))

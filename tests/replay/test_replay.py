@@ -31,8 +31,8 @@ from rxinvest import ops
 from rxinvest.derived import Bar, BookProblem, CheckStatus
 from rxinvest.errors import ConfigurationError, CorruptRecordingError
 from rxinvest.replay import Frame, Header, Mark, MarkName, encode_line, read
-from rxinvest.sim import Faults
 from rxinvest.testing.marbles import COMPLETED, EPOCH, run_marbles
+from tests.replay.cuts import cut_market_data
 
 # The simulator's market moves in steps of 100 ms: the timers are set between steps, so that a
 # frame never arrives within the few milliseconds where the live delivery time and the recorded
@@ -66,14 +66,13 @@ def subscribe_all(client: rxinvest.streams.Client, ids: list[str], account: str)
 
 def record_live(path: Path, secrets: list[str]) -> tuple[dict[str, Captured], list[str], str]:
     """A live session, recorded: trades, books, order states and positions of the simulator's
-    traders for about 3 s, the market-data connection cut after 40 frames (a reconnect and a gap:
-    waited for), a transfer of securities (no fill explains it). Returns each source's events with
-    the wall time each was delivered at, the instruments and the account."""
+    traders for about 3 s, the market-data connection cut 40 frames after it is found (a reconnect
+    and a gap: waited for), a transfer of securities (no fill explains it). Returns each source's
+    events with the wall time each was delivered at, the instruments and the account."""
     captured: dict[str, Captured] = {}
     lock = threading.Lock()
     with rxinvest.connect(record=path, scheduler=ImmediateScheduler()) as client:
         secrets.append(client.sim.token)
-        client.sim.fault_next(Faults(drop_after=40))
         ids = [i.instrument_id for i in client.sim.instruments[:3]]
         account = client.sim.accounts[0]
         for name, source in subscribe_all(client, ids, account).items():
@@ -84,6 +83,7 @@ def record_live(path: Path, secrets: list[str]) -> tuple[dict[str, Captured], li
                     events.append((datetime.now(UTC), event))
 
             source.subscribe(keep)
+        cut_market_data(client.sim, after=40)
         began = time.monotonic()
         while not any(type(e).__name__ == "Gap" for _, e in list(captured["trades"])):  # the cut came
             assert time.monotonic() - began < 30, "the market-data connection was never cut"
