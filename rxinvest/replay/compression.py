@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import zlib
-from typing import Protocol
+from typing import Any
 
 import zstandard
 
@@ -31,12 +31,6 @@ _COMPRESSIONS = (GZIP, ZSTD)
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _GZIP_WBITS = 31  # zlib's window bits for a gzip wrapper
-
-
-class Compressor(Protocol):
-    def compress(self, data: bytes | bytearray) -> bytes: ...
-    def sync(self) -> bytes: ...
-    def finish(self) -> bytes: ...
 
 
 def compression_of(path: str | os.PathLike[str], compression: str | None = None) -> str:
@@ -51,38 +45,31 @@ def compression_of(path: str | os.PathLike[str], compression: str | None = None)
     return compression
 
 
-class _Gzip:
-    def __init__(self, level: int) -> None:
-        self._z = zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)
+class Compressor:
+    """One compressed stream being written: a compressor object of zlib or zstandard (both have
+    ``compress`` and ``flush(mode)``) with the flush modes that sync and finish it."""
+
+    def __init__(self, z: Any, sync: int, finish: int) -> None:
+        self._z, self._sync, self._finish = z, sync, finish
 
     def compress(self, data: bytes | bytearray) -> bytes:
-        return self._z.compress(data)
+        return bytes(self._z.compress(data))
 
     def sync(self) -> bytes:
-        return self._z.flush(zlib.Z_SYNC_FLUSH)
+        return bytes(self._z.flush(self._sync))
 
     def finish(self) -> bytes:
-        return self._z.flush(zlib.Z_FINISH)
-
-
-class _Zstd:
-    def __init__(self, level: int) -> None:
-        # The frame checksum (xxhash64) lets a reader tell damaged data from lines, as gzip's CRC does.
-        self._z = zstandard.ZstdCompressor(level=level, write_checksum=True).compressobj()
-
-    def compress(self, data: bytes | bytearray) -> bytes:
-        return self._z.compress(data)
-
-    def sync(self) -> bytes:
-        return self._z.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
-
-    def finish(self) -> bytes:
-        return self._z.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH)
+        return bytes(self._z.flush(self._finish))
 
 
 def compressor(compression: str, level: int = 1) -> Compressor:
     """A new compressed stream of ``compression`` (see :func:`compression_of`)."""
-    return _Gzip(level) if compression == GZIP else _Zstd(level)
+    if compression == GZIP:
+        gzip = zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)
+        return Compressor(gzip, zlib.Z_SYNC_FLUSH, zlib.Z_FINISH)
+    # The frame checksum (xxhash64) lets a reader tell damaged data from lines, as gzip's CRC does.
+    zstd = zstandard.ZstdCompressor(level=level, write_checksum=True).compressobj()
+    return Compressor(zstd, zstandard.COMPRESSOBJ_FLUSH_BLOCK, zstandard.COMPRESSOBJ_FLUSH_FINISH)
 
 
 class Decompressor:
