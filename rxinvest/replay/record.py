@@ -131,7 +131,6 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self._file: Any = None
         self._closed = False
-        self._clear = True  # not closed and no loss waiting for its mark: received frames go straight in
         #: Frames handed to the file (both ways), lines dropped on overflow, secrets replaced, bytes
         #: written (compressed), lines written, so far (the writer's counts: up to a tick behind).
         self.frames = 0
@@ -180,7 +179,6 @@ class Recorder:
             if self._closed:
                 return
             self._closed = True
-            self._clear = False
         self._stop.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
@@ -216,7 +214,6 @@ class Recorder:
                 lines = frames or 1  # a mark is one line; frames are a line each
                 if not self._lost:
                     self._lost_since = now
-                    self._clear = False
                 self._lost += lines
                 self._lost_until = now
                 self.lost += lines
@@ -224,13 +221,13 @@ class Recorder:
             if self._lost:
                 queue.append((now, _LOSS, self._lost, self._lost_since, self._lost_until))
                 self._lost = 0
-                self._clear = True
             queue.append((now, *item))
 
     def received(self, connection: int, stream: str, data: bytes, now: datetime) -> None:
-        """A received frame: the reader thread's hot path, without a lock while nothing is lost."""
+        """A received frame: the reader thread's hot path, without a lock while nothing is lost
+        (a loss, or a close, is settled under the lock by :meth:`_put`)."""
         queue = self._queue
-        if self._clear and len(queue) < self._limit:
+        if not (self._lost or self._closed) and len(queue) < self._limit:
             queue.append((time.time_ns(), _IN, connection, stream, data, now))
         else:
             self._put((_IN, connection, stream, data, now), 1)
@@ -280,7 +277,6 @@ class Recorder:
                             batch += line
                             count += 1
                     if count >= 4096:
-                        self._written = last
                         self._write(batch, count)
                         batch, count = bytearray(), 0
                         # Under a load the writer never catches up with, the queue never empties:
@@ -322,7 +318,6 @@ class Recorder:
             self.error = exc
             with self._lock:
                 self._closed = True  # nothing more is queued
-                self._clear = False
             queue.clear()
         finally:
             try:
