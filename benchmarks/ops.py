@@ -23,6 +23,9 @@ of interleaved rounds:
   goal (at most 1 µs a book for the two). ``Quote`` computes ``mid``, ``spread``, ``spread_ticks``
   and ``microprice`` when read, so P (quotes, all read) has a subscriber that reads every field and
   property (with an increment): the cost of a quote fully used.
+* floor: bare quote, floor: bare health: the same pipeline with a stock ``map``/``filter`` doing
+  less than each operator must (:func:`bare_quote`, :func:`bare_health`): what any implementation
+  on RxPY and attrs costs at least, to hold the 1 µs goal against.
 
 A row is one entry of ``BOOK_CASES`` (a function of the tape); the ratios are printed below the table.
 """
@@ -38,6 +41,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from reactivex import operators as rx_ops
 from reactivex.scheduler import CurrentThreadScheduler
 from reactivex.subject import Subject
 
@@ -46,6 +50,7 @@ from rxinvest.derived import Quote
 from rxinvest.fold.bars import BarFold
 from rxinvest.fold.books import BookDiffFold, diff_books
 from rxinvest.fold.ledger import PositionLedger
+from rxinvest.fold.quotes import _make_quote
 from rxinvest.model import (
     Order,
     OrderBook,
@@ -291,6 +296,40 @@ def book_pipeline(
     return run
 
 
+def bare_quote(book: OrderBook) -> Quote:
+    """Less than a quote: the top of each side and the imbalance of 5 levels of a two-sided book
+    of 5 levels or more, no OFI, no checks, made the cheapest way an attrs ``Quote`` can be made
+    (what :mod:`rxinvest.fold.quotes` uses). A floor: no implementation of ``quotes`` does less."""
+    bids, asks = book.bids, book.asks
+    bid, ask = bids[0], asks[0]
+    buy = bid.quantity + bids[1].quantity + bids[2].quantity + bids[3].quantity + bids[4].quantity
+    sell = ask.quantity + asks[1].quantity + asks[2].quantity + asks[3].quantity + asks[4].quantity
+    return _make_quote(
+        book.instrument_uid, book.time, bid.price, ask.price, bid.quantity, ask.quantity,
+        (buy - sell) / (buy + sell), 5, None, None,
+    )  # fmt: skip
+
+
+def bare_health() -> Callable[[OrderBook], bool]:
+    """Less than book health: whether a book's state (crossed or locked, inconsistent, outside its
+    limits, all from its outer prices) differs from its instrument's last, without staleness,
+    statuses, gaps, a clock or a lock, and without making an event. A floor, as :func:`bare_quote`."""
+    last: dict[str, bool] = {}
+
+    def changed(book: OrderBook) -> bool:
+        bids, asks, up, down = book.bids, book.asks, book.limit_up, book.limit_down
+        bad = not (
+            book.is_consistent
+            and down <= bids[-1].price < bids[0].price < asks[0].price <= asks[-1].price <= up  # type: ignore[operator]
+        )
+        if last.get(book.instrument_uid) is bad:
+            return False
+        last[book.instrument_uid] = bad
+        return True
+
+    return changed
+
+
 #: The rows of the books section: name -> a function of the tape (add a row here).
 BOOK_CASES: dict[str, Callable[[list[OrderBook]], None]] = {
     "naive (dict+set)": naive_pairs,
@@ -305,6 +344,8 @@ BOOK_CASES: dict[str, Callable[[list[OrderBook]], None]] = {
     "P (quotes, all read)": book_pipeline(
         lambda: ops.quotes(increments={BOOK_UID: Decimal("0.01")}), subscriber=read_quote
     ),
+    "floor: bare quote": book_pipeline(lambda: rx_ops.map(bare_quote)),
+    "floor: bare health": book_pipeline(lambda: rx_ops.filter(bare_health())),
 }
 
 
@@ -364,6 +405,8 @@ def books_section(pairs: int, rounds: int) -> None:
     print(f"P / diff             {pipeline_us / pure:>8.2f}x   (goal <= 1.5x)")
     print(f"P / (diff + R)       {pipeline_us / (pure + hop_us):>8.2f}x")
     print(f"health + quotes add  {added:>8.2f} µs a book over two hops (goal <= 1 µs)")
+    bare = med["floor: bare quote"] + med["floor: bare health"] - 2 * hop_us
+    print(f"the floors add       {bare:>8.2f} µs a book over two hops (less work, the cheapest Rx operators)")
     read = med["P (quotes, all read)"] - hop_us
     print(f"quotes, all read     {read:>8.2f} µs a book over the hop (four fields are computed when read)")
     fresh = book_tape(pairs + 1, decoded=False)
