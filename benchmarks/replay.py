@@ -17,6 +17,9 @@ medians of ``--rounds``:
   once, ``advance_to`` only sets the time): replay - inline is what virtual time costs a frame.
   Goal: at most 2 µs.
 * **read**: :func:`rxinvest.replay.read` alone (decompress and parse the lines): part of replay.
+* **read+decode**: ``read`` and ``decode`` of every received frame, nothing else (no session,
+  routing, markers, mailboxes or subscribers): a floor, the best any replay from this file could
+  do; decode / it is the highest replay / decode ratio within reach.
 * **drift**: 6,000 frames spread over 60 s of recorded time replayed at ``speed=20`` (3 s of wall
   time): how late the last record was handed over against its wall schedule, and the worst any
   was. Goal: at most 5 ms per simulated minute.
@@ -151,7 +154,8 @@ def main() -> int:
         frames = lay_out(template, path, args.frames, STEP_NS)
         lay_out(template, slow, 6_000, 10_000_000)  # 60 s of recorded time
         decode = decoder("MarketDataStream")
-        times: dict[str, list[float]] = {"decode": [], "replay": [], "inline": [], "read": []}
+        cases = ("decode", "replay", "inline", "read", "read+decode")
+        times: dict[str, list[float]] = {name: [] for name in cases}
         for _ in range(args.rounds):
             began = time.perf_counter()
             for frame in frames:
@@ -163,11 +167,18 @@ def main() -> int:
             for _record in read(path):
                 pass
             times["read"].append(time.perf_counter() - began)
+            began = time.perf_counter()
+            for record in read(path):
+                if type(record) is Frame and not record.sent:
+                    decode(record.data)
+            times["read+decode"].append(time.perf_counter() - began)
         us = {name: statistics.median(values) / args.frames * 1e6 for name, values in times.items()}
         print(f"{args.frames:,} frames (trades and depth-{DEPTH} books), medians of {args.rounds} rounds")
         for name, value in us.items():
-            print(f"  {name:<8} {value:>7.2f} µs a frame   {1e6 / value:>10,.0f} frames/s")
+            print(f"  {name:<11} {value:>7.2f} µs a frame   {1e6 / value:>10,.0f} frames/s")
         print(f"\nreplay / decode throughput {us['decode'] / us['replay']:>6.2f}x   (goal >= 0.8x)")
+        ceiling = us["decode"] / us["read+decode"]
+        print(f"decode / (read+decode)     {ceiling:>6.2f}x   (the floor: replay cannot do better)")
         print(f"virtual time per frame     {us['replay'] - us['inline']:>6.2f} µs  (goal <= 2 µs)")
         drifts, worst = [], []
         for _ in range(3):
