@@ -28,6 +28,9 @@ Rules:
   active gateway) and marks a ``Gap`` for its subscribers, exactly as after a reconnect of a
   WebSocket.
 * **Leases.** Every ``lease / 3`` seconds each open connection renews its lease with the gateway.
+  ``lease`` is the one the gateway states in each answer (it lets go of a connection not renewed
+  within it), whatever ``connect`` was given: a consumer that renewed less often than its gateway
+  expects would lose its demand, and mark a gap, every few seconds.
 * Threads: one event-loop thread per client (``rxinvest-bus-consumer``) runs NATS and calls every
   listener; the client's delivery threads run user code, as with a direct client.
 """
@@ -241,6 +244,9 @@ class _Link:
         reply: dict[str, Any] = json.loads(msg.data)
         if "error" in reply:
             raise BusError(f"the gateway refused the request: {reply['error']}")
+        lease = reply.get("lease")
+        if isinstance(lease, int | float) and not isinstance(lease, bool) and lease > 0:
+            self.lease = float(lease)  # the gateway's: it lets go of a connection not renewed within it
         return reply
 
     def conn_id(self) -> str:

@@ -14,7 +14,7 @@ simulator) and serves consumers (:func:`rxinvest.bus.connect`) over NATS. Rules:
   strategy that resubscribes costs no upstream request, and no events.
 * **Leases.** A consumer renews its lease every few seconds (any message it sends does); one not
   heard of for ``lease`` seconds is released, so a consumer killed without a word pins nothing
-  for longer.
+  for longer. Every answer states ``lease``, and consumers renew by it.
 * **Publishing.** Every market-data event frame the client receives is published once, as it
   came (the original frame, tapped on the reader thread before the client reads it), to its subject
   (:mod:`rxinvest.bus.subjects`); no header, no waiting for JetStream (a repeated book or price
@@ -464,6 +464,7 @@ class Gateway:
     async def _reply(self, msg: Any, reply: dict[str, Any]) -> None:
         reply["gateway"] = self.id
         reply["dialect"] = self.dialect
+        reply["lease"] = self.lease  # consumers renew by it, whatever they were told
         if msg.reply:
             with contextlib.suppress(Exception):  # the asker is gone, or NATS is: it asks again
                 await self._nc.publish(msg.reply, json.dumps(reply).encode())

@@ -447,9 +447,16 @@ def test_a_gateway_that_stops_serving_is_a_loss_at_once_and_its_successor_marks_
     the connection lost within seconds, not whenever a successor appears; the successor's first
     answer marks the Gap, and events flow again."""
     uid = sim.instruments[1].uid
-    # lease 30 s: renewals every 10 s, each waiting 10 s. "closed" must not wait for them at all.
-    lease = 30.0 if how == "closed" else 3.0
-    with bus.connect(nats_server.url, lease=lease) as consumer:
+    if how == "closed":
+        # A lease of 30 s, which consumers take from the gateway's answers: renewals every 10 s,
+        # each waiting 10 s. The loss must not wait for them at all.
+        gateway.close()
+        client = rxinvest.connect(sim.token, target=sim.base_url, rest_url=sim.rest_url)
+        gateway = bus.Gateway(client, nats_server.url, lease=30.0, takeover_after=1.5)
+        gateway.start()
+        assert gateway.wait_active(10)
+    with bus.connect(nats_server.url) as consumer:
+        assert consumer._transport_factory.lease == gateway.lease  # type: ignore[union-attr]
         statuses, collect = _Collect(), _Collect()
         consumer.statuses.subscribe(statuses.on_next)
         consumer.market_data.trades(uid).with_markers().subscribe(collect.on_next, collect.on_error)
