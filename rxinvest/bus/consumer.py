@@ -11,6 +11,14 @@ Rules:
   for the kinds whose subscription shows the current state at once (books, last prices, trading
   statuses, candles), the subject's last stored message is handed over first unless a live one
   came meanwhile.
+* **Market data from a time** (``since``): each subject is read from JetStream instead, by an
+  ordered consumer that starts with what was stored on it from ``since`` and goes on live. What
+  it brings before the subscription's answer is handed over waits for the answer (the session
+  drops events of a topic not confirmed yet). The connection keeps, per subject, the stream
+  sequence of the last message it handed over; a subscription sent again after a loss reads on
+  from there, so a loss (marked, as always) skips nothing, and a gap mark in the history is a
+  ``Gap`` in its place. A subscription the client ends forgets its place: sent again, it starts
+  at ``since`` again.
 * **Account streams** read JetStream through a pull consumer that filters their accounts' subjects,
   created before the demand is sent, so nothing published after it is missed. With ``name`` it is
   durable (``<name>-<stream>-<accounts hash>``): a consumer restarted under the same name resumes
@@ -105,11 +113,14 @@ def connect(
     * ``name``: makes account streams durable under this name (see the module's rules): a consumer
       that restarts with it resumes after the last event it received. Without it they are
       ephemeral.
-    * ``since``: an aware datetime: account streams of a consumer new to JetStream start with
-      what was published from then (replay), not from now.
+    * ``since``: an aware datetime: account streams of a consumer new to JetStream, and every
+      market-data subscription, start with what was published from then (a replay that goes on
+      live), not from now. Only what some consumer demanded then was published, and JetStream
+      keeps it for the gateway's retention.
     * ``prefix``/``stream``: the gateway's subject prefix and JetStream stream.
     * ``scheduler``: where ``on_next`` runs, as for :func:`rxinvest.connect`.
-    * ``lease``: the gateway's lease, in seconds (it is renewed every third of it).
+    * ``lease``: the lease, in seconds, assumed until the gateway states its own (its first
+      answer does); it is renewed every third of it.
 
     Raises :class:`~rxinvest.errors.BusError` when no NATS server or no gateway answers within
     ``open_timeout`` seconds, and :class:`~rxinvest.errors.ConfigurationError` for a bad argument.
@@ -259,7 +270,7 @@ class _Link:
 
         if isinstance(error, nats.errors.SlowConsumerError):
             for transport in list(self.transports):
-                if error.sub in transport.subscriptions():
+                if error.sub in transport.subscriptions() or error.subject in transport.subjects():
                     transport.lose(f"NATS dropped messages of {error.subject}: the subscriber fell behind")
         else:
             log.info("NATS: %r", error)
@@ -342,6 +353,12 @@ class _BusTransport:
         self._topic_subjects: dict[Topic, str] = {}
         self._live: set[str] = set()  # subjects a live message came on
         self._answering: set[str] = set()  # subjects whose answer is not handed over yet
+        # With ``since``: the subjects read from JetStream, their messages that wait for an
+        # answer, and per subject the stream sequence of the last one handed over (kept across
+        # losses, forgotten when the client ends the subscription).
+        self._stored: set[str] = set()
+        self._held: list[Any] = []
+        self._handed: dict[str, int] = {}
         self._fetcher: asyncio.Task[Any] | None = None
         self._resuming = False  # see _carry
         # The account stream's pull consumer: its name, filter, replicas, and the stream sequence
@@ -356,6 +373,10 @@ class _BusTransport:
     def subscriptions(self) -> list[Any]:
         """Its NATS subscriptions of market-data subjects."""
         return list(self._subs.values())
+
+    def subjects(self) -> set[str]:
+        """The market-data subjects it reads (a JetStream subscription's messages come on them)."""
+        return set(self._subs)
 
     # --- Transport -------------------------------------------------------------------------------------
 
@@ -457,6 +478,10 @@ class _BusTransport:
         for answer in reply.get("frames", []):
             self.listener.frame(answer.encode(), now)
         self.listener.flush()
+        held, self._held = self._held, []
+        for message in held:  # stored messages of this request's subjects that came before its answer
+            if self._open:
+                self._hand_market(message)
         for subject in fresh:
             await self._snapshot(subject)
 
@@ -468,8 +493,29 @@ class _BusTransport:
         self._subject_refs[subject] += 1
         if subject in self._subs:
             return None
+        if self.link.since is not None:
+            self._stored.add(subject)  # before subscribing: its first message may come at once
+            self._subs[subject] = await self._read_stored(subject)
+            return None
         self._subs[subject] = await self.link.nc.subscribe(subject, cb=self._market)
         return subject if topic.kind in _SNAPSHOT_KINDS else None
+
+    async def _read_stored(self, subject: str) -> Any:
+        """An ordered JetStream consumer of ``subject``: from ``since``, or after the last message
+        this connection handed over (see the module's rules)."""
+        from nats.js.api import ConsumerConfig, DeliverPolicy
+
+        after = self._handed.get(subject)
+        if after is None:
+            assert self.link.since is not None
+            config = ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=self.link.since.astimezone(UTC)
+            )
+        else:
+            config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1)
+        return await self.link.js.subscribe(
+            subject, stream=self.link.stream, cb=self._market, ordered_consumer=True, config=config
+        )
 
     async def _unfollow(self, topic: Topic) -> None:
         subject = self._topic_subjects.pop(topic, None)
@@ -480,6 +526,8 @@ class _BusTransport:
             del self._subject_refs[subject]
             sub = self._subs.pop(subject, None)
             self._live.discard(subject)
+            self._stored.discard(subject)
+            self._handed.pop(subject, None)
             if sub is not None:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
@@ -498,11 +546,20 @@ class _BusTransport:
     async def _market(self, msg: Any) -> None:
         if not self._open:
             return
-        if msg.headers and msg.headers.get(MARK):
-            self.lose(f"gap at the gateway on {msg.subject}")
+        if msg.subject in self._stored and msg.subject in self._answering:
+            self._held.append(msg)  # history must not reach the session before the answer
             return
-        if msg.subject not in self._answering:
-            self._live.add(msg.subject)
+        self._hand_market(msg)
+
+    def _hand_market(self, msg: Any) -> None:
+        subject = msg.subject
+        if subject in self._stored:  # handed over (a mark too): a later read starts after it
+            self._handed[subject] = msg.metadata.sequence.stream
+        if msg.headers and msg.headers.get(MARK):
+            self.lose(f"gap at the gateway on {subject}")
+            return
+        if subject not in self._answering:
+            self._live.add(subject)
         self.listener.frame(msg.data, _now())
         self._schedule_flush()
 
@@ -525,13 +582,17 @@ class _BusTransport:
         self._durable = None if link.name is None else f"{link.name}-{self.stream.value}-{digest}"
         self._consumer_name = self._durable or f"{link.id}-{self.stream.value}-{digest}"
         self._filter = subjects
-        # Where a consumer made again would start: after what this one acknowledged (see _rebind).
+        # Where a consumer made again would start: after what this one acknowledged (see _rebind);
+        # None: where this one started, at ``since`` (after the stream's last message now would
+        # skip the history it was made to read).
         try:
             info = await link.js.consumer_info(link.stream, self._consumer_name)
             self._resuming = info.delivered.consumer_seq > 0  # exists: read on where it left off
-            self._acked = info.ack_floor.stream_seq
+            acked = info.ack_floor.stream_seq
+            self._acked = None if link.since is not None and not acked else acked
         except Exception:
-            self._acked = (await link.js.stream_info(link.stream)).state.last_seq
+            last = (await link.js.stream_info(link.stream)).state.last_seq
+            self._acked = None if link.since is not None else last
             await link.js.add_consumer(link.stream, await self._config(None))
         sub = await link.js.pull_subscribe_bind(self._consumer_name, link.stream)
         self._fetcher = asyncio.ensure_future(self._fetch(sub))
@@ -607,11 +668,7 @@ class _BusTransport:
                     checked = now
                     if await self._owed():  # quiet, yet owed messages: as good as failing
                         failing_since = now - _REBIND_AFTER
-                if (
-                    failing_since is not None
-                    and now - failing_since >= _REBIND_AFTER
-                    and self._acked is not None
-                ):
+                if failing_since is not None and now - failing_since >= _REBIND_AFTER:
                     try:
                         sub = await self._rebind(sub)
                         failing_since = None
@@ -726,6 +783,8 @@ class _BusTransport:
         self._subject_refs.clear()
         self._topic_subjects.clear()
         self._live.clear()
+        self._stored.clear()
+        self._held.clear()  # not handed over: read again from the last one that was
 
     async def _release(self, conn: str) -> None:
         with contextlib.suppress(BusError):

@@ -607,3 +607,150 @@ def test_the_gateways_upstream_connections_are_published_for_monitoring(
     assert all(s["gateway"] == gateway.id for s in seen)
     reconnecting = next(s for s in seen if s["state"] == "reconnecting")
     assert reconnecting["error"] and sim.token not in json.dumps(seen)
+
+
+# --- since: a replay that goes on live -------------------------------------------------------------------
+
+
+def _trade_keys(collect: _Collect, uid: str | None = None) -> list[tuple[Any, ...]]:
+    return [
+        (t.time, t.price, t.quantity, t.direction)
+        for t in collect.events()
+        if uid is None or t.instrument_uid == uid
+    ]
+
+
+def test_market_data_since_a_time_starts_with_what_was_published_then_and_goes_on_live(
+    sim: Any, gateway: bus.Gateway, nats_server: NatsServer
+) -> None:
+    """A consumer with ``since`` gets the trades published from then (those a live consumer got,
+    in its order) and then the live ones, with nothing twice and no gap between the two; the live
+    consumer, reading core NATS, is the oracle of what was published. Every instrument is a subject
+    of its own, read by a JetStream consumer of its own: those made first bring history while the
+    next are made, before the subscription's answer, and none of it may be lost."""
+    ids = [i.uid for i in sim.instruments]
+    since = datetime.now(UTC)
+    with bus.connect(nats_server.url) as live:
+        a = _Collect()
+        live.market_data.trades(ids).with_markers().subscribe(a.on_next, a.on_error)
+        assert _wait(lambda: all(len(_trade_keys(a, uid)) >= 8 for uid in ids))
+        with bus.connect(nats_server.url, since=since) as late:
+            b = _Collect()
+            late.market_data.trades(ids).with_markers().subscribe(b.on_next, b.on_error)
+            published = len(a.events())  # before b subscribed: b can have them only from JetStream
+            assert _wait(lambda: len(b.events()) >= published + 10)  # and then live ones
+            time.sleep(0.3)  # the live consumer catches up
+            items = list(b.items)
+        assert isinstance(items[0], Subscribed)
+        assert not [i for i in items if isinstance(i, Gap)]
+        for uid in ids:
+            a_keys, b_keys = _trade_keys(a, uid), _trade_keys(b, uid)
+            # b may start a little earlier: the gateway publishes from the upstream answer, before
+            # a subscribed core NATS. From a's first trade on, the two are the same list.
+            assert a_keys[0] in b_keys, uid
+            start = b_keys.index(a_keys[0])
+            common = min(len(a_keys), len(b_keys) - start)
+            assert common >= 8
+            assert b_keys[start : start + common] == a_keys[:common], uid
+        assert not a.errors and not b.errors
+
+
+def test_market_data_since_a_time_reads_on_after_a_loss_without_missing_anything(
+    sim: Any, gateway: bus.Gateway, nats_server: NatsServer
+) -> None:
+    """A gap mark in the history of a ``since`` consumer is a Gap in its place; the subscription the
+    client sends again reads on after the mark, so that around the Gap the trades are exactly the
+    direct client's: none missing, none twice."""
+    import asyncio
+
+    import nats
+
+    uid = sim.instruments[0].uid
+    direct = rxinvest.connect(sim.token, target=sim.base_url)
+    try:
+        oracle = _Collect()
+        direct.market_data.trades(uid).subscribe(oracle.on_next, oracle.on_error)
+        with bus.connect(nats_server.url, since=datetime.now(UTC)) as consumer:
+            b = _Collect()
+            consumer.market_data.trades(uid).with_markers().subscribe(b.on_next, b.on_error)
+            assert _wait(lambda: len(b.events()) >= 5)
+
+            async def mark() -> None:
+                nc = await nats.connect(nats_server.url)
+                now = datetime.now(UTC).isoformat()
+                headers = {"Rx-Mark": "gap", "Rx-Since": now, "Rx-Until": now}
+                await nc.publish(gateway.subjects.market(Kind.TRADES, uid), b"", headers=headers)
+                await nc.drain()
+
+            asyncio.run(mark())
+            assert _wait(lambda: any(isinstance(i, Gap) for i in b.items))
+            gap_at = next(n for n, i in enumerate(b.items) if isinstance(i, Gap))
+            assert _wait(lambda: len(b.items) >= gap_at + 15)  # read on after the gap
+            time.sleep(0.3)
+            items = list(b.items)
+        before = [i for i in items[:gap_at] if not isinstance(i, Subscribed | Gap)]
+        after = [i for i in items[gap_at:] if not isinstance(i, Subscribed | Gap)]
+        assert len([i for i in items if isinstance(i, Gap)]) == 1
+        assert before and after
+        keys = [(t.time, t.price, t.quantity, t.direction) for t in before + after]
+        expected = _trade_keys(oracle)
+        start = expected.index(keys[0])
+        assert keys == expected[start : start + len(keys)]
+        assert not b.errors and not oracle.errors
+    finally:
+        direct.close()
+
+
+@pytest.mark.parametrize("remade", [False, True], ids=["as made", "made again before reading"])
+def test_account_streams_since_a_time_start_with_what_was_published_then(
+    sim: Any, gateway: bus.Gateway, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch, remade: bool
+) -> None:
+    """A consumer new to an account stream, with ``since``, first gets the order states published
+    from then (before it existed), then the new ones: the direct client's, in order, none twice.
+    ``remade``: its pull consumer stops answering before it read anything (its node of a cluster
+    gone) and is made again: from ``since`` still, not from the end of the stream."""
+    from nats.js.client import JetStreamContext
+
+    account = sim.accounts[1]
+    uid = sim.instruments[0].uid
+    since = datetime.now(UTC)
+    failing: dict[str, float] = {}  # consumer name prefix -> until when its fetches fail
+    fetch = JetStreamContext.PullSubscription.fetch
+
+    async def failing_fetch(self: Any, *args: Any, **kwargs: Any) -> Any:
+        for prefix, until in failing.items():
+            if self._consumer.startswith(prefix) and time.monotonic() < until:
+                raise OSError("the node is gone")
+        return await fetch(self, *args, **kwargs)
+
+    monkeypatch.setattr(JetStreamContext.PullSubscription, "fetch", failing_fetch)
+    direct = rxinvest.connect(sim.token, target=sim.base_url)
+    live = bus.connect(nats_server.url)  # its demand makes the gateway publish the account's states
+    try:
+        via_direct, via_live = _Collect(), _Collect()
+        direct.orders.order_states(account).with_markers().subscribe(via_direct.on_next, via_direct.on_error)
+        live.orders.order_states(account).with_markers().subscribe(via_live.on_next, via_live.on_error)
+        assert _wait(lambda: any(isinstance(i, Subscribed) for i in via_live.items))
+        time.sleep(1.0)  # both streams granted
+        for _ in range(3):
+            sim.place_order(account, uid, m.OrderDirection.ORDER_DIRECTION_BUY, 1)
+        assert _wait(lambda: 3 <= len(via_live.events()) == len(via_direct.events()))
+        with bus.connect(nats_server.url, since=since) as late:
+            if remade:
+                failing[late._transport_factory.id] = time.monotonic() + 4.0  # type: ignore[union-attr]
+            via_late = _Collect()
+            late.orders.order_states(account).with_markers().subscribe(via_late.on_next, via_late.on_error)
+            assert _wait(lambda: len(via_late.events()) >= len(via_direct.events())), via_late.items
+            for _ in range(2):
+                sim.place_order(account, uid, m.OrderDirection.ORDER_DIRECTION_SELL, 1)
+            assert _wait(lambda: len(via_direct.events()) >= 5)
+            assert _wait(lambda: len(via_late.events()) == len(via_direct.events()))
+            time.sleep(0.5)
+            key = [(s.order_id, s.execution_report_status, s.lots_executed) for s in via_direct.events()]
+            got = [(s.order_id, s.execution_report_status, s.lots_executed) for s in via_late.events()]
+        assert got == key
+        assert len(set(key)) == len(key)
+        assert not [i for i in via_late.items if isinstance(i, Gap)]
+    finally:
+        direct.close()
+        live.close()
