@@ -554,7 +554,10 @@ class _BusTransport:
     def _hand_market(self, msg: Any) -> None:
         subject = msg.subject
         if subject in self._stored:  # handed over (a mark too): a later read starts after it
-            self._handed[subject] = msg.metadata.sequence.stream
+            sequence = msg.metadata.sequence.stream
+            if sequence <= self._handed.get(subject, 0):
+                return  # handed already: a late copy (a subscription of before a loss, or reset)
+            self._handed[subject] = sequence
         if msg.headers and msg.headers.get(MARK):
             self.lose(f"gap at the gateway on {subject}")
             return

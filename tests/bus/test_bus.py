@@ -620,6 +620,31 @@ def _trade_keys(collect: _Collect, uid: str | None = None) -> list[tuple[Any, ..
     ]
 
 
+def test_a_stored_message_is_handed_over_once_however_often_it_comes() -> None:
+    """JetStream sequences only grow per subject: a copy that comes again (from a subscription of
+    before a loss whose unsubscribe is slow, or an ordered consumer that reset) is not handed over
+    again, and what is handed keeps its order."""
+    from types import SimpleNamespace
+
+    from rxinvest.bus.consumer import _BusTransport
+
+    frames: list[bytes] = []
+    listener = SimpleNamespace(frame=lambda data, now: frames.append(data), flush=lambda: None)
+    link = SimpleNamespace(loop=SimpleNamespace(call_soon=lambda *_: None))
+    transport = _BusTransport(link, listener, Stream.MARKET_DATA)  # type: ignore[arg-type]
+    transport._open = True
+    transport._stored.add("md.trades.u")
+
+    def message(sequence: int) -> Any:
+        position = SimpleNamespace(sequence=SimpleNamespace(stream=sequence))
+        return SimpleNamespace(subject="md.trades.u", headers=None, data=b"%d" % sequence, metadata=position)
+
+    for sequence in (1, 2, 2, 1, 3, 3, 5):
+        transport._hand_market(message(sequence))
+    assert frames == [b"1", b"2", b"3", b"5"]
+    assert transport._handed == {"md.trades.u": 5}
+
+
 def test_market_data_since_a_time_starts_with_what_was_published_then_and_goes_on_live(
     sim: Any, gateway: bus.Gateway, nats_server: NatsServer
 ) -> None:
