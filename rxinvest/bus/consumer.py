@@ -20,9 +20,11 @@ Rules:
   ``Gap`` in its place. A subscription the client ends forgets its place: sent again, it starts
   at ``since`` again.
 * **Account streams** read JetStream through a pull consumer that filters their accounts' subjects,
-  created before the demand is sent, so nothing published after it is missed. With ``name`` it is
-  durable (``<name>-<stream>-<accounts hash>``): a consumer restarted under the same name resumes
-  after the last message it acknowledged. A batch of messages is acknowledged once every
+  created before the demand is sent, so nothing published after it is missed. One per
+  connection: the client's n-th connection with the same stream and accounts gets ``-n``, and an
+  ephemeral consumer is deleted when its connection closes. With ``name`` it is durable
+  (``<name>-<stream>-<accounts hash>``): a consumer restarted under the same name resumes after
+  the last message it acknowledged. A batch of messages is acknowledged once every
   subscriber's ``on_next`` has returned for each of them, and the next batch is fetched only then:
   a consumer killed meanwhile gets them again under its name (at least once, never fewer), and a
   slow subscriber holds back the fetching, not memory. Closing, it acknowledges what its client
@@ -181,6 +183,7 @@ class _Link:
         self.js: Any = None
         self.gateway: str | None = None
         self.transports: set[_BusTransport] = set()
+        self.consumers: set[str] = set()  # names of the pull consumers its connections hold
         self._numbers = itertools.count(1)
         self._closed = False
 
@@ -582,8 +585,18 @@ class _BusTransport:
         link = self.link
         subjects = [link.subjects.account(self.stream, a) for a in request.accounts]
         digest = hashlib.blake2b(",".join(sorted(request.accounts)).encode(), digest_size=6).hexdigest()
-        self._durable = None if link.name is None else f"{link.name}-{self.stream.value}-{digest}"
-        self._consumer_name = self._durable or f"{link.id}-{self.stream.value}-{digest}"
+        # One pull consumer per connection: two bound to one would split its messages between
+        # them. The n-th connection of this client with the same stream and accounts (another
+        # order of them, another option) gets ``-n``, the same after a restart that subscribes
+        # in the same order.
+        base = f"{link.name or link.id}-{self.stream.value}-{digest}"
+        name, n = base, 1
+        while name in link.consumers:
+            n += 1
+            name = f"{base}-{n}"
+        link.consumers.add(name)
+        self._durable = None if link.name is None else name
+        self._consumer_name = name
         self._filter = subjects
         # Where a consumer made again would start: after what this one acknowledged (see _rebind);
         # None: where this one started, at ``since`` (after the stream's last message now would
@@ -767,6 +780,7 @@ class _BusTransport:
             if self._fetcher is not None and self._fetcher is not asyncio.current_task():
                 self._fetcher.cancel()
             self._fetcher = None
+            self.link.runner.spawn(self._forget_consumer())
             self.listener.closed(ClientClosedError("no longer wanted"))
             return
         self.link.loop.call_later(_REOPEN_PAUSE, self._opening)
@@ -801,10 +815,23 @@ class _BusTransport:
         if fetcher is not None:  # let it acknowledge what it handed over (it ends on _closing)
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(fetcher, _CLOSE_WAIT)
+        await self._forget_consumer()
         if was_open and conn is not None:
             await self._release(conn)
         self._running = False
         self.listener.closed(ClientClosedError("closed by the client"))
+
+    async def _forget_consumer(self) -> None:
+        """Closed for good: its pull consumer's name is free again, and an ephemeral one is
+        deleted, so that a later subscription starts afresh instead of where this one stopped
+        (and without the snapshot a new one gets)."""
+        name, self._consumer_name = self._consumer_name, ""
+        if not name:
+            return
+        self.link.consumers.discard(name)
+        if self._durable is None:
+            with contextlib.suppress(Exception):  # gone already, or NATS is: it expires unused
+                await self.link.js.delete_consumer(self.link.stream, name)
 
 
 def _now() -> datetime:

@@ -779,3 +779,48 @@ def test_account_streams_since_a_time_start_with_what_was_published_then(
     finally:
         direct.close()
         live.close()
+
+
+def test_two_connections_of_one_consumer_for_the_same_accounts_each_get_every_event(
+    sim: Any, gateway: bus.Gateway, nats_server: NatsServer
+) -> None:
+    """``order_states([a, b])`` and ``order_states([b, a])`` are two connections of one client: each
+    reads a pull consumer of its own (one shared would split the messages between them), and the
+    ephemeral ones are gone from JetStream once the client closed."""
+    import asyncio
+
+    import nats
+
+    a, b = sim.accounts[0], sim.accounts[1]
+    direct = rxinvest.connect(sim.token, target=sim.base_url)
+    consumer = bus.connect(nats_server.url)
+    try:
+        oracle, first, second = _Collect(), _Collect(), _Collect()
+        direct.orders.order_states([a, b]).with_markers().subscribe(oracle.on_next, oracle.on_error)
+        consumer.orders.order_states([a, b]).with_markers().subscribe(first.on_next, first.on_error)
+        consumer.orders.order_states([b, a]).with_markers().subscribe(second.on_next, second.on_error)
+        assert _wait(lambda: all(any(isinstance(i, Subscribed) for i in c.items) for c in (first, second)))
+        time.sleep(1.0)  # every stream granted
+        uid = sim.instruments[0].uid
+        for n in range(6):
+            sim.place_order((a, b)[n % 2], uid, m.OrderDirection.ORDER_DIRECTION_BUY, 1)
+        assert _wait(lambda: len(oracle.events()) >= 6)
+        assert _wait(lambda: len(first.events()) == len(second.events()) == len(oracle.events()))
+        time.sleep(0.5)
+        key = [(s.order_id, s.execution_report_status, s.lots_executed) for s in oracle.events()]
+        for got in (first, second):
+            assert [(s.order_id, s.execution_report_status, s.lots_executed) for s in got.events()] == key
+        prefix = consumer._transport_factory.id  # type: ignore[union-attr]
+    finally:
+        direct.close()
+        consumer.close()
+
+    async def names() -> list[str]:
+        nc = await nats.connect(nats_server.url)
+        try:
+            infos = await nc.jetstream().consumers_info(gateway.stream)
+            return [i.name for i in infos]
+        finally:
+            await nc.drain()
+
+    assert [n for n in asyncio.run(names()) if n.startswith(prefix)] == []
