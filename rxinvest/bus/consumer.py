@@ -255,7 +255,12 @@ class _Link:
                 await asyncio.sleep(_NO_RESPONDERS_PAUSE)
             except Exception as exc:
                 raise BusError(f"the gateway did not answer ({type(exc).__name__})") from exc
-        reply: dict[str, Any] = json.loads(msg.data)
+        try:
+            reply: dict[str, Any] = json.loads(msg.data)
+        except ValueError as exc:  # anyone may answer on the subject: no answer of a gateway
+            raise BusError(f"the answer on {self.subjects.demand} is not JSON: {msg.data[:100]!r}") from exc
+        if not isinstance(reply, dict):
+            raise BusError(f"the answer on {self.subjects.demand} is not a JSON object: {msg.data[:100]!r}")
         if "error" in reply:
             raise BusError(f"the gateway refused the request: {reply['error']}")
         lease = reply.get("lease")
@@ -314,14 +319,21 @@ class _Link:
         while True:
             await asyncio.sleep(self.lease / 3)
             held = [t for t in self.transports if t.conn is not None]
-            if not held:  # nothing to renew: nothing the gateway could have let go meanwhile
+            if all(t.busy for t in held):  # no renewal to wait for: nothing can be found gone
                 renewed = loop.time()
             for transport in held:
                 if transport.conn is None:  # lost meanwhile
                     continue
+                body = {"op": "lease", "conn": transport.conn}
+                if transport.busy:
+                    # The gateway answers a connection's messages in order, so this renewal's answer
+                    # waits behind the request being answered, which may take longer than a lease.
+                    # It renews on arrival all the same: sent, and not waited for.
+                    self.runner.spawn(self._renew_busy(body))
+                    continue
                 try:
-                    reply = await self.request({"op": "lease", "conn": transport.conn}, self.lease / 3)
-                except BusError as exc:
+                    reply = await self.request(body, self.lease / 3)
+                except Exception as exc:  # BusError: unanswered; anything else must not end renewing
                     # Unanswered for a whole lease, the demand is gone (the gateway releases it
                     # then too): no gateway serves (it died, no standby yet). Every connection is
                     # lost, as WebSockets whose server is gone, so the client's statuses say so and
@@ -335,6 +347,10 @@ class _Link:
                 renewed = loop.time()
                 if not reply.get("known") and transport.conn is not None and not transport.busy:
                     transport.lose("the gateway does not know this connection's demand")
+
+    async def _renew_busy(self, body: dict[str, Any]) -> None:
+        with contextlib.suppress(Exception):  # its answer says nothing the next renewal will not
+            await self.request(body, self.lease)
 
 
 class _BusTransport:

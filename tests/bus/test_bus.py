@@ -824,3 +824,64 @@ def test_two_connections_of_one_consumer_for_the_same_accounts_each_get_every_ev
             await nc.drain()
 
     assert [n for n in asyncio.run(names()) if n.startswith(prefix)] == []
+
+
+def test_a_request_answered_slower_than_the_lease_costs_no_connection(
+    sim: Any, gateway: bus.Gateway, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gateway answers a connection's messages in order, so while a subscription takes longer
+    than a lease to confirm (the API slow, pacing), that connection's renewals wait behind it. The
+    consumer must not take that for a dead gateway: its connections stay, the events come."""
+    import asyncio
+
+    answer = gateway._request
+
+    async def slow(conn: str, stream: Stream, frame: str, resuming: bool) -> Any:
+        if "Trades" in frame:
+            await asyncio.sleep(3.0)  # lease 2 s
+        return await answer(conn, stream, frame, resuming)
+
+    monkeypatch.setattr(gateway, "_request", slow)
+    with bus.connect(nats_server.url) as consumer:
+        statuses, collect = _Collect(), _Collect()
+        consumer.statuses.subscribe(statuses.on_next)
+        consumer.market_data.trades(sim.instruments[0].uid).with_markers().subscribe(
+            collect.on_next, collect.on_error
+        )
+        assert _wait(lambda: len(collect.events()) >= 5, 10.0)
+        time.sleep(2.0)  # more renewals
+        assert not _reconnecting(statuses), statuses.items
+        assert not [i for i in collect.items if isinstance(i, Gap)]
+
+
+def test_junk_answers_on_the_demand_subject_do_not_stop_the_renewals(
+    sim: Any, gateway: bus.Gateway, nats_server: NatsServer
+) -> None:
+    """Anyone may answer on ``<prefix>.demand``: a second of answers that are no JSON object must
+    not end the consumer's renewals, or the gateway would let its demand go, silently."""
+    import asyncio
+
+    import nats
+
+    uid = sim.instruments[0].uid
+    with bus.connect(nats_server.url) as consumer:
+        collect = _Collect()
+        consumer.market_data.trades(uid).with_markers().subscribe(collect.on_next, collect.on_error)
+        assert _wait(lambda: len(collect.events()) >= 2)
+
+        async def rogue() -> None:
+            nc = await nats.connect(nats_server.url)
+
+            async def junk(msg: Any) -> None:
+                if msg.reply:
+                    await nc.publish(msg.reply, b"<html>502</html>" if b'"lease"' in msg.data else b"[1]")
+
+            await nc.subscribe(gateway.subjects.demand, cb=junk)
+            await asyncio.sleep(1.5)
+            await nc.close()
+
+        asyncio.run(rogue())
+        time.sleep(2 * gateway.lease)  # the gateway lets a connection go that is not renewed within one
+        assert gateway.demand() == {str(Topic(Kind.TRADES, uid)): 1}
+        seen = len(collect.events())
+        assert _wait(lambda: len(collect.events()) >= seen + 3)
