@@ -565,6 +565,10 @@ class Gateway:
         self._confirmed.pop(topic, None)
         if held is None:
             return
+        # No connection holds it any more, refused or failed: a count left behind would answer
+        # that connection's next subscription without asking, and release another one's.
+        for wanted in self._conns.values():
+            wanted.pop(topic, None)
         if held.status is not None and not held.status.done():
             held.status.set_result(SubscriptionStatus(topic, False, error, ""))  # type: ignore[arg-type]
             return
@@ -572,8 +576,6 @@ class Gateway:
         now = datetime.now(UTC)
         for subject in held.subjects:
             self._mark(subject, Gap(cause=GapCause.RECONNECT, since=now, until=now), account=False)
-        for wanted in self._conns.values():
-            wanted.pop(topic, None)
 
     def _on_status(self, status: object) -> None:
         self._post(self._status, status)

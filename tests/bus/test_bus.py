@@ -885,3 +885,39 @@ def test_junk_answers_on_the_demand_subject_do_not_stop_the_renewals(
         assert gateway.demand() == {str(Topic(Kind.TRADES, uid)): 1}
         seen = len(collect.events())
         assert _wait(lambda: len(collect.events()) >= seen + 3)
+
+
+@pytest.mark.parametrize("first", ["the error", "the refusal"])
+def test_a_refused_topic_leaves_no_count_behind_whichever_news_comes_first(
+    gateway: bus.Gateway, first: str
+) -> None:
+    """A refusal reaches the gateway twice, as the client's answer and as the source's error, from
+    two threads in either order. Either way no connection may still count the topic: the count
+    would answer that connection's next subscription without asking, and release another one's."""
+    import asyncio
+    from collections import Counter
+
+    from rxinvest.bus.gateway import _Held
+    from rxinvest.streams import SubscriptionStatus
+
+    topic = Topic(Kind.TRADES, "NO_SUCH_TQBR")
+    not_found = m.SubscriptionStatus.SUBSCRIPTION_STATUS_INSTRUMENT_NOT_FOUND
+    error = SubscriptionRejectedError("not found", status=not_found, target=topic.instrument_id)
+    refused = SubscriptionStatus(topic, False, error, "")
+
+    async def race() -> tuple[Counter[Any], SubscriptionStatus]:
+        held = _Held()
+        held.status = asyncio.get_running_loop().create_future()
+        gateway._topics[topic] = held
+        gateway._conns["conn-1"] = Counter({topic: 1})
+        if first == "the refusal":
+            gateway._status(refused)
+        gateway._failed(topic, error)
+        if first == "the error":
+            gateway._status(refused)
+        return gateway._conns["conn-1"], held.status.result()
+
+    left, answered = gateway._runner.run(race(), 5)
+    assert topic not in left
+    assert topic not in gateway._topics
+    assert not answered.confirmed
