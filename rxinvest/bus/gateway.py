@@ -44,7 +44,11 @@ simulator) and serves consumers (:func:`rxinvest.bus.connect`) over NATS. Rules:
   loss at once instead of at their next lease. The new active gateway resumes each
   account stream from the time of the last event published on its subjects (the client's ``since``):
   what changed meanwhile is filled from the unary API, and what the old one had already published
-  is dropped by JetStream's de-duplication.
+  is dropped by JetStream's de-duplication. It resumes only from within ``resume_within`` and the
+  stream's ``duplicate_window``, whichever is shorter: from further back its recovery would publish
+  again what JetStream no longer recognises. A stream whose last event is older than that opens
+  afresh, and its subjects get a gap mark from that event to now: what changed meanwhile is not
+  filled, and its consumers see so.
 * Threads: NATS runs on the gateway's own event-loop thread (``rxinvest-bus-gateway``); events
   come from the client's delivery threads and are handed to it without waiting for the network.
 """
@@ -96,12 +100,13 @@ _STATUS_TIMEOUT = 15.0  # seconds a demand waits for the API's answer before ans
 class Retention:
     """How the JetStream stream keeps events: ``max_age`` seconds (default a day), ``max_bytes``
     (default 1 GiB; -1: unlimited), ``replicas`` (1, or 3 on a cluster), and the ``duplicate_window``
-    in seconds within which a message id is remembered (default 120)."""
+    in seconds within which a message id is remembered (default an hour, the gateway's default
+    ``resume_within``: a gateway resumes account streams only from within it)."""
 
     max_age: float = 86_400.0
     max_bytes: int = 1 << 30
     replicas: int = 1
-    duplicate_window: float = 120.0
+    duplicate_window: float = 3_600.0
 
 
 class _Held:
@@ -153,7 +158,7 @@ class Gateway:
         self.lease = lease
         self.takeover_after = takeover_after
         self.own_client = own_client
-        self.resume_within = resume_within
+        self.resume_within = min(resume_within, retention.duplicate_window)  # see the module's rules
         self.release_grace = release_grace
         self.id = uuid.uuid4().hex[:12]
         self.dialect = client.dialect
@@ -672,10 +677,19 @@ class Gateway:
             stream, accounts, initial = key
             held = _Held()
             held.subjects = tuple(self.subjects.account(stream, a) for a in accounts)
-            since = await self._resume_since(held.subjects)
+            latest = await self._last_published(held.subjects)
             if key in self._accounts:  # another request opened it meanwhile
                 self._accounts[key].refs += 1
                 return
+            now = datetime.now(UTC)
+            # Resumed from the last event published (see the module's rules), or, too long ago for
+            # that, opened afresh with a gap mark over what is not filled.
+            recent = latest is not None and (now - latest).total_seconds() <= self.resume_within
+            since = latest if recent else None
+            if latest is not None and not recent:
+                log.warning("%s %s: the last event is too old to resume from: a gap", stream, accounts)
+                for subject in held.subjects:
+                    self._mark(subject, Gap(cause=GapCause.RECONNECT, since=latest, until=now), account=True)
             for account in accounts:  # a fresh answer is awaited
                 self._account_status.pop((stream.value, account), None)
             source: Source[Any]
@@ -713,9 +727,8 @@ class Gateway:
         for wanted in self._conns.values():
             wanted.pop(key, None)
 
-    async def _resume_since(self, subjects: Sequence[str]) -> datetime | None:
-        """The time of the latest event published on ``subjects`` within ``resume_within`` seconds:
-        a stream opened now resumes from it (see the module's rules). None: nothing recent."""
+    async def _last_published(self, subjects: Sequence[str]) -> datetime | None:
+        """The time of the latest event published on ``subjects`` (None: none)."""
         latest: datetime | None = None
         for subject in subjects:
             try:
@@ -729,8 +742,6 @@ class Gateway:
                 except ValueError:  # not ours: nothing to resume from
                     continue
                 latest = moment if latest is None else max(latest, moment)
-        if latest is None or (datetime.now(UTC) - latest).total_seconds() > self.resume_within:
-            return None
         return latest
 
     def _unhold_accounts(self, key: tuple[Any, ...]) -> None:

@@ -921,3 +921,43 @@ def test_a_refused_topic_leaves_no_count_behind_whichever_news_comes_first(
     assert topic not in left
     assert topic not in gateway._topics
     assert not answered.confirmed
+
+
+def test_a_gateway_back_after_the_duplicate_window_marks_a_gap_instead_of_publishing_again(
+    nats_server: NatsServer,
+) -> None:
+    """A gateway that starts again later than the stream's duplicate window (2 s here, an hour by
+    default) must not resume with ``since``: its recovery would publish the current state of every
+    active order again, which JetStream no longer recognises. It opens the stream afresh and marks a
+    gap from the last event published, so a resumed consumer has each state once, and the Gap."""
+    from decimal import Decimal
+
+    retention = bus.Retention(duplicate_window=2.0)
+
+    def gateway(sim: Any) -> bus.Gateway:
+        client = rxinvest.connect(sim.token, target=sim.base_url, rest_url=sim.rest_url)
+        started = bus.Gateway(client, nats_server.url, lease=2.0, takeover_after=1.5, retention=retention)
+        assert started.start().wait_active(10)
+        return started
+
+    with serve(seed=7, min_ping_delay=0.05, trader=False) as sim:
+        account, uid = sim.accounts[1], sim.instruments[0].uid
+        first = gateway(sim)
+        try:
+            with bus.connect(nats_server.url, name="desk") as consumer:
+                got = _Collect()
+                consumer.orders.order_states(account).with_markers().subscribe(got.on_next, got.on_error)
+                assert _wait(lambda: any(isinstance(i, Subscribed) for i in got.items))
+                time.sleep(1.0)  # granted
+                buy = m.OrderDirection.ORDER_DIRECTION_BUY
+                sim.place_order(account, uid, buy, 1, price=Decimal("100.00"))
+                assert _wait(lambda: len(got.events()) >= 1)  # it rests: an active order
+                first.close()
+                time.sleep(3.0)  # longer than the duplicate window
+                first = gateway(sim)
+                assert _wait(lambda: any(isinstance(i, Gap) for i in got.items))
+                time.sleep(2.0)  # what a recovery would have published again
+                states = [(s.order_id, s.execution_report_status, s.lots_executed) for s in got.events()]
+        finally:
+            first.close()
+    assert len(states) == len(set(states)) >= 1
