@@ -55,7 +55,7 @@ import json
 import logging
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -91,6 +91,7 @@ _SNAPSHOT_KINDS = frozenset({Kind.ORDER_BOOKS, Kind.LAST_PRICES, Kind.INFO, Kind
 _REQUEST_TIMEOUT = 20.0  # seconds a request waits for the gateway (it may wait for the API itself)
 _REOPEN_PAUSE = 0.2  # seconds between a loss and the next open
 _BATCH = 256  # account messages fetched at once
+_MAX_ACK_PENDING = 10_000  # account messages delivered and not yet acknowledged, at most
 _CLOSE_WAIT = 2.5  # seconds a closing connection waits for its fetcher (a fetch waits 1 s at most)
 _REBIND_AFTER = 3.0  # seconds of failing fetches before the pull consumer is made again
 _CHECK_IDLE_EVERY = 5.0  # seconds of fetching nothing before asking the server what it owes
@@ -387,6 +388,10 @@ class _BusTransport:
         self._filter: list[str] = []
         self._replicas: int | None = None
         self._acked: int | None = None
+        # The stream sequences of the last messages acknowledged (as many as may be pending): a
+        # consumer made again from before some of them hands those over once only.
+        self._recent: deque[int] = deque(maxlen=_MAX_ACK_PENDING)
+        self._recent_set: set[int] = set()
         self._flush_due = False
 
     def subscriptions(self) -> list[Any]:
@@ -652,7 +657,7 @@ class _BusTransport:
             opt_start_time=start_time,
             opt_start_seq=None if after is None else after + 1,
             inactive_threshold=None if self._durable else max(60.0, self.link.lease * 6),
-            max_ack_pending=10_000,
+            max_ack_pending=_MAX_ACK_PENDING,
             num_replicas=self._replicas,
         )
 
@@ -661,17 +666,20 @@ class _BusTransport:
         after the last message acknowledged, and read on from there. Nothing is skipped."""
         link = self.link
         js = link.nc.jetstream(timeout=2.0)  # short: while the cluster elects, try again soon
+        # After the server's acknowledgement floor when it can tell: messages delivered to a
+        # fetch whose answer was lost are pending below later ones that were acknowledged, and
+        # starting after those would skip them. What was handed over already is not again.
+        after = self._acked
+        with contextlib.suppress(Exception):
+            info = await js.consumer_info(link.stream, self._consumer_name)
+            if after is not None:
+                after = min(after, info.ack_floor.stream_seq)
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
         with contextlib.suppress(Exception):
             await js.delete_consumer(link.stream, self._consumer_name)
-        await js.add_consumer(link.stream, await self._config(self._acked))
-        log.warning(
-            "%s: consumer %s made again after stream sequence %s",
-            self.stream,
-            self._consumer_name,
-            self._acked,
-        )
+        await js.add_consumer(link.stream, await self._config(after))
+        log.warning("%s: consumer %s made again after sequence %s", self.stream, self._consumer_name, after)
         return await link.js.pull_subscribe_bind(self._consumer_name, link.stream)
 
     async def _fetch(self, sub: Any) -> None:
@@ -738,6 +746,9 @@ class _BusTransport:
                     await asyncio.sleep(0.02)  # the new answer first, then what followed the gap
                 now_utc = _now()
                 continue
+            if message.metadata.sequence.stream in self._recent_set:  # handed over before a remake
+                await self._ack(message)
+                continue
             self.listener.frame(message.data, now_utc)
             handed.append(message)
         await self._acknowledge(handed)
@@ -763,7 +774,13 @@ class _BusTransport:
 
     async def _ack(self, message: Any) -> None:
         await message.ack()
-        self._acked = message.metadata.sequence.stream
+        sequence = message.metadata.sequence.stream
+        self._acked = sequence
+        if sequence not in self._recent_set:
+            if len(self._recent) == self._recent.maxlen:
+                self._recent_set.discard(self._recent[0])
+            self._recent.append(sequence)
+            self._recent_set.add(sequence)
 
     async def _acknowledge(self, handed: list[Any]) -> None:
         """Acknowledge ``handed`` once every subscriber has had it (see the module's rules)."""

@@ -961,3 +961,61 @@ def test_a_gateway_back_after_the_duplicate_window_marks_a_gap_instead_of_publis
         finally:
             first.close()
     assert len(states) == len(set(states)) >= 1
+
+
+def test_a_pull_consumer_made_again_gets_what_a_lost_fetch_held_and_nothing_twice(
+    nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The answer to one fetch is lost (as when a node of a cluster goes away): its messages stay
+    pending at the server below later ones that are acknowledged. When the consumer is made again
+    (the stream went quiet while the server still owes it messages), it must start at the server's
+    acknowledgement floor, not after the last message acknowledged, and hand over once only what
+    it handed before. Oracle: a direct client's order states, per order in order."""
+    from collections import defaultdict
+    from decimal import Decimal
+
+    from nats.js.client import JetStreamContext
+
+    fetch = JetStreamContext.PullSubscription.fetch
+    armed, lost = [False], [0]
+
+    async def lossy(self: Any, *args: Any, **kwargs: Any) -> Any:
+        messages = await fetch(self, *args, **kwargs)
+        if armed[0] and messages:
+            armed[0] = False
+            lost[0] = len(messages)  # delivered by the server, never seen here
+            return await fetch(self, *args, **kwargs)
+        return messages
+
+    monkeypatch.setattr(JetStreamContext.PullSubscription, "fetch", lossy)
+    with serve(seed=7, min_ping_delay=0.05, trader=False) as sim:
+        client = rxinvest.connect(sim.token, target=sim.base_url, rest_url=sim.rest_url)
+        with bus.Gateway(client, nats_server.url, lease=2.0) as own:
+            assert own.wait_active(10)
+            account, uid = sim.accounts[1], sim.instruments[0].uid
+            direct = rxinvest.connect(sim.token, target=sim.base_url)
+            try:
+                oracle, got = _Collect(), _Collect()
+                direct.orders.order_states(account).subscribe(oracle.on_next)
+                with bus.connect(nats_server.url) as consumer:
+                    consumer.orders.order_states(account).with_markers().subscribe(got.on_next, got.on_error)
+                    assert _wait(lambda: any(isinstance(i, Subscribed) for i in got.items))
+                    time.sleep(1.0)  # granted
+                    armed[0] = True
+                    buy = m.OrderDirection.ORDER_DIRECTION_BUY
+                    sim.place_order(account, uid, buy, 1, price=Decimal("100.00"))
+                    assert _wait(lambda: lost[0] > 0)
+                    sim.place_order(account, uid, buy, 1, price=Decimal("101.00"))
+                    assert _wait(lambda: len(oracle.events()) >= 2)
+                    assert _wait(lambda: len(got.events()) >= len(oracle.events()), 30.0), got.items
+                    time.sleep(1.0)
+                    mine = [(s.order_id, s.execution_report_status, s.lots_executed) for s in got.events()]
+            finally:
+                direct.close()
+    theirs = [(s.order_id, s.execution_report_status, s.lots_executed) for s in oracle.events()]
+    assert len(mine) == len(set(mine))
+    assert sorted(mine) == sorted(theirs)
+    per_order: dict[str, list[Any]] = defaultdict(list)
+    for state in mine:
+        per_order[state[0]].append(state)
+    assert all(states == [t for t in theirs if t[0] == order] for order, states in per_order.items())
