@@ -626,6 +626,8 @@ class Gateway:
         if held[key] == 0:
             held[key] = 1
             await self._hold_accounts(key)
+            if self._conns.get(conn) is not held:  # released while it opened: nobody else owns it
+                self._unhold_accounts(key)
         answered = await asyncio.gather(*(self._account_status_of(stream, a) for a in accounts))
         statuses = dict(zip(accounts, answered, strict=True))
         answer = answers.account_answer(stream, accounts, statuses)

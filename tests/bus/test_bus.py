@@ -1019,3 +1019,34 @@ def test_a_pull_consumer_made_again_gets_what_a_lost_fetch_held_and_nothing_twic
     for state in mine:
         per_order[state[0]].append(state)
     assert all(states == [t for t in theirs if t[0] == order] for order, states in per_order.items())
+
+
+def test_a_connection_released_while_its_account_stream_opens_pins_nothing(
+    sim: Any, gateway: bus.Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening an account stream waits for JetStream (where to resume from). A connection released
+    meanwhile (its lease ran out, the gateway stood by) must take its hold with it: a stream held
+    by nobody would stay open upstream for good."""
+    import asyncio
+    import contextlib
+
+    from rxinvest.wire import encode
+
+    last_published = gateway._last_published
+
+    async def slow(subjects: Any) -> Any:
+        await asyncio.sleep(0.5)  # JetStream slow to answer
+        return await last_published(subjects)
+
+    monkeypatch.setattr(gateway, "_last_published", slow)
+    frame = encode(m.OrderStateStreamRequest(accounts=(sim.accounts[1],)), dialect=gateway.dialect)
+
+    async def scenario() -> dict[str, int]:
+        request = asyncio.ensure_future(gateway._request("conn-x", Stream.ORDER_STATE, frame, False))
+        await asyncio.sleep(0.1)
+        gateway._release_conn("conn-x")
+        with contextlib.suppress(Exception):
+            await request
+        return gateway._demand_snapshot()
+
+    assert gateway._runner.run(scenario(), 30) == {}
