@@ -26,7 +26,8 @@ simulator) and serves consumers (:func:`rxinvest.bus.connect`) over NATS. Rules:
   ``Rx-Time`` (when it was published) and a ``Nats-Msg-Id`` of its subject and identity: its
   content, but for an order state its order, status and executed lots, and for a fill report its
   order and trade ids, so that the copy the unary API gives after a gap has the id of the one the
-  stream gave. A restarted or new active gateway publishing an event again is de-duplicated within
+  stream gave. A portfolio or positions snapshot has no time, and the same content may come again
+  as news: each is published with an id of its own (recovery may repeat a state, never drop one). A restarted or new active gateway publishing an event again is de-duplicated within
   the stream's ``duplicate_window``.
 * **Gaps.** A ``Gap`` marker of a held subscription (a reconnect upstream, an overflow) is published
   as a mark on each subject it concerns; consumers show it as a gap of their own. An account
@@ -59,6 +60,7 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import threading
@@ -200,6 +202,7 @@ class Gateway:
         # bound: an event the client never delivers must not pin its frame).
         self._originals: OrderedDict[tuple[type, bytes], bytes] = OrderedDict()
         self._originals_lock = threading.Lock()
+        self._snapshots_published = itertools.count()  # see _account_item
         client.watch(_FrameTap(self._market_frame, self._account_frame))
 
     def __repr__(self) -> str:
@@ -779,6 +782,11 @@ class Gateway:
             payload = self._originals.pop((type(item), identity), None)
         if payload is None:  # learnt from the unary API (a gap's recovery): encoded as the stream would
             payload = encoded or encode(item, dialect=self.dialect).encode()
+        if type(item) in _SNAPSHOTS:
+            # A snapshot has no time: one equal to an earlier one (A, B, then A again) is news, and
+            # must not be taken for a copy. Recovery's snapshot of an unchanged state goes out again:
+            # a state repeated, nothing lost.
+            identity += f"|{self.id}|{next(self._snapshots_published)}".encode()
         self._publish_account(subject, payload, identity)
 
     def _account_frame(self, stream: Stream, data: bytes) -> None:
@@ -957,6 +965,10 @@ class Gateway:
         accounts = self._accounts.items()
         out.update({f"{key[0]} {','.join(key[1])}": held.refs for key, held in accounts if held.refs > 0})
         return out
+
+
+#: Account events that carry no time of their own: their content may come again as a new event.
+_SNAPSHOTS = (m.PortfolioResponse, m.PositionsResponse)
 
 
 def _identity(event: Any) -> bytes | None:

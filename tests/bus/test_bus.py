@@ -1050,3 +1050,33 @@ def test_a_connection_released_while_its_account_stream_opens_pins_nothing(
         return gateway._demand_snapshot()
 
     assert gateway._runner.run(scenario(), 30) == {}
+
+
+def test_a_portfolio_equal_to_an_earlier_one_is_news_not_a_copy(
+    gateway: bus.Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A portfolio has no time: A, B, then A again are three events. Ids derived from content alone
+    would make JetStream drop the second A within its duplicate window, leaving consumers on B. An
+    order state learnt twice keeps one id (that de-duplication is wanted)."""
+    from decimal import Decimal
+
+    ids: list[tuple[str, bytes]] = []  # a message's id is a digest of its subject and identity
+
+    def capture(subject: str, payload: bytes, identity: bytes, *_: Any) -> None:
+        ids.append((subject, identity))
+
+    monkeypatch.setattr(gateway, "_publish_account", capture)
+
+    def portfolio(rubles: int) -> m.PortfolioResponse:
+        cash = m.Money(currency="rub", amount=Decimal(rubles))
+        return m.PortfolioResponse(account_id="acc-1", total_amount_currencies=cash)
+
+    for rubles in (100, 250, 100):
+        gateway._account_item(Stream.PORTFOLIO, portfolio(rubles))
+    assert len(set(ids)) == 3
+    ids.clear()
+    new = m.OrderExecutionReportStatus.EXECUTION_REPORT_STATUS_NEW
+    state = m.OrderState(order_id="o-1", account_id="acc-1", execution_report_status=new)
+    for _ in range(2):
+        gateway._account_item(Stream.ORDER_STATE, state)
+    assert len(set(ids)) == 1
