@@ -79,6 +79,39 @@ class _Collect:
             return [i for i in self.items if not isinstance(i, Subscribed | Gap)]
 
 
+def _order_states(client: Any, accounts: Any) -> _Collect:
+    """The client's order states of ``accounts``, with markers, collected."""
+    collect = _Collect()
+    client.orders.order_states(accounts).with_markers().subscribe(collect.on_next, collect.on_error)
+    return collect
+
+
+def _state_keys(collect: _Collect, orders: set[str] | None = None) -> list[tuple[Any, ...]]:
+    """What tells order states apart: order, status and executed lots (of ``orders`` only when
+    given: the simulator's own traders place orders on every account too)."""
+    return [
+        (s.order_id, s.execution_report_status, s.lots_executed)
+        for s in collect.events()
+        if orders is None or s.order_id in orders
+    ]
+
+
+def _publish_gap_mark(nats_server: NatsServer, subject: str) -> None:
+    """Publish a gap mark on ``subject`` as a gateway would (it is stored like any message)."""
+    import asyncio
+
+    import nats
+
+    async def mark() -> None:
+        nc = await nats.connect(nats_server.url)
+        now = datetime.now(UTC).isoformat()
+        headers = {"Rx-Mark": "gap", "Rx-Since": now, "Rx-Until": now}
+        await nc.publish(subject, b"", headers=headers)
+        await nc.drain()
+
+    asyncio.run(mark())
+
+
 # --- pure parts ------------------------------------------------------------------------------------------
 
 _instrument_ids = st.sampled_from(["SBER_TQBR", "GAZP_TQBR", "e6123145-9665-43e0-8413-cd61b8aa9b13", "BBG1"])
@@ -209,19 +242,17 @@ def test_order_states_reach_consumers_exactly_once(
     direct = rxinvest.connect(sim.token, target=sim.base_url)
     consumer = bus.connect(nats_server.url, name="once")
     try:
-        via_direct, via_bus = _Collect(), _Collect()
-        direct.orders.order_states(account).with_markers().subscribe(via_direct.on_next, via_direct.on_error)
-        consumer.orders.order_states(account).with_markers().subscribe(via_bus.on_next, via_bus.on_error)
+        via_direct = _order_states(direct, account)
+        via_bus = _order_states(consumer, account)
         assert _wait(lambda: any(isinstance(i, Subscribed) for i in via_bus.items))
         time.sleep(1.0)  # both streams granted
         uid = sim.instruments[0].uid
-        for _ in range(5):
-            sim.place_order(account, uid, m.OrderDirection.ORDER_DIRECTION_BUY, 1)
-        assert _wait(lambda: len(via_bus.events()) >= 5 and len(via_bus.events()) == len(via_direct.events()))
-        time.sleep(0.5)
-        key = [(s.order_id, s.execution_report_status, s.lots_executed) for s in via_direct.events()]
-        assert [(s.order_id, s.execution_report_status, s.lots_executed) for s in via_bus.events()] == key
-        assert len(set(key)) == len(key)
+        buy = m.OrderDirection.ORDER_DIRECTION_BUY
+        placed = {sim.place_order(account, uid, buy, 1).order_id for _ in range(5)}
+        # Equal to the direct client's, in order: a copy or a skip would never be.
+        assert _wait(lambda: _state_keys(via_bus, placed) == _state_keys(via_direct, placed)), via_bus.items
+        key = _state_keys(via_direct, placed)
+        assert len(key) >= 5 and len(set(key)) == len(key)
     finally:
         direct.close()
         consumer.close()
@@ -231,9 +262,6 @@ def test_a_gap_at_the_gateway_is_a_gap_for_the_consumer(
     sim: Any, gateway: bus.Gateway, nats_server: NatsServer
 ) -> None:
     """A gap mark on a subject the consumer reads shows as a Gap marker, and the stream goes on."""
-    import asyncio
-
-    import nats
 
     uid = sim.instruments[0].uid
     with bus.connect(nats_server.url) as consumer:
@@ -241,14 +269,7 @@ def test_a_gap_at_the_gateway_is_a_gap_for_the_consumer(
         consumer.market_data.trades(uid).with_markers().subscribe(collect.on_next, collect.on_error)
         assert _wait(lambda: len(collect.events()) >= 2)
 
-        async def mark() -> None:
-            nc = await nats.connect(nats_server.url)
-            now = datetime.now(UTC).isoformat()
-            headers = {"Rx-Mark": "gap", "Rx-Since": now, "Rx-Until": now}
-            await nc.publish(gateway.subjects.market(Kind.TRADES, uid), b"", headers=headers)
-            await nc.drain()
-
-        asyncio.run(mark())
+        _publish_gap_mark(nats_server, gateway.subjects.market(Kind.TRADES, uid))
         assert _wait(lambda: any(isinstance(i, Gap) for i in collect.items))
         after = len(collect.events())
         assert _wait(lambda: len(collect.events()) >= after + 2)  # live again
@@ -686,9 +707,6 @@ def test_market_data_since_a_time_reads_on_after_a_loss_without_missing_anything
     """A gap mark in the history of a ``since`` consumer is a Gap in its place; the subscription the
     client sends again reads on after the mark, so that around the Gap the trades are exactly the
     direct client's: none missing, none twice."""
-    import asyncio
-
-    import nats
 
     uid = sim.instruments[0].uid
     direct = rxinvest.connect(sim.token, target=sim.base_url)
@@ -700,14 +718,7 @@ def test_market_data_since_a_time_reads_on_after_a_loss_without_missing_anything
             consumer.market_data.trades(uid).with_markers().subscribe(b.on_next, b.on_error)
             assert _wait(lambda: len(b.events()) >= 5)
 
-            async def mark() -> None:
-                nc = await nats.connect(nats_server.url)
-                now = datetime.now(UTC).isoformat()
-                headers = {"Rx-Mark": "gap", "Rx-Since": now, "Rx-Until": now}
-                await nc.publish(gateway.subjects.market(Kind.TRADES, uid), b"", headers=headers)
-                await nc.drain()
-
-            asyncio.run(mark())
+            _publish_gap_mark(nats_server, gateway.subjects.market(Kind.TRADES, uid))
             assert _wait(lambda: any(isinstance(i, Gap) for i in b.items))
             gap_at = next(n for n, i in enumerate(b.items) if isinstance(i, Gap))
             assert _wait(lambda: len(b.items) >= gap_at + 15)  # read on after the gap
@@ -752,29 +763,23 @@ def test_account_streams_since_a_time_start_with_what_was_published_then(
     direct = rxinvest.connect(sim.token, target=sim.base_url)
     live = bus.connect(nats_server.url)  # its demand makes the gateway publish the account's states
     try:
-        via_direct, via_live = _Collect(), _Collect()
-        direct.orders.order_states(account).with_markers().subscribe(via_direct.on_next, via_direct.on_error)
-        live.orders.order_states(account).with_markers().subscribe(via_live.on_next, via_live.on_error)
+        via_direct = _order_states(direct, account)
+        via_live = _order_states(live, account)
         assert _wait(lambda: any(isinstance(i, Subscribed) for i in via_live.items))
         time.sleep(1.0)  # both streams granted
-        for _ in range(3):
-            sim.place_order(account, uid, m.OrderDirection.ORDER_DIRECTION_BUY, 1)
-        assert _wait(lambda: 3 <= len(via_live.events()) == len(via_direct.events()))
+        buy, sell = m.OrderDirection.ORDER_DIRECTION_BUY, m.OrderDirection.ORDER_DIRECTION_SELL
+        placed = {sim.place_order(account, uid, buy, 1).order_id for _ in range(3)}
+        assert _wait(lambda: 3 <= len(_state_keys(via_live, placed)) == len(_state_keys(via_direct, placed)))
         with bus.connect(nats_server.url, since=since) as late:
             if remade:
                 failing[late._transport_factory.id] = time.monotonic() + 4.0  # type: ignore[union-attr]
-            via_late = _Collect()
-            late.orders.order_states(account).with_markers().subscribe(via_late.on_next, via_late.on_error)
-            assert _wait(lambda: len(via_late.events()) >= len(via_direct.events())), via_late.items
-            for _ in range(2):
-                sim.place_order(account, uid, m.OrderDirection.ORDER_DIRECTION_SELL, 1)
-            assert _wait(lambda: len(via_direct.events()) >= 5)
-            assert _wait(lambda: len(via_late.events()) == len(via_direct.events()))
-            time.sleep(0.5)
-            key = [(s.order_id, s.execution_report_status, s.lots_executed) for s in via_direct.events()]
-            got = [(s.order_id, s.execution_report_status, s.lots_executed) for s in via_late.events()]
-        assert got == key
-        assert len(set(key)) == len(key)
+            via_late = _order_states(late, account)
+            placed |= {sim.place_order(account, uid, sell, 1).order_id for _ in range(2)}
+            # What was published before it existed, then the new ones: the direct client's, in
+            # order, none twice (a copy or a skip would never be equal).
+            equal = lambda: _state_keys(via_late, placed) == _state_keys(via_direct, placed)  # noqa: E731
+            assert _wait(equal), via_late.items
+        assert len(_state_keys(via_direct, placed)) >= 5
         assert not [i for i in via_late.items if isinstance(i, Gap)]
     finally:
         direct.close()
@@ -795,21 +800,18 @@ def test_two_connections_of_one_consumer_for_the_same_accounts_each_get_every_ev
     direct = rxinvest.connect(sim.token, target=sim.base_url)
     consumer = bus.connect(nats_server.url)
     try:
-        oracle, first, second = _Collect(), _Collect(), _Collect()
-        direct.orders.order_states([a, b]).with_markers().subscribe(oracle.on_next, oracle.on_error)
-        consumer.orders.order_states([a, b]).with_markers().subscribe(first.on_next, first.on_error)
-        consumer.orders.order_states([b, a]).with_markers().subscribe(second.on_next, second.on_error)
+        oracle = _order_states(direct, [a, b])
+        first = _order_states(consumer, [a, b])
+        second = _order_states(consumer, [b, a])
         assert _wait(lambda: all(any(isinstance(i, Subscribed) for i in c.items) for c in (first, second)))
         time.sleep(1.0)  # every stream granted
         uid = sim.instruments[0].uid
-        for n in range(6):
-            sim.place_order((a, b)[n % 2], uid, m.OrderDirection.ORDER_DIRECTION_BUY, 1)
-        assert _wait(lambda: len(oracle.events()) >= 6)
-        assert _wait(lambda: len(first.events()) == len(second.events()) == len(oracle.events()))
-        time.sleep(0.5)
-        key = [(s.order_id, s.execution_report_status, s.lots_executed) for s in oracle.events()]
-        for got in (first, second):
-            assert [(s.order_id, s.execution_report_status, s.lots_executed) for s in got.events()] == key
+        buy = m.OrderDirection.ORDER_DIRECTION_BUY
+        placed = {sim.place_order((a, b)[n % 2], uid, buy, 1).order_id for n in range(6)}
+        assert _wait(lambda: len(_state_keys(oracle, placed)) >= 6)
+        # Each gets them all, none twice: equal to the direct client's (a half would never be).
+        assert _wait(lambda: _state_keys(first, placed) == _state_keys(oracle, placed)), first.items
+        assert _wait(lambda: _state_keys(second, placed) == _state_keys(oracle, placed)), second.items
         prefix = consumer._transport_factory.id  # type: ignore[union-attr]
     finally:
         direct.close()
@@ -945,8 +947,7 @@ def test_a_gateway_back_after_the_duplicate_window_marks_a_gap_instead_of_publis
         first = gateway(sim)
         try:
             with bus.connect(nats_server.url, name="desk") as consumer:
-                got = _Collect()
-                consumer.orders.order_states(account).with_markers().subscribe(got.on_next, got.on_error)
+                got = _order_states(consumer, account)
                 assert _wait(lambda: any(isinstance(i, Subscribed) for i in got.items))
                 time.sleep(1.0)  # granted
                 buy = m.OrderDirection.ORDER_DIRECTION_BUY
@@ -957,7 +958,7 @@ def test_a_gateway_back_after_the_duplicate_window_marks_a_gap_instead_of_publis
                 first = gateway(sim)
                 assert _wait(lambda: any(isinstance(i, Gap) for i in got.items))
                 time.sleep(2.0)  # what a recovery would have published again
-                states = [(s.order_id, s.execution_report_status, s.lots_executed) for s in got.events()]
+                states = _state_keys(got)
         finally:
             first.close()
     assert len(states) == len(set(states)) >= 1
@@ -995,10 +996,9 @@ def test_a_pull_consumer_made_again_gets_what_a_lost_fetch_held_and_nothing_twic
             account, uid = sim.accounts[1], sim.instruments[0].uid
             direct = rxinvest.connect(sim.token, target=sim.base_url)
             try:
-                oracle, got = _Collect(), _Collect()
-                direct.orders.order_states(account).subscribe(oracle.on_next)
+                oracle = _order_states(direct, account)
                 with bus.connect(nats_server.url) as consumer:
-                    consumer.orders.order_states(account).with_markers().subscribe(got.on_next, got.on_error)
+                    got = _order_states(consumer, account)
                     assert _wait(lambda: any(isinstance(i, Subscribed) for i in got.items))
                     time.sleep(1.0)  # granted
                     armed[0] = True
@@ -1009,10 +1009,10 @@ def test_a_pull_consumer_made_again_gets_what_a_lost_fetch_held_and_nothing_twic
                     assert _wait(lambda: len(oracle.events()) >= 2)
                     assert _wait(lambda: len(got.events()) >= len(oracle.events()), 30.0), got.items
                     time.sleep(1.0)
-                    mine = [(s.order_id, s.execution_report_status, s.lots_executed) for s in got.events()]
+                    mine = _state_keys(got)
             finally:
                 direct.close()
-    theirs = [(s.order_id, s.execution_report_status, s.lots_executed) for s in oracle.events()]
+    theirs = _state_keys(oracle)
     assert len(mine) == len(set(mine))
     assert sorted(mine) == sorted(theirs)
     per_order: dict[str, list[Any]] = defaultdict(list)
