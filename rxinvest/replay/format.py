@@ -31,7 +31,7 @@ from typing import Any, TypeAlias
 import attrs
 
 from rxinvest.errors import CorruptRecordingError
-from rxinvest.wire import json_string, json_value
+from rxinvest.wire import Stream, json_string, json_value
 
 __all__ = [
     "FORMAT",
@@ -185,7 +185,7 @@ def decode_line(line: bytes | str, number: int, path: str = "") -> Record:
     if verbatim is not None and raw.endswith(b"}"):  # a frame as it is: sliced, never parsed
         time_ns, connection, stream, direction, received = verbatim.groups()
         sent = direction == b"out"
-        if sent == (received is None):
+        if sent == (received is None) and stream in _STREAM_NAMES:  # else the general path says why
             return Frame(
                 time_ns=int(time_ns),
                 connection=int(connection),
@@ -196,8 +196,9 @@ def decode_line(line: bytes | str, number: int, path: str = "") -> Record:
             )
     try:
         body = json_value(raw)
-    except ValueError as exc:  # UnicodeDecodeError is one
-        raise CorruptRecordingError(f"not JSON: {exc}", line=number, path=path) from exc
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError; nesting
+        why = "nested too deep" if isinstance(exc, RecursionError) else str(exc)[:200]
+        raise CorruptRecordingError(f"not JSON: {why}", line=number, path=path) from exc
     if not isinstance(body, dict):
         raise CorruptRecordingError("not a JSON object", line=number, path=path)
     try:
@@ -208,13 +209,23 @@ def decode_line(line: bytes | str, number: int, path: str = "") -> Record:
         ) from exc
 
 
-# A frame line with its frame as it is: every member before ``"j"``, in the writer's order.
-_VERBATIM = re.compile(rb'\{"t":(\d+),"c":(\d+),"s":"(\w*)","d":"(in|out)"(?:,"r":(\d+))?,"j":')
+# A frame line with its frame as it is: every member before ``"j"``, in the writer's order; times
+# and the connection have digits enough for any value _int allows, and no more.
+_VERBATIM = re.compile(
+    rb'\{"t":(\d{1,19}),"c":(\d{1,19}),"s":"(\w*)","d":"(in|out)"(?:,"r":(\d{1,19}))?,"j":'
+)
+_STREAM_NAMES = frozenset(stream.value.encode() for stream in Stream)
+_LIMIT = 10**19  # times in ns (to the year 2286), connections and counts stay below it
+#: The details of marks that readers take as times (ns) or counts, by the mark's name.
+_COUNTED = {MarkName.CONNECTED: ("r",), MarkName.LOSS: ("dropped",), MarkName.END: ("frames", "lost")}
 
 
 def _int(value: Any) -> int:
+    """A non-negative integer below ``_LIMIT`` (a time in ns, a connection, a count)."""
     if type(value) is not int:
         raise TypeError(f"expected an integer, got {value!r}")
+    if not 0 <= value < _LIMIT:
+        raise ValueError(f"{value} is out of range")
     return value
 
 
@@ -242,9 +253,13 @@ def _record(body: dict[str, Any]) -> Record:
             v is None or type(v) in (str, int, float, bool) for v in detail.values()
         ):
             raise TypeError(f"bad mark detail {detail!r}")
-        return Mark(
-            time_ns=time_ns, connection=connection, stream=stream, name=_str(body["m"]), detail=detail
-        )
+        name = _str(body["m"])
+        for key in _COUNTED.get(name, ()):  # what readers take as times and counts
+            if key in detail:
+                _int(detail[key])
+        return Mark(time_ns=time_ns, connection=connection, stream=stream, name=name, detail=detail)
+    if stream.encode() not in _STREAM_NAMES:
+        raise ValueError(f"unknown stream {stream!r}")
     direction = _str(body["d"])
     if direction not in ("in", "out"):
         raise ValueError(f"direction {direction!r}")

@@ -104,9 +104,26 @@ def _lines(count: int) -> list[bytes]:
     return [header, *body]
 
 
-@pytest.mark.parametrize(
-    "bad", ['{"t": 1,\n', "not json\n", '{"t":1,"c":1,"s":"X","d":"sideways","f":""}\n', "[]\n"]
-)
+_HOSTILE = [
+    '{"t": 1,\n',
+    "not json\n",
+    '{"t":1,"c":1,"s":"X","d":"sideways","f":""}\n',
+    "[]\n",
+    # Values a reader would turn into times or counts, out of any range: typed errors, not
+    # ValueError (Python's digit limit) or OverflowError from a datetime later on.
+    '{"t":' + "9" * 5000 + ',"c":1,"s":"MarketDataStream","d":"in","r":1,"j":{}}\n',
+    '{"t":1,"c":1,"s":"MarketDataStream","d":"in","r":' + "9" * 40 + ',"j":{}}\n',
+    '{"t":-5,"c":1,"s":"MarketDataStream","d":"in","r":1,"f":"{}"}\n',
+    '{"t":1,"c":1,"s":"","m":"connected","v":{"r":' + "9" * 30 + "}}\n",
+    '{"t":1,"c":1,"s":"","m":"loss","v":{"dropped":"many"}}\n',
+    '{"t":1,"c":1,"s":"","m":"loss","v":{"dropped":1e999}}\n',
+    '{"t":1,"c":1,"s":"NoSuchStream","d":"in","r":1,"j":{}}\n',
+    '{"t":1,"c":1,"s":"X","f":"' + "[" * 100_000 + '"}\n',
+    '{"t":1,"v":' + "[" * 100_000 + "]" * 100_000 + "}\n",
+]
+
+
+@pytest.mark.parametrize("bad", _HOSTILE, ids=range(len(_HOSTILE)))
 def test_a_corrupt_line_is_reported_with_its_number_not_taken_for_the_end(
     tmp_path: Path, bad: str, compression: str
 ) -> None:
@@ -231,3 +248,21 @@ received_verbatim = st.builds(
 def test_the_recorders_head_of_a_verbatim_frame_is_the_one_encode_frame_writes(frame: Frame) -> None:
     head = RECEIVED_VERBATIM % (frame.time_ns, frame.connection, frame.stream.encode(), frame.received_ns)
     assert head + frame.data + b"}\n" == encode_line(frame)
+
+
+def test_a_line_longer_than_the_limit_is_an_error_before_it_is_held_whole(
+    tmp_path: Path, compression: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line without end (a damaged or hostile file) is refused once it passes ``MAX_LINE``; one
+    within it that the file cuts short is a ``Truncated`` saying how long it was."""
+    import importlib
+
+    read_module = importlib.import_module("rxinvest.replay.read")  # the package's ``read`` is the function
+    monkeypatch.setattr(read_module, "MAX_LINE", 100_000)
+    endless = [*_lines(3), b"x" * 300_000]  # many chunks of the reader, none with a newline
+    with pytest.raises(CorruptRecordingError, match="longer than 100000 bytes") as caught:
+        list(read(_file(tmp_path, endless, compression=compression)))
+    assert caught.value.line == 4
+    cut = [*_lines(3), b"y" * 90_000]
+    records = list(read(_file(tmp_path, cut, finish=False, compression=compression)))
+    assert isinstance(records[-1], Truncated) and "90000 bytes" in records[-1].reason
