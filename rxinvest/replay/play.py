@@ -18,6 +18,9 @@ Rules of this module:
 * **Requests.** What the replaying client sends is compared, frame by frame, with what the
   recorded client sent at that point: a difference means the answers that follow may not fit its
   subscriptions. Each one is counted in :attr:`ReplayStats.mismatches` and logged (the first few).
+  A replaying connection of a stream the recording has no connection for is never opened, and
+  counts as one mismatch (with a warning): its subscribers get nothing, and are told so in the
+  stats, not by silence.
 * **Lifecycle.** A recorded ``connected`` mark opens the connection (the client sends its
   subscriptions again, and marks a gap after a reconnect, as live); ``reconnect`` and
   ``disconnected`` lose it, with the recorded error; ``closed`` with an error other than the
@@ -62,7 +65,8 @@ class ReplayStats:
 
     ``frames``: received frames handed to the client; ``skipped``: received frames of recorded
     connections no replaying connection plays; ``sent``: frames the replaying client sent;
-    ``mismatches``: of those, how many differed from the recorded client's (see the module's rules);
+    ``mismatches``: of those, how many differed from the recorded client's, plus the connections
+    nothing recorded could play (see the module's rules);
     ``lost``: lines the recorder itself dropped (its ``loss`` marks); ``truncated``: the file stops
     short (a recorder killed); ``start``/``end``: the virtual span; ``seconds``: wall time taken;
     ``late_ms``: with a ``speed``, how far behind its wall schedule the replay fell at most.
@@ -243,9 +247,17 @@ class Player:
                     skipped += 1
             else:
                 lost += self._mark(record, moment)  # type: ignore[arg-type]
+            if speed is not None:
+                # Delivered now, at its wall time: left for the next record's advance, it would
+                # reach subscribers after the sleep before that record, one record late.
+                advance(moment)
         advance(end)
         for connection in self._playing.values():  # requests the recording never answered
             self._unanswered(connection)
+        for waiting in self._waiting.values():
+            for connection in waiting:  # the recording has none for it: it never even opened
+                log.warning("%s: no %s connection recorded to play this one's", self.path, connection.stream)
+                self._mismatches += 1
         return ReplayStats(
             frames=frames,
             skipped=skipped,

@@ -31,6 +31,7 @@ from rxinvest import ops
 from rxinvest.derived import Bar, BookProblem, CheckStatus
 from rxinvest.errors import ConfigurationError, CorruptRecordingError
 from rxinvest.replay import Frame, Header, Mark, MarkName, encode_line, read
+from rxinvest.replay.format import time_of
 from rxinvest.testing.marbles import COMPLETED, EPOCH, run_marbles
 from tests.replay.cuts import cut_market_data
 
@@ -242,6 +243,10 @@ def test_subscriptions_that_differ_from_the_recording_are_counted_not_hidden(ses
         client.market_data.last_prices(ids).subscribe(lambda _: None)  # more than recorded
         stats = client.replay.run()
     assert stats.mismatches >= 1  # the request the recording never answered (once a connection)
+    with rxinvest.connect(replay=path) as client:
+        client.operations.portfolio([account]).subscribe(lambda _: None)  # a stream never recorded
+        stats = client.replay.run()
+    assert stats.mismatches == 1 and stats.frames == 0  # its request: sent, and nobody answered
 
 
 def test_scaled_real_time_keeps_to_the_recorded_pace(session: Any) -> None:
@@ -273,10 +278,12 @@ def test_bad_options_are_refused_at_the_call(session: Any, tmp_path: Path) -> No
 # --- a burst of frames with one timestamp ---------------------------------------------------------
 
 
-def burst_recording(path: Path, template: list[Any], count: int, *, same_time: bool) -> None:
+def burst_recording(
+    path: Path, template: list[Any], count: int, *, same_time: bool, step_ns: int = 1000
+) -> None:
     """A recording of one market-data connection: the recorded subscription and its answer, then
     ``count`` trades (the template's first trade, quantities 1..count), received at one instant
-    with one exchange time, or each a microsecond after the last."""
+    with one exchange time, or each ``step_ns`` (a microsecond) after the last."""
     header, connected, *answers, trade = template
     base = connected.time_ns + 1_000_000
     body = json.loads(trade.data)
@@ -284,7 +291,7 @@ def burst_recording(path: Path, template: list[Any], count: int, *, same_time: b
     lines = [encode_line(header), encode_line(connected)]
     lines += [encode_line(r) for r in answers]
     for n in range(count):
-        offset = 0 if same_time else n * 1000
+        offset = 0 if same_time else n * step_ns
         body["trade"]["quantity"] = str(n + 1)
         body["trade"]["time"] = (exchange + timedelta(microseconds=offset / 1000)).isoformat()
         data = json.dumps(body).encode()
@@ -294,7 +301,7 @@ def burst_recording(path: Path, template: list[Any], count: int, *, same_time: b
                 Frame(time_ns=at, connection=1, stream=trade.stream, sent=False, data=data, received_ns=at)
             )
         )
-    end = base + count * 1000 + 1_000_000
+    end = base + count * step_ns + 1_000_000
     lines.append(encode_line(Mark(time_ns=end, connection=0, stream="", name=MarkName.END)))
     with gzip.open(path, "wb") as file:
         file.writelines(lines)
@@ -377,3 +384,24 @@ def test_a_request_the_recording_never_answered_is_a_mismatch(
         client.market_data.last_prices(instrument).subscribe(lambda _: None)  # never recorded
         extra = client.replay.run()
     assert exact.mismatches == 0 and extra.mismatches == 1 and extra.sent == exact.sent + 1
+
+
+def test_scaled_real_time_hands_each_frame_over_at_its_own_time(
+    tmp_path: Path, burst_template: tuple[list[Any], str]
+) -> None:
+    """With ``speed``, a frame reaches its subscriber when its wall time comes, not after the sleep
+    before the next record (one record late: the whole quiet spell late, after one)."""
+    template, instrument = burst_template
+    path = tmp_path / "spaced.jsonl.gz"
+    step = 0.4  # seconds between two trades, recorded and (speed 1) replayed
+    burst_recording(path, template, 4, same_time=False, step_ns=int(step * 1e9))
+    trades = [r for r in read(path) if isinstance(r, Frame) and r.data.startswith(b'{"trade"')]
+    arrived: list[float] = []
+    with rxinvest.connect(replay=path, speed=1.0) as client:
+        client.market_data.trades(instrument).subscribe(lambda _: arrived.append(time.monotonic()))
+        start, began = client.scheduler.now, time.monotonic()
+        client.replay.run()
+    assert len(arrived) == 4
+    due = [began + (time_of(t.received_ns) - start).total_seconds() for t in trades]  # type: ignore[arg-type]
+    late = [arrived[n] - due[n] for n in range(4)]
+    assert all(-0.05 < seconds < step / 2 for seconds in late), late
