@@ -63,6 +63,7 @@ class DeliveryScheduler(ThreadPoolScheduler):
 
     def __init__(self, max_workers: int = 32, name: str = "rxinvest-delivery") -> None:
         super().__init__(max_workers)
+        self._name = name
         self.executor.shutdown(wait=False)
         self.executor = ThreadPoolExecutor(max_workers, thread_name_prefix=name)
 
@@ -81,8 +82,13 @@ class DeliveryScheduler(ThreadPoolScheduler):
         return CompositeDisposable(assignment, Disposable(cancel))
 
     def submit(self, function: Callable[[], None]) -> None:
-        """Run ``function`` on a pool thread, without an RxPY action around it."""
-        self.executor.submit(function)
+        """Run ``function`` on a pool thread, without an RxPY action around it. Once the pool is
+        shut down (its client closed), on a thread of its own: a drain that gave its thread back
+        with events still to deliver goes on, and its subscriber gets them and its completion."""
+        try:
+            self.executor.submit(function)
+        except RuntimeError:  # "cannot schedule new futures after shutdown"
+            threading.Thread(target=function, name=f"{self._name}-closing", daemon=True).start()
 
     def shutdown(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=False)

@@ -188,3 +188,19 @@ def test_a_base_exception_is_logged_and_stops_the_subscription(caplog: pytest.Lo
     assert "BaseException" in caplog.text
     assert observer.items == [trade(0)]
     assert box.put(trade(3)) is False  # stopped: nothing more goes in
+
+
+def test_a_subscriber_behind_when_its_pool_shuts_down_still_gets_everything_and_completes() -> None:
+    """The client closes: the mailbox completes, the pool shuts down. A drain that used up its time
+    slice gives its thread back and must go on all the same, or the subscriber never gets the rest
+    nor ``on_completed`` (and whoever waits for it, ``run()`` or an iterator, hangs)."""
+    pool = DeliveryScheduler(max_workers=1, name="test-closing")
+    slow = Observer(on_next=lambda _: time.sleep(0.004))  # a slice (5 ms) holds one or two
+    box = Mailbox(slow, pool)
+    fill(box, [trade(i) for i in range(40)])
+    box.complete()
+    pool.shutdown()
+    deadline = time.monotonic() + 5
+    while not slow.completed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert slow.completed and len(slow.items) == 40
