@@ -125,7 +125,10 @@ class AccountSession(Liveness):
         since when their events may be missing: their next :class:`AccountAccepted` carries the gap."""
         if self._granted:
             lost_at = (self._last_received or now, self._clock.offset)
-            self._gap_since = {account: self._gap_since.get(account, lost_at) for account in self._granted}
+            # Merged, not replaced: an account refused on the lost connection keeps the gap it
+            # had waiting (a resume's ``since``, an earlier loss) until it is granted again.
+            for account in self._granted:
+                self._gap_since.setdefault(account, lost_at)
             self._granted = set()
         self.alive(now)
         return [Send((encode(self.request(), dialect=self.dialect),))]

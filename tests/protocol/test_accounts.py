@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rxinvest import model as m
 from rxinvest import wire
@@ -85,3 +87,43 @@ def test_every_event_is_delivered_and_bad_frames_reported() -> None:
 def test_only_account_streams_have_an_account_session() -> None:
     with pytest.raises(ConfigurationError, match="not an account stream"):
         AccountSession(Stream.MARKET_DATA, ["a"])
+
+
+_ACCOUNTS = ("A", "B", "C")
+
+
+@given(st.lists(st.sets(st.sampled_from(_ACCOUNTS)), min_size=1, max_size=8))
+def test_every_grant_after_a_lost_one_carries_a_gap_whoever_was_refused_between(
+    grants: list[set[str]],
+) -> None:
+    """Connections one after another, each granting some of the accounts (the others refused, as a
+    transient refusal would): an account's first grant has no gap, and every later one has one that
+    begins no later than the loss of the last connection that granted it. The oracle is that
+    history, kept here; an account refused on a connection between keeps its gap waiting."""
+    session = AccountSession(Stream.ORDER_STATE, list(_ACCOUNTS))
+    lost_at: dict[str, datetime] = {}  # account -> when the last connection that granted it was lost
+    for n, granted in enumerate(grants):
+        now = NOW + timedelta(minutes=n)
+        for account in lost_at:
+            lost_at[account] = min(lost_at[account], now)
+        session.connected(now)
+        refused = set(_ACCOUNTS) - granted
+        answer = m.SubscriptionResponse(
+            tracking_id="t",
+            status=m.ResultSubscriptionStatus.RESULT_SUBSCRIPTION_STATUS_ERROR
+            if refused
+            else m.ResultSubscriptionStatus.RESULT_SUBSCRIPTION_STATUS_OK,
+            accounts=tuple(sorted(granted)),
+            error=m.ErrorDetail(code="50004", message="try later") if refused else None,
+        )
+        frame = wire.encode(answer)
+        outcomes = session.receive(frame, now)
+        accepted = {o.account_id: o.gap for o in outcomes if isinstance(o, AccountAccepted)}
+        assert set(accepted) == granted
+        for account, gap in accepted.items():
+            if account in lost_at:
+                assert gap is not None and gap[0] <= lost_at.pop(account), (account, gap)
+            else:
+                assert gap is None
+        for account in granted:
+            lost_at[account] = now + timedelta(minutes=1)  # lost when the next connection opens
