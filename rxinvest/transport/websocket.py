@@ -210,6 +210,9 @@ class WebSocketTransport:
             try:
                 opcode, frame = ws.recv_data_frame(control_frame=True)
             except websocket.WebSocketTimeoutException:
+                if since_flush:  # nothing more came: what was read is handed over
+                    flush()
+                    since_flush = 0
                 deadline = listener.deadline()
                 if deadline is not None and _now() > deadline:
                     ws.close(timeout=0.5)
@@ -223,19 +226,20 @@ class WebSocketTransport:
                 # Stamped with the time its bytes came off the socket (one clock read per read-ahead).
                 deliver(frame.data, sock.received_at)
                 since_flush += 1
-                # Hand over when the read-ahead is used up (the burst is over, as far as we know) or
-                # every _FLUSH_EVERY frames, so that a stream that never pauses is still delivered.
-                if not sock.buffered or since_flush >= _FLUSH_EVERY:
-                    flush()
-                    since_flush = 0
-                    if self._backoff_pending:  # it works again: the next loss starts with a short pause
-                        self._backoff.reset()
-                        self._backoff_pending = False
             elif opcode == opcode_close:
                 if self._closing.is_set():
                     return None
                 code, reason = _close_details(frame.data)
                 return classify_close(code, reason)
+            # Hand over when the read-ahead is used up (the burst is over, as far as we know) or
+            # every _FLUSH_EVERY frames, so that a stream that never pauses is still delivered; after
+            # any frame, a ping read with data included (or the data would wait for the next one).
+            if since_flush and (not sock.buffered or since_flush >= _FLUSH_EVERY):
+                flush()
+                since_flush = 0
+                if self._backoff_pending:  # it works again: the next loss starts with a short pause
+                    self._backoff.reset()
+                    self._backoff_pending = False
 
 
 class _BufferedSocket:
