@@ -176,7 +176,7 @@ class Client:
         self.recorder: Any = None
         #: The player when connected with ``replay=`` (a :class:`~rxinvest.replay.Player`), else None.
         self.replay: Any = None
-        self._statuses = Broadcast(self.scheduler)
+        self._statuses = Broadcast(self.scheduler, limit=DEFAULT_BACKLOG, name="statuses")
         self._lock = threading.Lock()
         self._closed = False
         if not isinstance(limits, Limits):
@@ -335,6 +335,7 @@ class Client:
         source's ``backlog`` limit, its ``dropped`` count).
         """
         boxes = {box: None for connection in self._connections() for box in connection.subscribers()}
+        boxes.update(dict.fromkeys(self._statuses.mailboxes()))
         return tuple(box.stats() for box in boxes)
 
     def close(self) -> None:

@@ -393,12 +393,20 @@ class _MarkerKey:
 
 class Broadcast:
     """A hot feed (the client's statuses): each subscriber gets its own mailbox on the scheduler,
-    so that a reader thread publishing to it never runs subscriber code. Thread-safe."""
+    so that a reader thread publishing to it never runs subscriber code, of at most ``limit``
+    events (the oldest dropped past it, and counted). Thread-safe."""
 
-    def __init__(self, scheduler: abc.SchedulerBase) -> None:
+    def __init__(self, scheduler: abc.SchedulerBase, *, limit: int | None, name: str) -> None:
         self._scheduler = scheduler
+        self._limit = limit
+        self._name = name
         self._lock = threading.Lock()
         self._boxes: list[Mailbox] = []
+
+    def mailboxes(self) -> list[Mailbox]:
+        """The subscribers' mailboxes now."""
+        with self._lock:
+            return list(self._boxes)
 
     def emit(self, event: Any) -> None:
         with self._lock:
@@ -417,7 +425,7 @@ class Broadcast:
         def subscribe(
             observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
-            box = Mailbox(observer, self._scheduler)
+            box = Mailbox(observer, self._scheduler, limit=self._limit, name=self._name)
             with self._lock:
                 self._boxes.append(box)
 

@@ -18,6 +18,7 @@ from rxinvest import model as m
 from rxinvest.derived import Gap, GapCause, Refused, Subscribed
 from rxinvest.errors import ConfigurationError
 from rxinvest.streams import DeliveryScheduler, Mailbox, Policy
+from rxinvest.streams.delivery import Broadcast
 
 T0 = datetime(2025, 11, 21, 10, 0, tzinfo=UTC)
 
@@ -204,3 +205,26 @@ def test_a_subscriber_behind_when_its_pool_shuts_down_still_gets_everything_and_
     while not slow.completed and time.monotonic() < deadline:
         time.sleep(0.01)
     assert slow.completed and len(slow.items) == 40
+
+
+def test_a_stuck_status_subscriber_holds_at_most_its_limit_and_the_client_shows_it() -> None:
+    """Statuses come per topic on every reconnect: a subscriber that does not keep up may not grow
+    memory without bound. Past the limit the oldest wait no more, counted; the client's
+    ``deliveries`` lists the statuses' mailboxes with the others."""
+    import rxinvest
+    from rxinvest.streams import ConnectionState, ConnectionStatus
+
+    scheduler, observer = Manual(), Observer()
+    feed = Broadcast(scheduler, limit=5, name="statuses")  # type: ignore[arg-type]
+    feed.observable().subscribe(observer)
+    reconnecting = ConnectionState.RECONNECTING
+    statuses = [ConnectionStatus(stream="MarketDataStream", state=reconnecting, shard=i) for i in range(20)]
+    for status in statuses:
+        feed.emit(status)
+    (stats,) = [box.stats() for box in feed.mailboxes()]
+    assert (stats.name, stats.backlog, stats.dropped) == ("statuses", 5, 15)
+    scheduler.run()
+    assert observer.items == statuses[-5:]
+    with rxinvest.connect() as client:
+        client.statuses.subscribe(lambda _: None)
+        assert [d for d in client.deliveries if d.name == "statuses" and d.limit is not None]
