@@ -130,21 +130,27 @@ class AccountConnection(StreamConnection):
         self._wakeup = threading.Condition(self.lock)  # the worker waits on it for the queue
         self._worker: threading.Thread | None = None  # the recovery worker, while it runs (lock)
         self._cancel = threading.Event()
+        self._retiring = False  # its last subscriber left: it closes, and takes no new one (lock)
         self.recovered = 0
         self.recoveries = 0
         self.recoveries_failed = 0
 
-    def add(self, mailbox: Mailbox, *, strict: bool = False) -> None:
+    def add(self, mailbox: Mailbox, *, strict: bool = False) -> bool:
+        """Subscribe ``mailbox``; False if this connection is closing (its last subscriber left):
+        the caller makes a new one, or the subscriber would get its completion, not its events."""
         with self.lock:
+            if self._retiring or self.shut:
+                return False
             self._attach(mailbox, self.session.accounts, strict)
             self._ensure_started()
         mailbox.kick()
+        return True
 
     def remove(self, mailbox: Mailbox) -> None:
         mailbox.stop()
         with self.lock:
             self._subscribers.pop(mailbox, None)
-            idle = not self._subscribers
+            idle = self._retiring = not self._subscribers  # decided here: add() refuses from now on
         if idle:
             self._on_idle(self)
             self.close()

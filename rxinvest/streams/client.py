@@ -487,25 +487,28 @@ class Client:
         key = (stream, accounts, tuple(sorted(options.items())))
 
         def attach(mailbox: Mailbox) -> Callable[[], None]:
-            with self._lock:
-                if self._closed:
-                    raise ClientClosedError("the client is closed")
-                connection = self._accounts.get(key)
-                if connection is None:
-                    session = AccountSession(
-                        stream, accounts, dialect=self.dialect, ping_delay=self._ping_delay, **options
-                    )
-                    recovery = None if self._rest is None else AccountRecovery(self._rest.call, stream)
-                    connection = AccountConnection(
-                        self._factory(stream),
-                        self._statuses.emit,
-                        session,
-                        self._forget(key),
-                        recovery=recovery,
-                    )
-                    self._accounts[key] = connection
-            connection.add(mailbox, strict=strict)
-            return lambda: connection.remove(mailbox)
+            for _ in range(3):  # twice at most: a connection found closing is forgotten, then a new one
+                with self._lock:
+                    if self._closed:
+                        raise ClientClosedError("the client is closed")
+                    connection = self._accounts.get(key)
+                    if connection is None:
+                        session = AccountSession(
+                            stream, accounts, dialect=self.dialect, ping_delay=self._ping_delay, **options
+                        )
+                        recovery = None if self._rest is None else AccountRecovery(self._rest.call, stream)
+                        connection = AccountConnection(
+                            self._factory(stream),
+                            self._statuses.emit,
+                            session,
+                            self._forget(key),
+                            recovery=recovery,
+                        )
+                        self._accounts[key] = connection
+                if connection.add(mailbox, strict=strict):
+                    return lambda: connection.remove(mailbox)
+                self._forget(key)(connection)  # its last subscriber left meanwhile: a new one
+            raise ClientClosedError("the client is closing")  # only its close retires new connections
 
         name = f"{stream.value} of {', '.join(accounts)}"
         return self._source(attach, Policy.ALL, name=name, accounts=True)

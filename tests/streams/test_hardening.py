@@ -412,3 +412,31 @@ def test_memory_stays_flat_behind_a_stuck_subscriber_during_a_burst() -> None:
     assert after.backlog <= 10_000 and after.max_backlog <= 10_000
     assert after.dropped > before.dropped
     assert rss_after - rss_before < 20, f"RSS grew {rss_after - rss_before:.0f} MB"
+
+
+def test_a_subscriber_arriving_as_the_last_one_leaves_gets_a_live_stream() -> None:
+    """The last subscriber of an account stream leaves (its connection will close) while a new one
+    subscribes the same stream: the newcomer must get a connection of its own, not the closing one,
+    which would complete it at once while the client is open (the window is widened here)."""
+    from reactivex.scheduler import ImmediateScheduler
+
+    client, _ = memory_client(scheduler=ImmediateScheduler())
+    try:
+        source = client.orders.order_states("acc1").with_markers()
+        first: list[Any] = []
+        leaving = source.subscribe(first.append)
+        (connection,) = client._accounts.values()
+        idle = connection._on_idle
+        connection._on_idle = lambda c: (time.sleep(0.3), idle(c))  # type: ignore[method-assign]
+        disposing = threading.Thread(target=leaving.dispose)
+        disposing.start()
+        time.sleep(0.1)  # its connection is idle, not yet forgotten
+        second: list[Any] = []
+        completed = threading.Event()
+        source.subscribe(second.append, on_completed=completed.set)
+        disposing.join(5)
+        assert not completed.wait(0.3), second
+        (live,) = client._accounts.values()
+        assert live is not connection and live.wanted()
+    finally:
+        client.close()
