@@ -27,8 +27,9 @@ simulator) and serves consumers (:func:`rxinvest.bus.connect`) over NATS. Rules:
   content, but for an order state its order, status and executed lots, and for a fill report its
   order and trade ids, so that the copy the unary API gives after a gap has the id of the one the
   stream gave. A portfolio or positions snapshot has no time, and the same content may come again
-  as news: each is published with an id of its own (recovery may repeat a state, never drop one). A restarted or new active gateway publishing an event again is de-duplicated within
-  the stream's ``duplicate_window``.
+  as news: each is published with an id of its own (recovery may repeat a state, never drop one).
+  A restarted or new active gateway publishing an event again is de-duplicated within the
+  stream's ``duplicate_window``.
 * **Gaps.** A ``Gap`` marker of a held subscription (a reconnect upstream, an overflow) is published
   as a mark on each subject it concerns; consumers show it as a gap of their own. An account
   stream's gap that the client's recovery filled is no loss (the missing events follow as events)
