@@ -104,12 +104,19 @@ class Retention:
     """How the JetStream stream keeps events: ``max_age`` seconds (default a day), ``max_bytes``
     (default 1 GiB; -1: unlimited), ``replicas`` (1, or 3 on a cluster), and the ``duplicate_window``
     in seconds within which a message id is remembered (default an hour, the gateway's default
-    ``resume_within``: a gateway resumes account streams only from within it)."""
+    ``resume_within``: a gateway resumes account streams only from within it; never more than
+    ``max_age``, which JetStream refuses)."""
 
     max_age: float = 86_400.0
     max_bytes: int = 1 << 30
     replicas: int = 1
     duplicate_window: float = 3_600.0
+
+    @property
+    def duplicates(self) -> float:
+        """The duplicate window the stream gets: ``duplicate_window``, at most ``max_age`` (0:
+        messages kept for ever)."""
+        return min(self.duplicate_window, self.max_age) if self.max_age > 0 else self.duplicate_window
 
 
 class _Held:
@@ -161,7 +168,7 @@ class Gateway:
         self.lease = lease
         self.takeover_after = takeover_after
         self.own_client = own_client
-        self.resume_within = min(resume_within, retention.duplicate_window)  # see the module's rules
+        self.resume_within = min(resume_within, retention.duplicates)  # see the module's rules
         self.release_grace = release_grace
         self.id = uuid.uuid4().hex[:12]
         self.dialect = client.dialect
@@ -285,7 +292,7 @@ class Gateway:
             max_age=retention.max_age,
             max_bytes=retention.max_bytes,
             num_replicas=retention.replicas,
-            duplicate_window=retention.duplicate_window,
+            duplicate_window=retention.duplicates,
             storage=StorageType.FILE,
         )
         try:

@@ -1080,3 +1080,28 @@ def test_a_portfolio_equal_to_an_earlier_one_is_news_not_a_copy(
     for _ in range(2):
         gateway._account_item(Stream.ORDER_STATE, state)
     assert len(set(ids)) == 1
+
+
+def test_a_retention_shorter_than_the_duplicate_window_still_starts_a_gateway(
+    sim: Any, nats_server: NatsServer
+) -> None:
+    """JetStream refuses a duplicate window longer than the stream's max age: a gateway keeping
+    events for a minute gets a window of a minute (and resumes only from within it)."""
+    import asyncio
+
+    import nats
+
+    client = rxinvest.connect(sim.token, target=sim.base_url)
+    with bus.Gateway(client, nats_server.url, retention=bus.Retention(max_age=60.0)) as short:
+        assert short.wait_active(10)
+        assert short.resume_within == 60.0
+
+        async def window() -> float:
+            nc = await nats.connect(nats_server.url)
+            try:
+                info = await nc.jetstream().stream_info(short.stream)
+                return float(info.config.duplicate_window)
+            finally:
+                await nc.drain()
+
+        assert asyncio.run(window()) == 60.0
