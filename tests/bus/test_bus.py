@@ -24,6 +24,7 @@ import rxinvest
 from rxinvest import bus
 from rxinvest import model as m
 from rxinvest.bus import answers
+from rxinvest.bus import consumer as consumer_module
 from rxinvest.bus.natsd import NatsServer
 from rxinvest.derived import Gap, Subscribed
 from rxinvest.errors import BusError, SubscriptionRejectedError
@@ -760,6 +761,7 @@ def test_account_streams_since_a_time_start_with_what_was_published_then(
         return await fetch(self, *args, **kwargs)
 
     monkeypatch.setattr(JetStreamContext.PullSubscription, "fetch", failing_fetch)
+    monkeypatch.setattr(consumer_module, "_REBIND_AFTER", 1.0)  # remade sooner than for a cluster
     direct = rxinvest.connect(sim.token, target=sim.base_url)
     live = bus.connect(nats_server.url)  # its demand makes the gateway publish the account's states
     try:
@@ -772,7 +774,7 @@ def test_account_streams_since_a_time_start_with_what_was_published_then(
         assert _wait(lambda: 3 <= len(_state_keys(via_live, placed)) == len(_state_keys(via_direct, placed)))
         with bus.connect(nats_server.url, since=since) as late:
             if remade:
-                failing[late._transport_factory.id] = time.monotonic() + 4.0  # type: ignore[union-attr]
+                failing[late._transport_factory.id] = time.monotonic() + 2.0  # type: ignore[union-attr]
             via_late = _order_states(late, account)
             placed |= {sim.place_order(account, uid, sell, 1).order_id for _ in range(2)}
             # What was published before it existed, then the new ones: the direct client's, in
@@ -989,6 +991,8 @@ def test_a_pull_consumer_made_again_gets_what_a_lost_fetch_held_and_nothing_twic
         return messages
 
     monkeypatch.setattr(JetStreamContext.PullSubscription, "fetch", lossy)
+    monkeypatch.setattr(consumer_module, "_REBIND_AFTER", 1.0)  # sooner than for a cluster
+    monkeypatch.setattr(consumer_module, "_CHECK_IDLE_EVERY", 1.5)
     with serve(seed=7, min_ping_delay=0.05, trader=False) as sim:
         client = rxinvest.connect(sim.token, target=sim.base_url, rest_url=sim.rest_url)
         with bus.Gateway(client, nats_server.url, lease=2.0) as own:
