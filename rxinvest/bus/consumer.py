@@ -55,7 +55,7 @@ import json
 import logging
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -77,6 +77,7 @@ from rxinvest.errors import (
 from rxinvest.model.kinds import REQUEST_KINDS, Kind
 from rxinvest.protocol import Topic
 from rxinvest.protocol.pacing import Limits
+from rxinvest.protocol.recovery import Lru
 from rxinvest.streams import Client
 from rxinvest.transport import Listener
 from rxinvest.wire import Stream, decode_request
@@ -279,7 +280,7 @@ class _Link:
 
         if isinstance(error, nats.errors.SlowConsumerError):
             for transport in list(self.transports):
-                if error.sub in transport.subscriptions() or error.subject in transport.subjects():
+                if error.subject in transport.subjects():  # core and JetStream subscriptions alike
                     transport.lose(f"NATS dropped messages of {error.subject}: the subscriber fell behind")
         else:
             log.info("NATS: %r", error)
@@ -390,13 +391,8 @@ class _BusTransport:
         self._acked: int | None = None
         # The stream sequences of the last messages acknowledged (as many as may be pending): a
         # consumer made again from before some of them hands those over once only.
-        self._recent: deque[int] = deque(maxlen=_MAX_ACK_PENDING)
-        self._recent_set: set[int] = set()
+        self._recent: Lru[int, None] = Lru(_MAX_ACK_PENDING)
         self._flush_due = False
-
-    def subscriptions(self) -> list[Any]:
-        """Its NATS subscriptions of market-data subjects."""
-        return list(self._subs.values())
 
     def subjects(self) -> set[str]:
         """The market-data subjects it reads (a JetStream subscription's messages come on them)."""
@@ -746,7 +742,7 @@ class _BusTransport:
                     await asyncio.sleep(0.02)  # the new answer first, then what followed the gap
                 now_utc = _now()
                 continue
-            if message.metadata.sequence.stream in self._recent_set:  # handed over before a remake
+            if message.metadata.sequence.stream in self._recent:  # handed over before a remake
                 await self._ack(message)
                 continue
             self.listener.frame(message.data, now_utc)
@@ -774,13 +770,8 @@ class _BusTransport:
 
     async def _ack(self, message: Any) -> None:
         await message.ack()
-        sequence = message.metadata.sequence.stream
-        self._acked = sequence
-        if sequence not in self._recent_set:
-            if len(self._recent) == self._recent.maxlen:
-                self._recent_set.discard(self._recent[0])
-            self._recent.append(sequence)
-            self._recent_set.add(sequence)
+        self._acked = message.metadata.sequence.stream
+        self._recent.put(self._acked, None)
 
     async def _acknowledge(self, handed: list[Any]) -> None:
         """Acknowledge ``handed`` once every subscriber has had it (see the module's rules)."""

@@ -67,7 +67,7 @@ import logging
 import threading
 import time
 import uuid
-from collections import Counter, OrderedDict, deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -82,6 +82,7 @@ from rxinvest.derived import Gap, GapCause, Marker, Recovered
 from rxinvest.errors import BusError, ConfigurationError, DecodeError, RxInvestError
 from rxinvest.model.kinds import EVENT_KINDS, REQUEST_KINDS
 from rxinvest.protocol import Topic
+from rxinvest.protocol.recovery import Lru
 from rxinvest.streams import Client, Source
 from rxinvest.streams.events import ConnectionStatus, SubscriptionStatus
 from rxinvest.transport import Listener, Transport, TransportFactory
@@ -208,7 +209,7 @@ class Gateway:
         self._closed = False
         # Account frames as they came, by their event's identity, until the event is published (a
         # bound: an event the client never delivers must not pin its frame).
-        self._originals: OrderedDict[tuple[type, bytes], bytes] = OrderedDict()
+        self._originals: Lru[tuple[type, bytes], bytes] = Lru(_ORIGINALS)
         self._originals_lock = threading.Lock()
         self._snapshots_published = itertools.count()  # see _account_item
         client.watch(_FrameTap(self._market_frame, self._account_frame))
@@ -787,7 +788,7 @@ class Gateway:
         if identity is None:  # its content is its identity
             identity = encoded = encode(item, dialect=self.dialect).encode()
         with self._originals_lock:
-            payload = self._originals.pop((type(item), identity), None)
+            payload = self._originals.pop((type(item), identity))
         if payload is None:  # learnt from the unary API (a gap's recovery): encoded as the stream would
             payload = encoded or encode(item, dialect=self.dialect).encode()
         if type(item) in _SNAPSHOTS:
@@ -808,9 +809,7 @@ class Gateway:
             return  # an answer or a ping
         key = (type(event), _identity(event) or encode(event, dialect=self.dialect).encode())
         with self._originals_lock:
-            self._originals[key] = bytes(data)
-            if len(self._originals) > _ORIGINALS:
-                self._originals.popitem(last=False)
+            self._originals.put(key, bytes(data))
 
     def _account_gap(self, stream: Stream, subjects: list[str], gap: Gap) -> None:
         if not subjects:

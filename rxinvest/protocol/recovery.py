@@ -70,6 +70,7 @@ __all__ = [
     "Call",
     "Caller",
     "Known",
+    "Lru",
     "Plan",
     "Rank",
     "Seen",
@@ -139,8 +140,8 @@ def rank(status: m.OrderExecutionReportStatus, lots_executed: int) -> Rank:
     return (lots_executed, 1 if status in FINAL else 0)
 
 
-class _Lru(Generic[_K, _V]):
-    """A mapping that keeps the ``limit`` most recently written entries."""
+class Lru(Generic[_K, _V]):
+    """A mapping that keeps the ``limit`` most recently written entries (not thread-safe)."""
 
     __slots__ = ("_data", "_limit")
 
@@ -192,13 +193,13 @@ class Seen:
     def __init__(self, *, limit: int = SEEN_LIMIT) -> None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ConfigurationError(f"limit must be a positive int, not {limit!r}")
-        self._active: _Lru[str, m.OrderState] = _Lru(limit)  # order id -> last state, while active
-        self._final: _Lru[str, Rank] = _Lru(limit)  # order id -> its final rank
-        self._trades: _Lru[str, None] = _Lru(limit)  # trade ids delivered
-        self._lots: _Lru[str, int] = _Lru(limit)  # instrument uid -> lot size
+        self._active: Lru[str, m.OrderState] = Lru(limit)  # order id -> last state, while active
+        self._final: Lru[str, Rank] = Lru(limit)  # order id -> its final rank
+        self._trades: Lru[str, None] = Lru(limit)  # trade ids delivered
+        self._lots: Lru[str, int] = Lru(limit)  # instrument uid -> lot size
         # What recovery emitted, against which later live events are checked (see admit()).
-        self._recovered_orders: _Lru[str, Rank] = _Lru(limit)
-        self._recovered_trades: _Lru[str, None] = _Lru(limit)
+        self._recovered_orders: Lru[str, Rank] = Lru(limit)
+        self._recovered_trades: Lru[str, None] = Lru(limit)
 
     def delivered(self, event: StreamEvent, *, recovered: bool = False) -> None:
         """``event`` went out to the subscribers (``recovered``: it came from a recovery)."""

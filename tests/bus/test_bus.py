@@ -441,9 +441,10 @@ def test_messages_nats_dropped_on_the_consumers_side_are_a_gap(
         assert _wait(lambda: len(collect.events()) >= 2)
         link = consumer._transport_factory  # the consumer's NATS side
         if what == "slow consumer":
-            (transport,) = [t for t in link.transports if t.subscriptions()]
-            sub = transport.subscriptions()[0]
-            error = nats.errors.SlowConsumerError(sub.subject, "", sub._id, sub)
+            (transport,) = [t for t in link.transports if t.subjects()]
+            (subject,) = transport.subjects()
+            sub = transport._subs[subject]
+            error = nats.errors.SlowConsumerError(subject, "", sub._id, sub)
             called = link._nats_error(error)
         else:
             called = link._reconnected()
